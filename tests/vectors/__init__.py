@@ -1,0 +1,1 @@
+"""Reusable attack vectors (JWT, ...) shared by unit and end-to-end test suites."""
