@@ -1,0 +1,110 @@
+"""The ``bastion`` command line."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from bastion import __version__
+from bastion.errors import ConfigError
+
+__all__ = ["main"]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="bastion")
+def main() -> None:
+    """Bastion: an API security gateway for HTTP/JSON APIs."""
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Gateway config (YAML).",
+)
+@click.option(
+    "--server",
+    type=click.Choice(["granian", "uvicorn"]),
+    default=None,
+    help="Override listen.server.",
+)
+@click.option("--port", type=int, default=None, help="Override listen.port.")
+def gateway(config_path: str, server: str | None, port: int | None) -> None:
+    """Run the gateway. SIGHUP reloads the config (a bad one keeps the old serving)."""
+    from bastion.gateway.server import serve
+
+    try:
+        serve(config_path, server=server, port=port)
+    except ConfigError as exc:
+        click.echo(f"bastion: {exc}", err=True)
+        sys.exit(2)
+
+
+@main.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Gateway config (YAML).",
+)
+def check(config_path: str) -> None:
+    """Lint a config for insecure settings. Exits 1 on errors in production mode."""
+    from bastion.config import load_config
+    from bastion.config.lint import lint
+
+    try:
+        loaded = load_config(config_path)
+    except ConfigError as exc:
+        click.echo(f"bastion: {exc}", err=True)
+        sys.exit(2)
+    findings = lint(loaded)
+    for finding in findings:
+        click.echo(str(finding))
+    errors = [f for f in findings if f.severity == "error"]
+    mode = loaded.config.mode
+    click.echo(
+        f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s) in {mode} mode", err=True
+    )
+    if errors and mode == "production":
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line, then serve.")
+@click.option(
+    "--port", type=int, default=8080, show_default=True, help="Gateway port (0: any free port)."
+)
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Where demo keys and state go (default: ~/.local/state/bastion/demo).",
+)
+def demo(as_json: bool, port: int, state_dir: Path | None) -> None:
+    """Run a demo shop API behind the gateway, with example calls."""
+    from bastion.demo.runner import run_demo
+
+    run_demo(as_json=as_json, port=port, state_dir=state_dir)
+
+
+def _register_optional_commands() -> None:
+    """Commands whose modules are large are imported only when present."""
+    import importlib
+
+    for module, attr in (("bastion.identity.cli", "identity"), ("bastion.scanner.cli", "scan")):
+        try:
+            command = getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue
+            raise
+        main.add_command(command)
+
+
+_register_optional_commands()

@@ -1,0 +1,130 @@
+"""`bastion check`: findings about insecure or risky settings.
+
+An ``error`` finding stops the gateway from starting in production mode (and makes
+``bastion check`` exit 1); a ``warning`` is reported but allowed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from bastion.config import LoadedConfig
+from bastion.config.loader import KeyPath
+from bastion.secrets import weak_secret_reason
+
+__all__ = ["Finding", "lint"]
+
+Severity = Literal["error", "warning"]
+_SECRET_HEADER_HINTS = ("authorization", "key", "token", "secret", "password", "cookie")
+
+
+@dataclass(frozen=True)
+class Finding:
+    severity: Severity
+    code: str
+    message: str
+    location: str
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.severity}: {self.code}: {self.message}"
+
+
+def lint(loaded: LoadedConfig) -> list[Finding]:
+    """Every finding about ``loaded``, errors first."""
+    config, source = loaded.config, loaded.source
+    production = config.mode == "production"
+    findings: list[Finding] = []
+
+    def add(severity: Severity, code: str, message: str, path: KeyPath) -> None:
+        findings.append(Finding(severity, code, message, source.location(path)))
+
+    if config.listen.tls is None:
+        add(
+            "error" if production else "warning",
+            "plain-http",
+            "the listener serves plain HTTP; configure listen.tls (production mode requires it)",
+            ("listen",),
+        )
+    else:
+        for key in ("cert", "key"):
+            if not loaded.resolve(getattr(config.listen.tls, key)).is_file():
+                add(
+                    "error",
+                    "tls-file-missing",
+                    f"TLS {key} file does not exist",
+                    ("listen", "tls", key),
+                )
+
+    for name, upstream in config.upstreams.items():
+        if upstream.timeout is None:
+            add(
+                "error" if production else "warning",
+                "upstream-timeouts-missing",
+                "no connect/read/total timeouts: a slow upstream would hold connections forever "
+                "(defaults 5/30/60 s apply)",
+                ("upstreams", name),
+            )
+        host = urlsplit(upstream.url).hostname or ""
+        if upstream.url.startswith("http://") and not _is_loopback(host):
+            add(
+                "warning",
+                "upstream-plain-http",
+                f"upstream {name!r} is reached over plain HTTP on a non-loopback host",
+                ("upstreams", name, "url"),
+            )
+        if "@" in urlsplit(upstream.url).netloc:
+            add(
+                "error",
+                "inline-secret",
+                "credentials in the upstream URL; use headers with ${ENV}",
+                ("upstreams", name, "url"),
+            )
+        for header, value in upstream.headers.items():
+            if not any(h in header.lower() for h in _SECRET_HEADER_HINTS):
+                continue
+            path: KeyPath = ("upstreams", name, "headers", header)
+            if path not in source.from_env:
+                add(
+                    "error" if production else "warning",
+                    "inline-secret",
+                    "secret written inline in the config; use ${ENV}",
+                    path,
+                )
+            reason = weak_secret_reason(value.split(" ", 1)[-1])
+            if reason:
+                add("error", "weak-secret", f"the secret {reason}", path)
+
+    for index, api in enumerate(config.apis):
+        if api.cors is not None and "*" in api.cors.allow_origins:
+            add("warning", "cors-wildcard", "CORS allows any origin", ("apis", index, "cors"))
+        for r_index, route in enumerate(api.routes):
+            if not route.public:
+                add(
+                    "error",
+                    "route-without-authentication",
+                    f"route {api.base_path}{route.path} is not public: true but no "
+                    "authentication is configured for it",
+                    ("apis", index, "routes", r_index),
+                )
+
+    if config.audit.sink == "none":
+        add(
+            "error" if production else "warning",
+            "audit-disabled",
+            "audit.sink is none: requests leave no audit trail",
+            ("audit", "sink"),
+        )
+    findings.sort(key=lambda f: f.severity != "error")
+    return findings
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

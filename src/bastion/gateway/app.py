@@ -1,0 +1,472 @@
+"""The gateway as an ASGI application.
+
+One request passes, in order: request context (id, client IP, clock) -> framing and path
+checks -> route match (404/405) -> CORS preflight -> the route's request policies ->
+forward -> the route's response policies -> security headers -> send -> complete
+policies and the audit event (always, also for denials and errors).
+
+Exceptions become problem+json in one place (:func:`render_problem`); an unexpected
+exception is a generic 500, never a pass-through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+from bastion.errors import (
+    BadGateway,
+    BastionError,
+    InternalError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+)
+from bastion.gateway.headers import request_headers_for_upstream, response_headers_for_client
+from bastion.gateway.problem import render_problem
+from bastion.gateway.request import check_framing, normalize_path
+from bastion.gateway.runtime import RouteTarget, Runtime, UpstreamRuntime
+from bastion.gateway.upstream import UpstreamRequest, UpstreamTimeouts, map_upstream_errors
+from bastion.jsonutil import dumps
+from bastion.observability.audit import event_from_context
+from bastion.types import (
+    Headers,
+    Message,
+    Receive,
+    RequestContext,
+    Response,
+    Scope,
+    Send,
+    UpstreamResponse,
+)
+
+__all__ = ["Gateway"]
+
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
+_HEALTH_PREFIX = "/_bastion/health/"
+
+
+class Gateway:
+    """ASGI app. ``runtime`` may be swapped at any time by :meth:`swap` (hot reload)."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        *,
+        reload: Callable[[], Runtime] | None = None,
+        clock: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        self.runtime = runtime
+        self._reload = reload
+        self._clock = clock
+        self._inflight = 0
+        self._idle = asyncio.Event()
+        self._started = False
+        self._retired: list[Runtime] = []
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def startup(self) -> None:
+        if not self._started:
+            await self.runtime.startup()
+            self._started = True
+            for warning in self.runtime.warnings:
+                _log("config_warning", detail=warning)
+
+    async def shutdown(self, grace: float | None = None) -> None:
+        """Wait for in-flight requests (up to ``grace`` seconds), then close resources."""
+        timeout = grace if grace is not None else self.runtime.loaded.config.listen.graceful_timeout
+        if self._inflight:
+            self._idle.clear()
+            try:
+                await asyncio.wait_for(self._idle.wait(), timeout)
+            except TimeoutError:
+                _log("shutdown_timeout", inflight=self._inflight)
+        for old in self._retired:
+            await old.shutdown()
+        self._retired.clear()
+        await self.runtime.shutdown()
+
+    async def reload(self) -> bool:
+        """Build a runtime from the config file again; keep the old one on any error."""
+        if self._reload is None:
+            return False
+        try:
+            new = self._reload()
+            await new.startup()
+        except Exception as exc:  # a bad config must leave the old one serving
+            _log("reload_failed", detail=str(exc))
+            return False
+        old, self.runtime = self.runtime, new
+        self._retired.append(old)
+        asyncio.get_running_loop().call_later(
+            old.loaded.config.listen.graceful_timeout,
+            lambda: asyncio.ensure_future(self._retire(old)),
+        )
+        _log("reloaded", apis=len(new.loaded.config.apis))
+        for warning in new.warnings:
+            _log("config_warning", detail=warning)
+        return True
+
+    async def _retire(self, old: Runtime) -> None:
+        if old in self._retired:
+            self._retired.remove(old)
+            await old.shutdown()
+
+    # -- ASGI ------------------------------------------------------------------------------
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind == "http":
+            self._inflight += 1
+            try:
+                await self._handle(self.runtime, scope, receive, send)
+            finally:
+                self._inflight -= 1
+                if not self._inflight:
+                    self._idle.set()
+        elif kind == "lifespan":
+            await self._lifespan(receive, send)
+        elif kind == "websocket":
+            await send({"type": "websocket.close", "code": 1008})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                try:
+                    await self.startup()
+                except Exception as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.shutdown()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _handle(self, rt: Runtime, scope: Scope, receive: Receive, send: Send) -> None:
+        started = self._clock()
+        headers = Headers(scope["headers"])
+        client = scope.get("client")
+        peer = client[0] if client else "0.0.0.0"
+        incoming_id = headers.get("x-request-id")
+        request_id = (
+            incoming_id if incoming_id and _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+        )
+        ctx = RequestContext(
+            request_id=request_id,
+            method=scope["method"],
+            path=scope.get("path", "/"),
+            query_string=scope.get("query_string", b""),
+            headers=headers,
+            client_ip=rt.trusted.client_ip(peer, headers) if rt.trusted else peer,
+            peer_ip=peer,
+            scheme=scope.get("scheme", "http"),
+            started=started,
+            started_wall=time.time(),
+        )
+        response_started = False
+        target: RouteTarget | None = None
+
+        async def send_tracking(message: Message) -> None:
+            nonlocal response_started
+            if message["type"] == "http.response.start":
+                response_started = True
+                ctx.status = message["status"]
+            else:
+                ctx.bytes_out += len(message.get("body", b""))
+            await send(message)
+
+        try:
+            max_header, max_body, _ = rt.limits
+            declared = check_framing(headers, max_header_bytes=max_header, max_body_bytes=max_body)
+            raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
+            path, encoded_path = normalize_path(raw_path.split(b"?", 1)[0])
+            ctx.path = path
+            if path.startswith(_HEALTH_PREFIX):
+                await self._send(rt, ctx, await self._health(rt, path), send_tracking)
+                return
+            match = rt.router.match(ctx.method, path)
+            target = match.target
+            ctx.api, ctx.route, ctx.path_params = target.api.name, target.template, match.params
+            if target.preflight_only or (
+                ctx.method == "OPTIONS" and "access-control-request-method" in headers
+            ):
+                cors = target.api.cors
+                if cors is None or "access-control-request-method" not in headers:
+                    raise MethodNotAllowed(target.methods, reason="route.method_not_allowed")
+                await self._send(rt, ctx, cors.preflight(ctx), send_tracking)
+                return
+            for policy in target.request_policies:
+                local = await policy.on_request(ctx)
+                if local is not None:
+                    await self._send(rt, ctx, local, send_tracking, target)
+                    return
+            await self._forward(rt, ctx, target, receive, send_tracking, declared, encoded_path)
+        except BastionError as error:
+            ctx.error_reason = error.reason
+            ctx.status = ctx.status or error.status
+            if not response_started and not isinstance(error, _ClientGone):
+                problem = render_problem(error, request_id=ctx.request_id)
+                await self._send(rt, ctx, problem, send_tracking, target)
+        except Exception as exc:
+            ctx.error_reason = "internal_error"
+            _log(
+                "internal_error",
+                request_id=ctx.request_id,
+                error=type(exc).__name__,
+                trace=traceback.format_exc(limit=8),
+            )
+            if not response_started:
+                problem = render_problem(InternalError(), request_id=ctx.request_id)
+                await self._send(rt, ctx, problem, send_tracking, target)
+        finally:
+            if target is not None:
+                for policy in target.complete_policies:
+                    try:
+                        policy.on_complete(ctx)
+                    except Exception as exc:  # on_complete must not break the response
+                        _log("policy_complete_error", policy=policy.name, error=repr(exc))
+            if rt.audit.enabled:
+                rt.audit.emit(event_from_context(ctx, self._clock()))
+
+    async def _forward(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        target: RouteTarget,
+        receive: Receive,
+        send: Send,
+        declared_length: int | None,
+        encoded_path: str,
+    ) -> None:
+        max_body = rt.limits[1]
+        has_body = (declared_length is not None and declared_length > 0) or (
+            "transfer-encoding" in ctx.headers
+        )
+        body: bytes | AsyncIterator[bytes] | None = None
+        if has_body:
+            if target.needs_request_body or declared_length is None:
+                # Policies need it, or its length is unknown: buffer under the cap, so an
+                # oversized body is refused before anything reaches the upstream.
+                body = await _read_body(receive, max_body)
+                ctx.body = body
+                ctx.bytes_in = len(body)
+            else:
+                body = _stream_body(receive, max_body, ctx)
+        upstream = target.api.upstream
+        out_headers = request_headers_for_upstream(
+            ctx.headers,
+            client_ip=ctx.client_ip,
+            peer_trusted=rt.trusted.trusts(ctx.peer_ip),
+            scheme=ctx.scheme,
+            host=ctx.headers.get("host"),
+            request_id=ctx.request_id,
+        )
+        out_headers.extend(upstream.headers)
+        out_headers.extend(ctx.upstream_headers)
+        if isinstance(body, bytes | bytearray):
+            out_headers.append(("content-length", str(len(body))))
+        elif body is not None and declared_length is not None:
+            out_headers.append(("content-length", str(declared_length)))
+        url = upstream.base_url + encoded_path
+        if ctx.query_string:
+            url += "?" + ctx.query_string.decode("latin-1")
+        ctx.upstream = upstream.name
+        sent_at = self._clock()
+        try:
+            reply = await upstream.transport.send(
+                UpstreamRequest(ctx.method, url, out_headers, body, upstream.timeouts)
+            )
+        except BastionError:
+            if ctx.state.get("body_too_large"):
+                raise PayloadTooLarge(reason="limits.body_bytes") from None
+            raise
+        response = UpstreamResponse(reply.status, response_headers_for_client(reply.headers))
+        if target.needs_response_body and ctx.method != "HEAD":
+            response.body = await _buffer_reply(reply.chunks, rt.limits[2])
+        else:
+            response.stream = reply.chunks
+            length = next((v for k, v in reply.headers if k.lower() == "content-length"), None)
+            if length is not None and length.isdigit():
+                response.headers.append(("content-length", length))
+        ctx.upstream_latency = self._clock() - sent_at
+        for policy in target.response_policies:
+            await policy.on_response(ctx, response)
+        await self._send_upstream(rt, ctx, target, response, send)
+
+    async def _send_upstream(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        target: RouteTarget,
+        response: UpstreamResponse,
+        send: Send,
+    ) -> None:
+        headers = self._final_headers(rt, ctx, response.headers, target)
+        if response.body is not None:
+            headers = [(k, v) for k, v in headers if k != "content-length"]
+            headers.append(("content-length", str(len(response.body))))
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": _encode(headers)}
+        )
+        if response.body is not None:
+            await send({"type": "http.response.body", "body": response.body})
+            return
+        assert response.stream is not None
+        try:
+            async for chunk in response.stream:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        except BastionError as error:
+            # Headers are gone already: all we can do is end the response and record why.
+            ctx.error_reason = error.reason
+        await send({"type": "http.response.body", "body": b""})
+
+    async def _send(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        response: Response,
+        send: Send,
+        target: RouteTarget | None = None,
+    ) -> None:
+        headers = self._final_headers(rt, ctx, response.headers, target)
+        headers.append(("content-length", str(len(response.body))))
+        await send(
+            {"type": "http.response.start", "status": response.status, "headers": _encode(headers)}
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    def _final_headers(
+        self,
+        rt: Runtime,
+        ctx: RequestContext,
+        headers: list[tuple[str, str]],
+        target: RouteTarget | None,
+    ) -> list[tuple[str, str]]:
+        out = rt.security.apply(headers, authenticated=ctx.principal is not None)
+        out.append(("x-request-id", ctx.request_id))
+        if ctx.response_headers:
+            out.extend(ctx.response_headers)
+        if target is not None and target.api.cors is not None:
+            out.extend(target.api.cors.response_headers(ctx))
+        return out
+
+    async def _health(self, rt: Runtime, path: str) -> Response:
+        if path == "/_bastion/health/live":
+            return _json(200, {"status": "live"})
+        if path != "/_bastion/health/ready":
+            raise NotFound(reason="route.unknown_path")
+        checks = await asyncio.gather(*(_probe(u) for u in rt.upstreams.values()))
+        components = dict(zip(rt.upstreams, checks, strict=True))
+        for policy in rt.policies:
+            probe = getattr(policy, "ready", None)
+            if callable(probe):
+                components[policy.name] = bool(await probe())
+        ready = all(components.values())
+        return _json(
+            200 if ready else 503,
+            {"status": "ready" if ready else "not_ready", "checks": components},
+        )
+
+
+async def _probe(upstream: UpstreamRuntime) -> bool:
+    try:
+        if upstream.health_path:
+            reply = await upstream.transport.send(
+                UpstreamRequest(
+                    "GET",
+                    upstream.base_url + upstream.health_path,
+                    [],
+                    None,
+                    UpstreamTimeouts(connect=2.0, read=2.0, total=3.0),
+                )
+            )
+            async for _ in reply.chunks:
+                pass
+            return bool(reply.status < 500)
+        host, _, port = upstream.host_header.rpartition(":")
+        if not host:
+            host, port = (
+                upstream.host_header,
+                "443" if upstream.base_url.startswith("https") else "80",
+            )
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host.strip("[]"), int(port)), 2)
+        writer.close()
+        return True
+    except (BastionError, OSError, TimeoutError, ValueError):
+        return False
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(reason="limits.body_bytes")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+async def _stream_body(receive: Receive, limit: int, ctx: RequestContext) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise _ClientGone()
+        chunk = message.get("body", b"")
+        ctx.bytes_in += len(chunk)
+        if ctx.bytes_in > limit:
+            ctx.state["body_too_large"] = True
+            raise PayloadTooLarge(reason="limits.body_bytes")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _buffer_reply(chunks: AsyncIterator[bytes], limit: int) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    with map_upstream_errors():
+        async for chunk in chunks:
+            size += len(chunk)
+            if size > limit:
+                raise BadGateway(reason="upstream.response_too_large")
+            parts.append(chunk)
+    return b"".join(parts)
+
+
+class _ClientGone(BastionError):
+    """The client disconnected mid-request; nothing is sent, the audit records it."""
+
+    status = 499
+    code = "client_closed_request"
+    title = "Client closed request"
+
+
+def _json(status: int, body: Any) -> Response:
+    return Response(status, [("content-type", "application/json")], dumps(body))
+
+
+def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
+    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+
+
+def _log(event: str, **fields: Any) -> None:
+    """Operational log line (stderr), separate from the audit stream."""
+    record = {"time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "event": event, **fields}
+    sys.stderr.write(dumps(record).decode() + "\n")
+    sys.stderr.flush()

@@ -1,0 +1,114 @@
+"""Header rewriting between client and upstream (RFC 9110 §7.6.1, RFC 7239).
+
+Hop-by-hop headers never cross the gateway in either direction: ``Connection`` and every
+header it names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``,
+``Proxy-*``. Forwarding headers from an untrusted peer are dropped and rewritten, so a
+client cannot spoof its address. ``X-Bastion-*`` headers are the gateway's own channel to
+the upstream (the authenticated subject and roles): any the client sends are dropped.
+"""
+
+from __future__ import annotations
+
+from bastion.types import Headers
+
+__all__ = [
+    "HOP_BY_HOP",
+    "RESPONSE_HEADERS_REMOVED",
+    "request_headers_for_upstream",
+    "response_headers_for_client",
+]
+
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "proxy-connection",
+        "proxy-authenticate",
+        "proxy-authorization",
+    }
+)
+_FORWARDING = frozenset(
+    {
+        "x-forwarded-for",
+        "x-forwarded-proto",
+        "x-forwarded-host",
+        "x-forwarded-port",
+        "forwarded",
+        "x-real-ip",
+    }
+)
+RESPONSE_HEADERS_REMOVED = frozenset(
+    {"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "via"}
+)
+
+
+def _connection_listed(headers: Headers) -> set[str]:
+    listed: set[str] = set()
+    for value in headers.get_all("connection"):
+        listed.update(token.strip().lower() for token in value.split(",") if token.strip())
+    return listed
+
+
+def request_headers_for_upstream(
+    headers: Headers,
+    *,
+    client_ip: str,
+    peer_trusted: bool,
+    scheme: str,
+    host: str | None,
+    request_id: str,
+) -> list[tuple[str, str]]:
+    """The headers sent upstream, with forwarding headers written by us."""
+    drop = HOP_BY_HOP | _connection_listed(headers)
+    out: list[tuple[str, str]] = []
+    prior_xff: list[str] = []
+    for name, value in headers.items():
+        if name in drop or name.startswith("proxy-") or name == "host":
+            continue
+        if name in _FORWARDING:
+            if peer_trusted and name == "x-forwarded-for":
+                prior_xff.append(value)
+            continue
+        if name.startswith("x-bastion-") or name == "x-request-id" or name == "content-length":
+            continue
+        out.append((name, value))
+    xff = ", ".join([*prior_xff, client_ip]) if prior_xff else client_ip
+    out.append(("x-forwarded-for", xff))
+    out.append(("x-forwarded-proto", scheme))
+    node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
+    forwarded = f"for={node};proto={scheme}"
+    if host:
+        out.append(("x-forwarded-host", host))
+        if all(c.isalnum() or c in ".-:[]" for c in host):
+            forwarded += f";host={host}"
+        else:
+            forwarded += f';host="{host}"'
+    out.append(("forwarded", forwarded))
+    out.append(("x-request-id", request_id))
+    return out
+
+
+def response_headers_for_client(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Upstream response headers minus hop-by-hop, fingerprinting and CORS headers."""
+    listed: set[str] = set()
+    for name, value in headers:
+        if name.lower() == "connection":
+            listed.update(t.strip().lower() for t in value.split(","))
+    out = []
+    for name, value in headers:
+        lname = name.lower()
+        if (
+            lname in HOP_BY_HOP
+            or lname in listed
+            or lname in RESPONSE_HEADERS_REMOVED
+            or lname.startswith(("proxy-", "access-control-"))
+            or lname == "content-length"
+            or lname == "x-request-id"
+        ):
+            continue
+        out.append((lname, value))
+    return out

@@ -1,0 +1,187 @@
+"""Incoming request hygiene: path normalisation, framing checks, the real client IP.
+
+Everything here runs before routing, on every request, and refuses ambiguity rather than
+guessing: the path we match is exactly the path the upstream receives, so a path that two
+parsers could read differently (``/admin/..%2fusers``, ``/%2e%2e/``, ``/a%5cb``,
+``/..;/admin``) is a 400, never a pass-through.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from urllib.parse import quote, unquote_to_bytes
+
+from bastion.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, RequestSmuggling
+from bastion.types import Headers
+
+__all__ = ["TrustedProxies", "check_framing", "normalize_path"]
+
+_HEX = frozenset("0123456789abcdefABCDEF")
+# Characters left unescaped when re-encoding a decoded path for the upstream (RFC 3986 pchar).
+_PCHAR_SAFE = "/!$&'()*+,;=:@-._~"
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def normalize_path(raw_path: bytes) -> tuple[str, str]:
+    """Return ``(decoded_path, encoded_path)`` for a request target's path, or raise.
+
+    ``decoded_path`` is what routes match against; ``encoded_path`` is its canonical
+    percent-encoding, which is what the upstream receives.
+    """
+    if not raw_path.startswith(b"/"):
+        raise RequestSmuggling("The request path must start with '/'.", reason="path.not_absolute")
+    for byte in raw_path:
+        if byte < 0x21 or byte >= 0x7F or byte == 0x5C:  # controls, space, DEL, non-ASCII, '\'
+            raise RequestSmuggling(
+                "The request path contains a forbidden character.", reason="path.forbidden_byte"
+            )
+    text = raw_path.decode("ascii")
+    if "%" in text:
+        _check_escapes(text)
+        try:
+            decoded = unquote_to_bytes(text).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RequestSmuggling(
+                "The request path is not valid UTF-8.", reason="path.bad_utf8"
+            ) from None
+        for char in decoded:
+            if ord(char) < 0x20 or ord(char) == 0x7F:
+                raise RequestSmuggling(
+                    "The request path contains a control character.", reason="path.control_char"
+                )
+    else:
+        decoded = text
+    segments = decoded.split("/")
+    for index, segment in enumerate(segments[1:], start=1):
+        bare = segment.split(";", 1)[0]
+        if bare in (".", ".."):
+            raise RequestSmuggling(
+                "Dot segments are not allowed in the request path.", reason="path.dot_segment"
+            )
+        if segment == "" and index != len(segments) - 1:
+            raise RequestSmuggling(
+                "Empty path segments are not allowed.", reason="path.empty_segment"
+            )
+    encoded = quote(decoded, safe=_PCHAR_SAFE)
+    return decoded, encoded
+
+
+def _check_escapes(text: str) -> None:
+    i = 0
+    length = len(text)
+    while i < length:
+        if text[i] == "%":
+            pair = text[i + 1 : i + 3]
+            if len(pair) != 2 or pair[0] not in _HEX or pair[1] not in _HEX:
+                raise RequestSmuggling(
+                    "Malformed percent-encoding in the request path.", reason="path.bad_escape"
+                )
+            lowered = pair.lower()
+            if lowered in ("2f", "5c"):
+                raise RequestSmuggling(
+                    "Encoded '/' or '\\' is not allowed in the request path.",
+                    reason="path.encoded_separator",
+                )
+            if lowered == "00":
+                raise RequestSmuggling(
+                    "Encoded NUL is not allowed in the request path.", reason="path.nul"
+                )
+            if lowered == "25":
+                nxt = text[i + 3 : i + 5]
+                if len(nxt) == 2 and nxt[0] in _HEX and nxt[1] in _HEX:
+                    raise RequestSmuggling(
+                        "Double percent-encoding is not allowed.", reason="path.double_encoding"
+                    )
+            i += 3
+        else:
+            i += 1
+
+
+def check_framing(headers: Headers, *, max_header_bytes: int, max_body_bytes: int) -> int | None:
+    """Refuse ambiguous message framing (CL.TE / TE.CL smuggling) and oversized messages.
+
+    Returns the declared Content-Length (or None for chunked / no body).
+    """
+    if headers.size() > max_header_bytes:
+        raise HeadersTooLarge(reason="limits.header_bytes")
+    lengths = headers.get_all("content-length")
+    encodings = headers.get_all("transfer-encoding")
+    if lengths and encodings:
+        raise RequestSmuggling(
+            "Content-Length and Transfer-Encoding together are ambiguous.", reason="framing.cl_te"
+        )
+    if encodings:
+        values = [v.strip().lower() for item in encodings for v in item.split(",")]
+        if values != ["chunked"]:
+            raise RequestSmuggling(
+                "Only 'Transfer-Encoding: chunked' is accepted.", reason="framing.bad_te"
+            )
+        return None
+    if not lengths:
+        return None
+    distinct = {v.strip() for item in lengths for v in item.split(",")}
+    if len(distinct) != 1:
+        raise RequestSmuggling("Conflicting Content-Length values.", reason="framing.multi_cl")
+    value = distinct.pop()
+    if not value.isdigit() or not value.isascii() or len(value) > 18:
+        raise BadRequest("Invalid Content-Length.", reason="framing.bad_cl")
+    length = int(value)
+    if length > max_body_bytes:
+        raise PayloadTooLarge(reason="limits.body_bytes")
+    return length
+
+
+class TrustedProxies:
+    """Which TCP peers may tell us the client's address (X-Forwarded-For, Forwarded)."""
+
+    def __init__(self, cidrs: Sequence[str]) -> None:
+        self._networks = tuple(ipaddress.ip_network(c, strict=False) for c in cidrs)
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusts(self, address: str) -> bool:
+        if not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in net for net in self._networks)
+
+    def client_ip(self, peer: str, headers: Headers) -> str:
+        """The client address: the peer, unless the peer is a trusted proxy.
+
+        Behind trusted proxies, X-Forwarded-For is read right to left and the first address
+        that is not itself a trusted proxy is the client. A spoofed header from an
+        untrusted peer is ignored entirely.
+        """
+        if not self.trusts(peer):
+            return peer
+        chain = _forwarded_chain(headers)
+        for candidate in reversed(chain):
+            if not self.trusts(candidate):
+                return candidate
+        return chain[0] if chain else peer
+
+
+def _forwarded_chain(headers: Headers) -> list[str]:
+    chain: list[str] = []
+    for value in headers.get_all("x-forwarded-for"):
+        chain.extend(_valid_ip(part.strip()) for part in value.split(","))
+    if not chain:
+        for value in headers.get_all("forwarded"):
+            for element in value.split(","):
+                for pair in element.split(";"):
+                    key, _, val = pair.strip().partition("=")
+                    if key.lower() == "for":
+                        chain.append(_valid_ip(val.strip('"').strip("[]").split("]:")[0]))
+    return [ip for ip in chain if ip]
+
+
+def _valid_ip(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        return ""

@@ -1,0 +1,164 @@
+"""Real processes for integration tests: the test upstream and the gateway."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BASTION = str(Path(sys.executable).with_name("bastion"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
+                  timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            out = proc.stdout.read().decode() if proc.stdout else ""
+            err = proc.stderr.read().decode() if proc.stderr else ""
+            raise RuntimeError(f"process exited with {proc.returncode}: {out}\n{err}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"port {port} did not open")
+
+
+def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@dataclass
+class Upstream:
+    port: int
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def received(self) -> list[dict[str, Any]]:
+        if not self.log.exists():
+            return []
+        return [json.loads(line) for line in self.log.read_text().splitlines() if line]
+
+    def clear(self) -> None:
+        self.log.write_text("")
+
+
+@contextmanager
+def run_upstream(tmp: Path) -> Iterator[Upstream]:
+    port = free_port()
+    log = tmp / f"upstream-{port}.jsonl"
+    log.write_text("")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.upstream", "--port", str(port), "--log", str(log)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    try:
+        wait_for_port(port, proc)
+        yield Upstream(port, log)
+    finally:
+        stop(proc)
+
+
+@dataclass
+class GatewayProc:
+    port: int
+    proc: subprocess.Popen[bytes]
+    config: Path
+    audit: Path
+    scheme: str = "http"
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def audit_events(self) -> list[dict[str, Any]]:
+        if not self.audit.exists():
+            return []
+        return [json.loads(line) for line in self.audit.read_text().splitlines() if line]
+
+    def stderr_text(self) -> str:
+        return self._stderr.read_text() if self._stderr.exists() else ""
+
+    @property
+    def _stderr(self) -> Path:
+        return self.config.with_suffix(".stderr")
+
+
+@contextmanager
+def run_gateway(config_text: str, tmp: Path, *, server: str = "granian",
+                env: dict[str, str] | None = None, port: int | None = None,
+                scheme: str = "http") -> Iterator[GatewayProc]:
+    port = port or free_port()
+    config = tmp / f"gateway-{port}.yaml"
+    audit = tmp / f"audit-{port}.jsonl"
+    config.write_text(config_text.replace("{AUDIT}", str(audit)))
+    stderr = config.with_suffix(".stderr")
+    with stderr.open("wb") as err:
+        proc = subprocess.Popen(
+            [BASTION, "gateway", "--config", str(config), "--server", server, "--port", str(port)],
+            cwd=tmp, stdout=subprocess.DEVNULL, stderr=err,
+            env={**os.environ, **(env or {})},
+        )
+    try:
+        try:
+            wait_for_port(port, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{stderr.read_text()}") from None
+        yield GatewayProc(port, proc, config, audit, scheme)
+    finally:
+        stop(proc)
+
+
+def dev_config(upstream_url: str, *, extra: str = "", routes: str | None = None,
+               api_extra: str = "", upstream_extra: str = "") -> str:
+    """A development-mode config with public echo routes (plain HTTP on loopback)."""
+    routes = routes or """
+      - {path: /echo, methods: [GET, POST, PUT, PATCH, DELETE], public: true}
+      - {path: "/echo/{item_id}", methods: [GET, POST], public: true}
+      - {path: /slow, methods: [GET], public: true}
+      - {path: /big, methods: [GET], public: true}
+      - {path: /hop, methods: [GET], public: true}
+      - {path: "/status/{code}", methods: [GET], public: true}
+"""
+    return f"""version: 1
+mode: development
+audit: {{sink: file, path: "{{AUDIT}}"}}
+{extra}
+upstreams:
+  echo:
+    url: {upstream_url}
+    timeout: {{connect: 1, read: 2, total: 3}}
+{upstream_extra}
+apis:
+  - name: echo
+    upstream: echo
+{api_extra}
+    routes:{routes}
+"""
