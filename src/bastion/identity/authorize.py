@@ -1,0 +1,386 @@
+"""The authorization endpoint with its server-rendered login (RFC 6749 §4.1.1-§4.1.2).
+
+Order of checks (RFC 6749 §4.1.2.1, RFC 9700 §4.1): the client and its redirect URI are
+validated first, and any failure there is shown on an error page, never redirected
+(no open redirector). Everything after that is redirected back with ``error``, ``state``
+and ``iss`` (RFC 9207 §2). PKCE S256 is mandatory (RFC 7636, RFC 9700 §2.1.1).
+
+The login page works without JavaScript; forms carry a CSRF token bound to a
+``__Host-`` cookie (double submit, keyed). Password failures, unknown users, lockout and
+throttling all show one generic message. Second factor: a sealed, short-lived ticket
+carries the half-finished login to the TOTP page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from bastion.identity.clients import Client
+from bastion.identity.http import Form, parse_params, read_form
+from bastion.identity.oautherrors import InvalidRequest, OAuthError, UnsupportedResponseType
+from bastion.identity.redirects import RedirectError, match_redirect_uri
+from bastion.identity.rfc7636 import check_challenge
+from bastion.identity.sealing import new_token
+from bastion.identity.service import IdentityService
+from bastion.identity.users import GENERIC_LOGIN_ERROR, LoginFailed, User
+from bastion.jsonutil import JSONError, dumps, loads_strict
+
+__all__ = ["authorize_get", "authorize_post", "logout_get", "logout_post", "mfa_post"]
+
+CSRF_COOKIE = "__Host-bastion-csrf"
+_PARAMS = (
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "code_challenge",
+    "code_challenge_method",
+    "resource",
+)
+_MFA_TICKET_TTL = 300
+_ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+)
+PAGE_HEADERS = {
+    "Cache-Control": "no-store",
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "frame-ancestors 'none'; base-uri 'none'",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
+
+class PageError(Exception):
+    """Shown on an error page (never redirected): the client or redirect URI is unusable."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequest:
+    client: Client
+    redirect_uri: str
+    state: str | None
+    scope: list[str]
+    resource: str | None
+    code_challenge: str
+    params: list[tuple[str, str]]
+
+
+def _page(
+    template: str, status: int = 200, cookies: list[str] | None = None, **ctx: Any
+) -> Response:
+    ctx.setdefault("error", None)
+    html = _ENV.get_template(template).render(**ctx)
+    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
+    for cookie in cookies or []:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+def _error_page(message: str, status: int = 400) -> Response:
+    return _page("message.html", status, title="Cannot continue", message=message)
+
+
+def _redirect(uri: str, params: dict[str, str], cookies: list[str] | None = None) -> Response:
+    separator = "&" if "?" in uri else "?"
+    response = RedirectResponse(uri + separator + urlencode(params), status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    for cookie in cookies or []:
+        response.headers.append("set-cookie", cookie)
+    return response
+
+
+async def _parse(service: IdentityService, form: Form) -> AuthRequest:
+    """Validate an authorization request; PageError before the redirect URI is trusted."""
+    client_id = form.get("client_id")
+    client = await service.clients.get(client_id) if client_id and len(client_id) <= 128 else None
+    if client is None or client.disabled or "authorization_code" not in client.grant_types:
+        raise PageError("The application is not registered for sign-in.")
+    try:
+        redirect_uri = match_redirect_uri(form.get("redirect_uri", ""), client.redirect_uris)
+    except RedirectError:
+        raise PageError("The redirect address is not registered for this application.") from None
+    redirect_uri = form["redirect_uri"]
+    state = form.get("state")
+    params = [(k, form[k]) for k in _PARAMS if k in form] + [
+        ("resource", r) for r in form.many("resource")
+    ]
+    try:
+        if state is not None and len(state) > 1024:
+            raise InvalidRequest("state is too long")
+        if "request" in form or "request_uri" in form:
+            raise InvalidRequest("request objects are not supported")
+        if form.get("response_type") != "code":
+            raise UnsupportedResponseType("only response_type=code is supported")
+        challenge = check_challenge(form.get("code_challenge"), form.get("code_challenge_method"))
+        scope = service.resolve_scope(client, form.get("scope"))
+        resources = form.many("resource")
+        service.resolve_audience(client, resources)
+    except OAuthError as exc:
+        raise _Redirected(redirect_uri, exc, state) from None
+    return AuthRequest(
+        client, redirect_uri, state, scope, resources[0] if resources else None, challenge, params
+    )
+
+
+class _Redirected(Exception):
+    def __init__(self, redirect_uri: str, error: OAuthError, state: str | None) -> None:
+        super().__init__(error.code)
+        self.redirect_uri, self.error, self.state = redirect_uri, error, state
+
+
+def _error_redirect(service: IdentityService, exc: _Redirected) -> Response:
+    params = {"error": exc.error.code}
+    if exc.error.detail:
+        params["error_description"] = exc.error.detail
+    if exc.state is not None:
+        params["state"] = exc.state
+    params["iss"] = service.settings.issuer
+    return _redirect(exc.redirect_uri, params)
+
+
+def _csrf(request: Request, service: IdentityService) -> tuple[str, list[str]]:
+    """The CSRF token for this browser, and a Set-Cookie if the binding cookie is new."""
+    binding = request.cookies.get(CSRF_COOKIE)
+    cookies: list[str] = []
+    if not binding or len(binding) > 64:
+        binding = new_token(24)
+        cookies.append(f"{CSRF_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Strict")
+    return service.sealer.csrf(binding), cookies
+
+
+def _csrf_ok(request: Request, service: IdentityService, form: Form) -> bool:
+    binding = request.cookies.get(CSRF_COOKIE)
+    token = form.get("csrf_token", "")
+    return bool(binding) and service.sealer.csrf_ok(str(binding), token)
+
+
+def _mfa_required(service: IdentityService, client: Client, user: User) -> bool:
+    return service.settings.mfa.enforce or client.require_mfa or user.mfa_enrolled
+
+
+async def _finish(
+    service: IdentityService, req: AuthRequest, user_id: str, session_hash: str, cookies: list[str]
+) -> Response:
+    code = await service.grants.create_code(
+        client_id=req.client.client_id,
+        user_id=user_id,
+        session_hash=session_hash,
+        redirect_uri=req.redirect_uri,
+        scope=" ".join(req.scope),
+        resource=req.resource,
+        code_challenge=req.code_challenge,
+        now=service.clock(),
+    )
+    params = {"code": code}
+    if req.state is not None:
+        params["state"] = req.state
+    params["iss"] = service.settings.issuer
+    return _redirect(req.redirect_uri, params, cookies)
+
+
+def _login_page(
+    service: IdentityService,
+    req: AuthRequest,
+    csrf: str,
+    cookies: list[str],
+    error: str | None = None,
+    username: str = "",
+    status: int = 200,
+) -> Response:
+    return _page(
+        "login.html",
+        status,
+        cookies,
+        title="Sign in",
+        client_name=req.client.name,
+        action="authorize",
+        csrf=csrf,
+        params=req.params,
+        username=username,
+        max_password=service.settings.passwords.max_length,
+        error=error,
+    )
+
+
+async def authorize_get(request: Request) -> Response:
+    service: IdentityService = request.app.state.identity
+    try:
+        form = parse_params(request.url.query)
+        req = await _parse(service, form)
+    except PageError as exc:
+        return _error_page(str(exc))
+    except OAuthError as exc:
+        return _error_page(exc.detail or "The request is malformed.")
+    except _Redirected as exc:
+        return _error_redirect(service, exc)
+    now = service.clock()
+    session = await service.sessions.get(
+        request.cookies.get(service.sessions.settings.cookie_name), now
+    )
+    if session is not None:
+        user = await service.users.get(session.user_id)
+        if (
+            user is not None
+            and not user.disabled
+            and (session.mfa or not _mfa_required(service, req.client, user))
+        ):
+            return await _finish(service, req, user.id, session.id_hash, [])
+    csrf, cookies = _csrf(request, service)
+    return _login_page(service, req, csrf, cookies)
+
+
+async def _parse_post(request: Request) -> tuple[IdentityService, Form, AuthRequest | Response]:
+    service: IdentityService = request.app.state.identity
+    form = await read_form(request)
+    try:
+        return service, form, await _parse(service, form)
+    except PageError as exc:
+        return service, form, _error_page(str(exc))
+    except _Redirected as exc:
+        return service, form, _error_redirect(service, exc)
+
+
+async def authorize_post(request: Request) -> Response:
+    service, form, parsed = await _parse_post(request)
+    if isinstance(parsed, Response):
+        return parsed
+    req = parsed
+    csrf, cookies = _csrf(request, service)
+    if not _csrf_ok(request, service, form):
+        return _login_page(
+            service, req, csrf, cookies, "Your sign-in form expired. Please try again.", status=400
+        )
+    username = form.get("username", "")
+    now = service.clock()
+    try:
+        user = await service.users.authenticate(username, form.get("password", ""), now)
+    except LoginFailed as failure:
+        service.audit.emit(
+            "login.failure",
+            cause=failure.reason,
+            user=failure.user_id,
+            client_id=req.client.client_id,
+        )
+        if failure.reason == "login.locked_now":
+            service.audit.emit("login.locked", user=failure.user_id)
+        return _login_page(service, req, csrf, cookies, GENERIC_LOGIN_ERROR, username[:128], 401)
+    if _mfa_required(service, req.client, user):
+        if not user.mfa_enrolled:
+            service.audit.emit("login.failure", cause="mfa.not_enrolled", user=user.id)
+            return _error_page(
+                "Two-step verification is required for this account but is not "
+                "set up. Please contact your administrator.",
+                403,
+            )
+        ticket = service.sealer.seal(
+            dumps({"u": user.id, "exp": now + _MFA_TICKET_TTL, "c": csrf}), "mfa-ticket"
+        )
+        return _page(
+            "mfa.html",
+            200,
+            cookies,
+            title="Two-step verification",
+            action="authorize/mfa",
+            csrf=csrf,
+            ticket=ticket,
+            params=req.params,
+        )
+    raw, session = await service.sessions.create(user.id, mfa=False, now=now)
+    service.audit.emit("login.success", user=user.id, client_id=req.client.client_id, mfa=False)
+    return await _finish(
+        service, req, user.id, session.id_hash, [*cookies, service.sessions.cookie(raw)]
+    )
+
+
+async def mfa_post(request: Request) -> Response:
+    service, form, parsed = await _parse_post(request)
+    if isinstance(parsed, Response):
+        return parsed
+    req = parsed
+    csrf, cookies = _csrf(request, service)
+    now = service.clock()
+    try:
+        ticket = loads_strict(service.sealer.open(form.get("mfa_ticket", ""), "mfa-ticket"))
+    except (ValueError, JSONError):
+        ticket = None
+    if (
+        not _csrf_ok(request, service, form)
+        or not isinstance(ticket, dict)
+        or ticket.get("c") != csrf
+        or not isinstance(ticket.get("exp"), float | int)
+        or ticket["exp"] <= now
+    ):
+        return _login_page(
+            service, req, csrf, cookies, "Your sign-in expired. Please try again.", status=400
+        )
+    user = await service.users.get(str(ticket.get("u")))
+    if user is None or user.disabled or user.mfa_seed is None or user.locked_until > now:
+        return _login_page(service, req, csrf, cookies, GENERIC_LOGIN_ERROR, status=401)
+    if not await service.totp.verify(user.id, user.mfa_seed, form.get("otp", ""), now):
+        locked = await service.users.record_failure(user.id, now)
+        service.audit.emit("mfa.failure", user=user.id, client_id=req.client.client_id)
+        if locked:
+            service.audit.emit("login.locked", user=user.id)
+            return _login_page(service, req, csrf, cookies, GENERIC_LOGIN_ERROR, status=401)
+        return _page(
+            "mfa.html",
+            401,
+            cookies,
+            title="Two-step verification",
+            action="mfa",
+            csrf=csrf,
+            ticket=form.get("mfa_ticket", ""),
+            params=req.params,
+            error="The code is not valid. Please try again.",
+        )
+    await service.users.reset_failures(user.id)
+    raw, session = await service.sessions.create(user.id, mfa=True, now=now)
+    service.audit.emit("mfa.success", user=user.id)
+    service.audit.emit("login.success", user=user.id, client_id=req.client.client_id, mfa=True)
+    return await _finish(
+        service, req, user.id, session.id_hash, [*cookies, service.sessions.cookie(raw)]
+    )
+
+
+async def logout_get(request: Request) -> Response:
+    service: IdentityService = request.app.state.identity
+    csrf, cookies = _csrf(request, service)
+    return _page(
+        "message.html",
+        200,
+        cookies,
+        title="Sign out",
+        message="End your session?",
+        logout_form=True,
+        action="logout",
+        csrf=csrf,
+    )
+
+
+async def logout_post(request: Request) -> Response:
+    service: IdentityService = request.app.state.identity
+    form = await read_form(request)
+    if not _csrf_ok(request, service, form):
+        return _error_page("Your sign-out form expired. Please try again.")
+    raw = request.cookies.get(service.sessions.settings.cookie_name)
+    if raw:
+        await service.logout(raw)
+    return _page(
+        "message.html",
+        200,
+        [service.sessions.clear_cookie()],
+        title="Signed out",
+        message="You are signed out. Tokens issued in this session were revoked.",
+    )

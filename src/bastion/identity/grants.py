@@ -1,0 +1,352 @@
+"""Authorization codes and refresh-token families (RFC 6749 §4.1, §6; RFC 9700 §4.5, §4.14).
+
+* Codes: hashed at rest, ``code_ttl`` <= 60 s, bound to client, redirect URI and PKCE
+  challenge, redeemed by one atomic ``UPDATE … WHERE consumed_at IS NULL``. Each code
+  carries the id of the refresh family its redemption creates, so a second redemption
+  revokes everything the first produced (RFC 6749 §4.1.2, RFC 9700 §4.5).
+* Refresh tokens: opaque, hashed at rest, rotated on every use; consuming one is a single
+  conditional UPDATE, so of two concurrent refreshes exactly one wins. Presenting a spent
+  token revokes the whole family (reuse detection, RFC 9700 §4.14.2). Idle expiry per
+  token, absolute expiry per family.
+* Access tokens issued from a family are recorded (jti, exp) so revoking the family also
+  revokes them (RFC 7009 §2.1) and the gateway hears about each one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bastion.identity.schema import (
+    access_tokens,
+    auth_codes,
+    refresh_families,
+    refresh_tokens,
+    revoked_jtis,
+)
+from bastion.identity.sealing import Sealer, new_token
+from bastion.identity.settings import TokenSettings
+from bastion.identity.storage import Database
+
+__all__ = ["CodeGrant", "Grants", "RefreshGrant", "Revoked"]
+
+
+@dataclass(frozen=True, slots=True)
+class CodeGrant:
+    client_id: str
+    user_id: str
+    session_hash: str | None
+    redirect_uri: str
+    scope: str
+    resource: str | None
+    code_challenge: str
+    family_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshGrant:
+    family_id: str
+    client_id: str
+    user_id: str
+    scope: str
+    resource: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """What a revocation ended: access tokens (jti, exp) to announce to gateways."""
+
+    families: tuple[str, ...]
+    access_tokens: tuple[tuple[str, float], ...]
+
+
+class ReuseDetected(Exception):
+    def __init__(self, family_id: str, revoked: Revoked) -> None:
+        super().__init__("a spent credential was presented again")
+        self.family_id = family_id
+        self.revoked = revoked
+
+
+class Grants:
+    def __init__(self, db: Database, sealer: Sealer, settings: TokenSettings) -> None:
+        self._db = db
+        self._sealer = sealer
+        self._settings = settings
+
+    # -- authorization codes --------------------------------------------------------
+    async def create_code(
+        self,
+        *,
+        client_id: str,
+        user_id: str,
+        session_hash: str | None,
+        redirect_uri: str,
+        scope: str,
+        resource: str | None,
+        code_challenge: str,
+        now: float,
+    ) -> str:
+        code = new_token(32)
+        async with self._db.write() as conn:
+            await conn.execute(delete(auth_codes).where(auth_codes.c.expires_at < now - 3600))
+            await conn.execute(
+                insert(auth_codes).values(
+                    code_hash=self._sealer.digest(code),
+                    client_id=client_id,
+                    user_id=user_id,
+                    session_hash=session_hash,
+                    redirect_uri=redirect_uri,
+                    scope=scope,
+                    resource=resource,
+                    code_challenge=code_challenge,
+                    family_id=new_token(16),
+                    expires_at=now + self._settings.code_ttl,
+                    consumed_at=None,
+                )
+            )
+        return code
+
+    async def redeem_code(self, code: str, now: float) -> CodeGrant | None:
+        """Consume ``code`` atomically. ``None`` if unknown or expired.
+
+        Raises :class:`ReuseDetected` (after revoking the family) if already consumed.
+        """
+        if not 0 < len(code) <= 256:
+            return None
+        digest = self._sealer.digest(code)
+        async with self._db.write() as conn:
+            won = await conn.execute(
+                update(auth_codes)
+                .where(auth_codes.c.code_hash == digest, auth_codes.c.consumed_at.is_(None))
+                .values(consumed_at=now)
+            )
+            row = (
+                await conn.execute(select(auth_codes).where(auth_codes.c.code_hash == digest))
+            ).first()
+            if row is None:
+                return None
+            if won.rowcount != 1:
+                revoked = await self._revoke_families(conn, [row.family_id], "code_reuse", now)
+                raise ReuseDetected(row.family_id, revoked)
+        if row.expires_at <= now:
+            return None
+        return CodeGrant(
+            client_id=row.client_id,
+            user_id=row.user_id,
+            session_hash=row.session_hash,
+            redirect_uri=row.redirect_uri,
+            scope=row.scope,
+            resource=row.resource,
+            code_challenge=row.code_challenge,
+            family_id=row.family_id,
+        )
+
+    # -- refresh families -----------------------------------------------------------
+    async def start_family(
+        self, grant: CodeGrant, now: float, *, issue_refresh: bool
+    ) -> str | None:
+        """Create the family a redeemed code produced; returns its first refresh token."""
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(refresh_families).values(
+                    family_id=grant.family_id,
+                    client_id=grant.client_id,
+                    user_id=grant.user_id,
+                    session_hash=grant.session_hash,
+                    created_at=now,
+                    expires_at=now + self._settings.refresh_absolute_ttl,
+                    revoked_at=None,
+                    revoked_reason=None,
+                )
+            )
+            if not issue_refresh:
+                return None
+            return await self._new_refresh(conn, grant.family_id, grant.scope, grant.resource, now)
+
+    async def _new_refresh(
+        self, conn: AsyncConnection, family_id: str, scope: str, resource: str | None, now: float
+    ) -> str:
+        token = new_token(32)
+        await conn.execute(
+            insert(refresh_tokens).values(
+                token_hash=self._sealer.digest(token),
+                family_id=family_id,
+                scope=scope,
+                resource=resource,
+                created_at=now,
+                expires_at=now + self._settings.refresh_idle_ttl,
+                consumed_at=None,
+            )
+        )
+        return token
+
+    async def family_active(self, family_id: str, now: float) -> bool:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(refresh_families.c.revoked_at, refresh_families.c.expires_at).where(
+                        refresh_families.c.family_id == family_id
+                    )
+                )
+            ).first()
+        return row is not None and row.revoked_at is None and row.expires_at > now
+
+    async def rotate(
+        self, token: str, client_id: str, now: float
+    ) -> tuple[RefreshGrant, str] | None:
+        """Spend ``token`` and return its grant plus the next token; ``None`` if invalid.
+
+        Raises :class:`ReuseDetected` (after revoking the family) on a spent token.
+        """
+        if not 0 < len(token) <= 256:
+            return None
+        digest = self._sealer.digest(token)
+        async with self._db.write() as conn:
+            won = await conn.execute(
+                update(refresh_tokens)
+                .where(
+                    refresh_tokens.c.token_hash == digest, refresh_tokens.c.consumed_at.is_(None)
+                )
+                .values(consumed_at=now)
+            )
+            joined = refresh_tokens.join(
+                refresh_families, refresh_tokens.c.family_id == refresh_families.c.family_id
+            )
+            row = (
+                await conn.execute(
+                    select(
+                        refresh_tokens,
+                        refresh_families.c.client_id,
+                        refresh_families.c.user_id,
+                        refresh_families.c.revoked_at,
+                        refresh_families.c.expires_at.label("family_exp"),
+                    )
+                    .select_from(joined)
+                    .where(refresh_tokens.c.token_hash == digest)
+                )
+            ).first()
+            if row is None or row.client_id != client_id:
+                return None
+            if won.rowcount != 1:
+                revoked = await self._revoke_families(conn, [row.family_id], "refresh_reuse", now)
+                raise ReuseDetected(row.family_id, revoked)
+            if row.revoked_at is not None or row.expires_at <= now or row.family_exp <= now:
+                return None
+            grant = RefreshGrant(row.family_id, row.client_id, row.user_id, row.scope, row.resource)
+            nxt = await self._new_refresh(conn, row.family_id, row.scope, row.resource, now)
+        return grant, nxt
+
+    async def refresh_info(self, token: str, now: float) -> RefreshGrant | None:
+        """An active (unspent, unexpired, unrevoked) refresh token's grant, for introspection."""
+        digest = self._sealer.digest(token)
+        joined = refresh_tokens.join(
+            refresh_families, refresh_tokens.c.family_id == refresh_families.c.family_id
+        )
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(
+                    select(
+                        refresh_tokens,
+                        refresh_families.c.client_id,
+                        refresh_families.c.user_id,
+                        refresh_families.c.revoked_at,
+                        refresh_families.c.expires_at.label("family_exp"),
+                    )
+                    .select_from(joined)
+                    .where(refresh_tokens.c.token_hash == digest)
+                )
+            ).first()
+        if (
+            row is None
+            or row.consumed_at is not None
+            or row.revoked_at is not None
+            or min(row.expires_at, row.family_exp) <= now
+        ):
+            return None
+        return RefreshGrant(row.family_id, row.client_id, row.user_id, row.scope, row.resource)
+
+    # -- access tokens and revocation -----------------------------------------------
+    async def record_access(self, jti: str, family_id: str, exp: float) -> None:
+        async with self._db.write() as conn:
+            await conn.execute(
+                insert(access_tokens).values(jti=jti, family_id=family_id, expires_at=exp)
+            )
+
+    async def revoke_jti(self, jti: str, exp: float, now: float) -> bool:
+        async with self._db.write() as conn:
+            await conn.execute(delete(revoked_jtis).where(revoked_jtis.c.expires_at < now))
+            exists = (
+                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
+            ).first()
+            if exists is None:
+                await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
+        return exists is None
+
+    async def is_revoked(self, jti: str) -> bool:
+        async with self._db.read() as conn:
+            row = (
+                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
+            ).first()
+        return row is not None
+
+    async def revoke_family(self, family_id: str, reason: str, now: float) -> Revoked:
+        async with self._db.write() as conn:
+            return await self._revoke_families(conn, [family_id], reason, now)
+
+    async def revoke_for(
+        self,
+        *,
+        user_id: str | None = None,
+        session_hash: str | None = None,
+        reason: str,
+        now: float,
+    ) -> Revoked:
+        """Revoke every live family of a user or of a session."""
+        column = (
+            refresh_families.c.user_id if user_id is not None else refresh_families.c.session_hash
+        )
+        value = user_id if user_id is not None else session_hash
+        async with self._db.write() as conn:
+            rows = await conn.execute(
+                select(refresh_families.c.family_id).where(
+                    and_(column == value, refresh_families.c.revoked_at.is_(None))
+                )
+            )
+            return await self._revoke_families(conn, [r.family_id for r in rows], reason, now)
+
+    async def _revoke_families(
+        self, conn: AsyncConnection, families: Sequence[str], reason: str, now: float
+    ) -> Revoked:
+        if not families:
+            return Revoked((), ())
+        await conn.execute(
+            update(refresh_families)
+            .where(
+                refresh_families.c.family_id.in_(families), refresh_families.c.revoked_at.is_(None)
+            )
+            .values(revoked_at=now, revoked_reason=reason)
+        )
+        await conn.execute(
+            update(refresh_tokens)
+            .where(refresh_tokens.c.family_id.in_(families), refresh_tokens.c.consumed_at.is_(None))
+            .values(consumed_at=now)
+        )
+        live = [
+            (r.jti, r.expires_at)
+            for r in await conn.execute(
+                select(access_tokens.c.jti, access_tokens.c.expires_at).where(
+                    access_tokens.c.family_id.in_(families), access_tokens.c.expires_at > now
+                )
+            )
+        ]
+        for jti, exp in live:
+            exists = (
+                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
+            ).first()
+            if exists is None:
+                await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
+        await conn.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
+        return Revoked(tuple(families), tuple(live))

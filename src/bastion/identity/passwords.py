@@ -1,0 +1,141 @@
+"""Password hashing (Argon2id) and the NIST SP 800-63B-4 §3.1.1.2 password rules.
+
+Rules: at least ``min_length`` characters (15; 8 when MFA is enforced), at least 64
+allowed, every printable character and space allowed, no composition rules, Unicode
+normalised with NFKC before counting and hashing, refused when found in the shipped
+blocklist of common and breached passwords (also after stripping trailing digits and
+symbols), when repetitive or sequential, or when it is a derivative of a context word
+(the username, the email address, the service name). Each refusal says why.
+
+Hashes are Argon2id (RFC 9106); :meth:`PasswordHasher.needs_rehash` tells the login path
+to rehash when the configured parameters change.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable
+from functools import lru_cache
+from pathlib import Path
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from bastion.identity.settings import Argon2Settings, PasswordSettings
+
+__all__ = ["PasswordHasher", "PasswordPolicy", "PasswordRejected", "load_blocklist", "normalize"]
+
+_BLOCKLIST = Path(__file__).parent / "data" / "common-passwords.txt"
+_SEQUENCES = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiopasdfghjklzxcvbnm")
+_TRAILING = re.compile(r"[\d\W_]+$")
+
+
+class PasswordRejected(ValueError):
+    """The password breaks one or more rules; ``reasons`` is a list of sentences."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        self.reasons = reasons
+        super().__init__("; ".join(reasons))
+
+
+def normalize(password: str) -> str:
+    return unicodedata.normalize("NFKC", password)
+
+
+@lru_cache(maxsize=4)
+def load_blocklist(extra: Path | None = None) -> frozenset[str]:
+    words: set[str] = set()
+    for file in (_BLOCKLIST, extra):
+        if file is None:
+            continue
+        for line in file.read_text(encoding="utf-8").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                words.add(normalize(line).casefold())
+    return frozenset(words)
+
+
+def _repetitive_or_sequential(text: str) -> bool:
+    lowered = text.casefold()
+    if len(set(lowered)) <= 2:
+        return True
+    for seq in _SEQUENCES:
+        for source in (seq, seq[::-1]):
+            if len(lowered) >= 4 and lowered in source * 2:
+                return True
+    for period in range(1, len(lowered) // 2 + 1):
+        if len(lowered) % period == 0 and lowered == lowered[:period] * (len(lowered) // period):
+            return period <= 4
+    return False
+
+
+class PasswordPolicy:
+    def __init__(self, settings: PasswordSettings, *, mfa_enforced: bool = False) -> None:
+        self.settings = settings
+        self.min_length = settings.min_length_with_mfa if mfa_enforced else settings.min_length
+        self.max_length = settings.max_length
+        self._blocklist = load_blocklist(settings.blocklist_file)
+
+    def check(self, password: str, *, context: Iterable[str] = ()) -> str:
+        """Return the normalised password or raise :class:`PasswordRejected` with reasons."""
+        text = normalize(password)
+        reasons: list[str] = []
+        if len(text) < self.min_length:
+            reasons.append(f"must be at least {self.min_length} characters long")
+        if len(text) > self.max_length:
+            reasons.append(f"must be at most {self.max_length} characters long")
+        if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
+            reasons.append("must not contain control characters")
+        folded = text.casefold()
+        stripped = _TRAILING.sub("", folded)
+        if folded in self._blocklist or stripped in self._blocklist:
+            reasons.append("is a commonly used or breached password")
+        elif _repetitive_or_sequential(folded) or _repetitive_or_sequential(stripped or folded):
+            reasons.append("is repetitive or sequential")
+        for word in self._context_words(context):
+            if word not in folded:
+                continue
+            rest = folded.replace(word, "")
+            if len(rest) < 8 or not re.search(r"[^\d\W_]", rest):
+                reasons.append("is derived from the username, email or service name")
+                break
+        if reasons:
+            raise PasswordRejected(reasons)
+        return text
+
+    @staticmethod
+    def _context_words(context: Iterable[str]) -> set[str]:
+        words = {"bastion"}
+        for item in context:
+            value = normalize(item).casefold()
+            words.add(value)
+            words.update(p for p in re.split(r"[@.\-_+\s]", value) if p)
+        return {w for w in words if len(w) >= 3}
+
+
+class PasswordHasher:
+    """Argon2id with the configured cost; a dummy hash equalises unknown-user timing."""
+
+    def __init__(self, params: Argon2Settings) -> None:
+        self._hasher = argon2.PasswordHasher(
+            time_cost=params.time_cost,
+            memory_cost=params.memory_cost,
+            parallelism=params.parallelism,
+            type=argon2.Type.ID,
+        )
+        self._dummy = self._hasher.hash("bastion-identity-dummy-password")
+
+    def hash(self, normalized_password: str) -> str:
+        return self._hasher.hash(normalized_password)
+
+    def verify(self, stored_hash: str | None, password: str) -> bool:
+        """Constant work whether or not the user exists (``stored_hash=None``)."""
+        try:
+            self._hasher.verify(stored_hash or self._dummy, normalize(password))
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+        return stored_hash is not None
+
+    def needs_rehash(self, stored_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(stored_hash)
