@@ -1,0 +1,211 @@
+"""Reading OpenAPI documents from disk and bundling multi-file ``$ref``\\ s into one.
+
+Files are YAML (a safe loader that rejects duplicate keys) or JSON
+(:func:`bastion.jsonutil.loads_strict`). Mapping keys become strings (``200:`` in YAML is an
+integer) and YAML timestamps stay strings, so the result is plain JSON data.
+
+:class:`Bundle` turns a root document and the files it references into one self-contained
+document: a reference into another file (``common.yaml#/components/schemas/Error``) is
+replaced by a copy of its target, with the references inside that copy resolved relative to
+*its* file (OpenAPI 3.1 §4.8.23 / JSON Reference resolution against the document's URI).
+Cycles through other files are hoisted into ``#/components/schemas``. Remote references
+(``http:``, ``https:`` …) are refused: the gateway never fetches a contract over the network.
+Every inlined node remembers its origin so that errors can name the right file and pointer.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from bastion.errors import ConfigError
+from bastion.jsonutil import JSONError, loads_strict
+
+__all__ = ["Bundle", "escape_pointer", "read_document", "resolve_pointer", "unescape_pointer"]
+
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
+
+
+def escape_pointer(token: str | int) -> str:
+    """One RFC 6901 reference token."""
+    return str(token).replace("~", "~0").replace("/", "~1")
+
+
+def unescape_pointer(token: str) -> str:
+    return token.replace("~1", "/").replace("~0", "~")
+
+
+def resolve_pointer(document: Any, pointer: str, *, location: str) -> Any:
+    """Resolve an RFC 6901 pointer (``""`` or ``"/a/b"``); ConfigError when it does not exist."""
+    if pointer in ("", "/"):
+        return document
+    if not pointer.startswith("/"):
+        raise ConfigError(f"$ref fragment {pointer!r} is not a JSON pointer", location=location)
+    node = document
+    for raw in pointer[1:].split("/"):
+        token = unescape_pointer(raw)
+        if isinstance(node, dict) and token in node:
+            node = node[token]
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            raise ConfigError(f"$ref target #{pointer} does not exist", location=location)
+    return node
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys and keeps timestamps as strings."""
+
+
+def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    result: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in result:
+            mark = key_node.start_mark
+            raise ConfigError(f"duplicate key {key!r} at line {mark.line + 1}")
+        result[key] = loader.construct_object(value_node, deep=True)
+    return result
+
+
+def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {
+            str(k).lower() if isinstance(k, bool) else str(k): _plain(v) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, _dt.date | _dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def read_document(path: Path) -> Any:
+    """Read one YAML or JSON file into plain JSON data; ConfigError names the file."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", location=str(path)) from exc
+    try:
+        if path.suffix.lower() == ".json":
+            return loads_strict(data, max_depth=512)
+        return _plain(yaml.load(data, Loader=_StrictLoader))  # noqa: S506 - strict SafeLoader
+    except JSONError as exc:
+        raise ConfigError(f"invalid JSON: {exc}", location=str(path)) from exc
+    except ConfigError as exc:
+        raise ConfigError(str(exc), location=str(path)) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", location=str(path)) from exc
+
+
+class Bundle:
+    """A root document with every other file it references inlined (see module docstring)."""
+
+    def __init__(self, root_path: Path) -> None:
+        self.root_path = root_path.resolve()
+        self._docs: dict[Path, Any] = {}
+        #: id(inlined node) -> (file, pointer inside that file)
+        self.origins: dict[int, tuple[Path, str]] = {}
+        self._stack: list[tuple[Path, str]] = []
+        self._hoisted: dict[tuple[Path, str], str] = {}
+        self._done: dict[tuple[Path, str], Any] = {}
+        self.document = self._doc(self.root_path)
+        if not isinstance(self.document, dict):
+            raise ConfigError("an OpenAPI document must be a mapping", location=str(root_path))
+        self.document = self._walk(self.document, self.root_path, "")
+        self.files: tuple[Path, ...] = tuple(self._docs)
+
+    def _doc(self, path: Path) -> Any:
+        if path not in self._docs:
+            self._docs[path] = read_document(path)
+        return self._docs[path]
+
+    def _walk(self, node: Any, file: Path, pointer: str) -> Any:
+        if isinstance(node, list):
+            return [self._walk(v, file, f"{pointer}/{i}") for i, v in enumerate(node)]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            return self._reference(node, ref, file, pointer)
+        return {k: self._walk(v, file, f"{pointer}/{escape_pointer(k)}") for k, v in node.items()}
+
+    def _reference(self, node: dict[str, Any], ref: str, file: Path, pointer: str) -> Any:
+        location = f"{file}: {pointer or '/'}/$ref"
+        target_part, _, fragment = ref.partition("#")
+        if _SCHEME.match(target_part):
+            raise ConfigError(f"remote $ref {ref!r} is not allowed", location=location)
+        target_file = (file.parent / target_part).resolve() if target_part else file
+        siblings = {k: v for k, v in node.items() if k != "$ref"}
+        if target_file == self.root_path:
+            out: dict[str, Any] = {"$ref": "#" + fragment}
+            out.update(self._walk(siblings, file, pointer))
+            return out
+        if not target_file.is_file():
+            raise ConfigError(f"$ref file {target_part!r} not found", location=location)
+        key = (target_file, fragment)
+        if key in self._stack:
+            name = self._hoisted.setdefault(key, f"x-bastion-ext-{len(self._hoisted) + 1}")
+            return {"$ref": f"#/components/schemas/{name}"}
+        if key in self._done:
+            content = copy.deepcopy(self._done[key])
+        else:
+            target = resolve_pointer(self._doc(target_file), fragment, location=location)
+            self._stack.append(key)
+            content = self._walk(target, target_file, fragment)
+            self._stack.pop()
+            if key in self._hoisted:
+                schemas = self.document.setdefault("components", {}).setdefault("schemas", {})
+                schemas[self._hoisted[key]] = content
+                self.origins[id(content)] = key
+                content = {"$ref": f"#/components/schemas/{self._hoisted[key]}"}
+            self._done[key] = content
+            content = copy.deepcopy(content)
+        if isinstance(content, dict):
+            self.origins[id(content)] = key
+            if siblings:
+                extra = self._walk(siblings, file, pointer)
+                content = (
+                    dict(content, **extra)
+                    if "$ref" not in content
+                    else {
+                        "allOf": [content],
+                        **extra,
+                    }
+                )
+                self.origins[id(content)] = key
+        return content
+
+    def locate(self, path: list[str | int]) -> str:
+        """Name ``file: /pointer`` for a path in the bundled document (origin-aware)."""
+        file, base, rest = self.root_path, "", []
+        node: Any = self.document
+        for token in path:
+            if isinstance(node, dict) and str(token) in node:
+                node = node[str(token)]
+            elif isinstance(node, list) and isinstance(token, int) and token < len(node):
+                node = node[token]
+            else:
+                rest.append(escape_pointer(token))
+                node = None
+                continue
+            rest.append(escape_pointer(token))
+            origin = self.origins.get(id(node))
+            if origin is not None:
+                file, base, rest = origin[0], origin[1], []
+        pointer = base + "".join("/" + r for r in rest)
+        return f"{file}: {pointer or '/'}"

@@ -1,0 +1,92 @@
+"""Client-safe validation error entries: ``{"pointer": ..., "detail": ...}``.
+
+Messages are built from the failing keyword and its limit, never from the instance: a
+rejected value (which may be a password or a naughty string) is not echoed back or logged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import jsonschema_rs
+
+from bastion.contract.documents import escape_pointer
+
+__all__ = ["MAX_ERRORS", "ErrorEntry", "entries_for", "pointer"]
+
+MAX_ERRORS = 20
+ErrorEntry = dict[str, str]
+
+
+def pointer(prefix: str, path: Iterable[str | int]) -> str:
+    return prefix + "".join("/" + escape_pointer(token) for token in path)
+
+
+def _detail(kind: Any) -> str:
+    name = kind.name
+    value = kind.as_dict()
+    templates = {
+        "type": "must be of type {types}",
+        "maxLength": "must be at most {limit} characters long",
+        "minLength": "must be at least {limit} characters long",
+        "maxItems": "must have at most {limit} items",
+        "minItems": "must have at least {limit} items",
+        "maxProperties": "must have at most {limit} properties",
+        "minProperties": "must have at least {limit} properties",
+        "maximum": "must be at most {limit}",
+        "minimum": "must be at least {limit}",
+        "exclusiveMaximum": "must be less than {limit}",
+        "exclusiveMinimum": "must be greater than {limit}",
+        "multipleOf": "must be a multiple of {multiple_of}",
+        "format": "is not a valid {format}",
+        "pattern": "does not match the required pattern",
+        "enum": "is not one of the allowed values",
+        "constant": "is not the allowed value",
+        "uniqueItems": "must not contain duplicate items",
+        "falseSchema": "is not allowed here (read-only or forbidden)",
+        "oneOfNotValid": "does not match any allowed shape",
+        "oneOfMultipleValid": "matches more than one allowed shape",
+        "anyOf": "does not match any allowed shape",
+        "not": "matches a forbidden shape",
+        "contains": "does not contain a required item",
+        "propertyNames": "has a property name that is not allowed",
+    }
+    template = templates.get(name)
+    if template is None:
+        return "is invalid"
+    if "types" in value:
+        value["types"] = " or ".join(str(t) for t in value["types"])
+    try:
+        return template.format(**value)
+    except (KeyError, IndexError):
+        return template.split(" {")[0]
+
+
+def entries_for(
+    prefix: str, errors: Iterable[jsonschema_rs.ValidationError], limit: int = MAX_ERRORS
+) -> list[ErrorEntry]:
+    """Turn jsonschema-rs errors into entries; unexpected properties get their own pointer."""
+    entries: list[ErrorEntry] = []
+    for error in errors:
+        kind = error.kind
+        name = kind.name
+        base = list(error.instance_path)
+        if name in ("additionalProperties", "unevaluatedProperties"):
+            for prop in kind.as_dict().get("unexpected", ()):
+                entries.append(
+                    {"pointer": pointer(prefix, [*base, prop]), "detail": "unknown property"}
+                )
+        elif name == "required":
+            prop = kind.as_dict().get("property", "")
+            entries.append(
+                {
+                    "pointer": pointer(prefix, [*base, prop]),
+                    "detail": "required property is missing",
+                }
+            )
+        else:
+            entries.append({"pointer": pointer(prefix, base), "detail": _detail(kind)})
+        if len(entries) >= limit:
+            break
+    return entries[:limit]

@@ -1,0 +1,107 @@
+"""Request bodies: media type negotiation (415), strict parsing and validation (400).
+
+JSON media types (``application/json``, ``*+json``) are parsed with
+:func:`bastion.jsonutil.loads_strict` (duplicate keys, NaN/Infinity, invalid UTF-8 and
+nesting deeper than ``ContractLimits.max_depth`` are refused) and validated; a ``charset``
+other than UTF-8 is a 415. ``application/x-www-form-urlencoded`` bodies are decoded like a
+query string, coerced to the schema's property types and validated. Other declared media
+types (multipart, binary) are only size-checked.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import jsonschema_rs
+
+from bastion.contract.media import is_json, match_media, parse_media_type
+from bastion.contract.messages import ErrorEntry, entries_for
+from bastion.contract.parameters import Coercer, StyleError, make_coercer, parse_query
+from bastion.contract.schema import resolve_local, schema_types
+from bastion.jsonutil import JSONError, loads_strict
+
+__all__ = ["BodyRule", "FormDecoder"]
+
+_FORM = "application/x-www-form-urlencoded"
+
+
+@dataclass(frozen=True)
+class FormDecoder:
+    """Decodes an urlencoded body into an object typed by the schema's properties."""
+
+    coercers: Mapping[str, Coercer]
+    arrays: frozenset[str]
+
+    @classmethod
+    def build(cls, document: Mapping[str, Any], schema: Any) -> FormDecoder:
+        resolved, _ = resolve_local(document, schema)
+        props = resolved.get("properties") or {} if isinstance(resolved, Mapping) else {}
+        coercers: dict[str, Coercer] = {}
+        arrays: set[str] = set()
+        for name, sub in props.items():
+            types = schema_types(document, sub)
+            if "array" in types:
+                arrays.add(name)
+                item, _ = resolve_local(document, sub)
+                types = schema_types(document, item.get("items", {}))
+            coercers[name] = make_coercer(types)
+        return cls(coercers, frozenset(arrays))
+
+    def decode(self, body: bytes) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name, raw in parse_query(body):
+            value = self.coercers.get(name, str)(raw)
+            if name in self.arrays:
+                result.setdefault(name, []).append(value)
+            elif name in result:
+                raise StyleError(f"field {name!r} repeated")
+            else:
+                result[name] = value
+        return result
+
+
+@dataclass(frozen=True)
+class BodyRule:
+    """One declared request media type."""
+
+    media: str
+    validator: jsonschema_rs.Validator | None
+    form: FormDecoder | None
+
+    @staticmethod
+    def select(
+        bodies: Mapping[str, BodyRule], content_type: str | None
+    ) -> tuple[BodyRule | None, str | None]:
+        parsed = parse_media_type(content_type)
+        if parsed is None:
+            return None, None
+        media, params = parsed
+        key = match_media(media, bodies)
+        if key is None:
+            return None, media
+        if is_json(media) and params.get("charset", "utf-8") not in ("utf-8", "utf8"):
+            return None, media
+        return bodies[key], media
+
+    def parse(
+        self, body: bytes, media: str | None, max_depth: int, errors: list[ErrorEntry]
+    ) -> Any:
+        if media is not None and is_json(media):
+            try:
+                value = loads_strict(body, max_depth=max_depth)
+            except JSONError as exc:
+                errors.append({"pointer": "/body", "detail": str(exc)})
+                return None
+        elif media == _FORM and self.form is not None:
+            try:
+                value = self.form.decode(body)
+            except StyleError as exc:
+                errors.append({"pointer": "/body", "detail": str(exc)})
+                return None
+        else:
+            return None
+        if self.validator is not None and not self.validator.is_valid(value):
+            errors.extend(entries_for("/body", self.validator.iter_errors(value)))
+        return value

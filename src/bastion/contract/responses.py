@@ -1,0 +1,112 @@
+"""Response side: project, scan, validate (strict or monitor), re-serialise only if changed.
+
+Decisions (docs/contract.md): a non-JSON response passes untouched; an empty body passes;
+a JSON response larger than ``max_response_bytes`` is a 502 unless ``pass_large_responses``
+(then it passes unfiltered, reported in ``schema_errors``); a JSON body for a status or
+media type the operation does not declare, unparseable JSON, or a projected body that fails
+its schema is a 502 (:class:`ResponseContractViolation`) in ``strict`` mode and passes
+(projected when possible) with ``schema_errors`` in ``monitor`` mode.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import jsonschema_rs
+import orjson
+
+from bastion.contract.media import is_json, match_media, parse_media_type
+from bastion.contract.messages import entries_for
+from bastion.contract.projection import Plan
+from bastion.contract.sensitive import Scanner
+from bastion.errors import BadGateway
+from bastion.jsonutil import JSONError, loads_strict
+
+if TYPE_CHECKING:
+    from bastion.contract.compiled import ContractLimits, FilteredResponse
+
+__all__ = ["ResponseContractViolation", "ResponseRule", "filter_json"]
+
+
+class ResponseContractViolation(BadGateway):
+    """A 502: the upstream answered outside the contract. ``schema_errors`` is audit-only."""
+
+    def __init__(self, reason: str, schema_errors: tuple[str, ...]) -> None:
+        super().__init__(reason=reason)
+        self.schema_errors = schema_errors
+
+
+@dataclass(frozen=True)
+class ResponseRule:
+    plan: Plan
+    validator: jsonschema_rs.Validator | None
+
+
+def _parse(body: bytes) -> Any:
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        # orjson refuses integers beyond 64 bits and very deep documents: retry strictly.
+        return loads_strict(body, max_depth=256)
+
+
+def _dump(value: Any) -> bytes:
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def filter_json(
+    limits: ContractLimits,
+    status: int,
+    content_type: str | None,
+    body: bytes,
+    content: Mapping[str, ResponseRule] | None,
+    undeclared_status: bool,
+) -> FilteredResponse:
+    from bastion.contract.compiled import FilteredResponse
+
+    parsed_type = parse_media_type(content_type)
+    if parsed_type is None or not is_json(parsed_type[0]) or not body:
+        return FilteredResponse(body, False, (), (), ())
+    monitor = limits.response_mode == "monitor"
+    if len(body) > limits.max_response_bytes:
+        if limits.pass_large_responses:
+            return FilteredResponse(body, False, (), ("response too large to inspect",), ())
+        raise ResponseContractViolation("contract.response_too_large", ())
+    key = match_media(parsed_type[0], content) if content else None
+    rule = content[key] if content and key is not None else None
+    problem = None
+    if undeclared_status:
+        problem = f"status {status} is not declared"
+    elif rule is None:
+        problem = f"{parsed_type[0]} body is not declared for status {status}"
+    try:
+        document = _parse(body)
+    except JSONError:
+        if monitor:
+            return FilteredResponse(body, False, (), ("response is not valid JSON",), ())
+        raise ResponseContractViolation("contract.response_invalid", ("invalid JSON",)) from None
+    walk = Scanner()
+    if rule is None:
+        walk.scan(document, False)
+        assert problem is not None
+        if not monitor:
+            raise ResponseContractViolation("contract.response_undeclared", (problem,))
+        return FilteredResponse(body, False, (), (problem,), tuple(walk.findings))
+    rule.plan.apply(document, walk)
+    errors: tuple[str, ...] = ()
+    if rule.validator is not None and not rule.validator.is_valid(document):
+        errors = tuple(
+            f"{e['pointer'] or '/'}: {e['detail']}"
+            for e in entries_for("", rule.validator.iter_errors(document))
+        )
+        if not monitor:
+            raise ResponseContractViolation("contract.response_invalid", errors)
+    removed = tuple(walk.removed)
+    out = _dump(document) if removed else body
+    return FilteredResponse(out, bool(removed), removed, errors, tuple(walk.findings))

@@ -1,0 +1,201 @@
+"""Loading an OpenAPI 3.0 / 3.1 document into the contract Bastion enforces.
+
+:func:`load_spec` reads YAML or JSON, inlines references into other files (relative to the
+referencing file, see :mod:`bastion.contract.documents`), applies an optional Overlay 1.0
+document (:mod:`bastion.contract.overlay`), validates the result with openapi-spec-validator
+and refuses every ``pattern`` that a linear-time regex engine cannot run (ReDoS safety, see
+docs/contract.md). Every error is a :class:`~bastion.errors.ConfigError` naming the file
+and the JSON pointer of the problem.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Literal
+
+import jsonschema_rs
+from jsonschema_path import SchemaPath
+from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+
+from bastion.contract.documents import Bundle, escape_pointer, read_document, resolve_pointer
+from bastion.contract.overlay import apply_overlay
+from bastion.errors import ConfigError
+
+__all__ = ["METHODS", "ApiSpec", "Operation", "check_pattern", "load_spec", "resolve_ref"]
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+SecurityRequirement = Mapping[str, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One operation of the contract."""
+
+    method: str
+    path: str
+    operation_id: str | None
+    deprecated: bool
+    #: None = inherit the root ``security``; ``()`` = explicitly public.
+    security: tuple[SecurityRequirement, ...] | None
+    #: All ``x-bastion-*`` keys (path item first, operation overrides).
+    extensions: Mapping[str, Any]
+    raw: Mapping[str, Any]
+    #: JSON pointer of the operation in the bundled document.
+    pointer: str = ""
+
+
+@dataclass(frozen=True)
+class ApiSpec:
+    """A loaded, validated OpenAPI document."""
+
+    version: Literal["3.0", "3.1"]
+    title: str
+    servers: tuple[str, ...]
+    operations: tuple[Operation, ...]
+    security_schemes: Mapping[str, Mapping[str, Any]]
+    raw: Mapping[str, Any]
+    #: Root ``security`` (None when absent).
+    security: tuple[SecurityRequirement, ...] | None = None
+    source: str = ""
+
+    def operation(self, method: str, path: str) -> Operation:
+        """The operation for ``method`` and path template; KeyError when undeclared."""
+        for op in self.operations:
+            if op.method == method.upper() and op.path == path:
+                return op
+        raise KeyError(f"{method.upper()} {path}")
+
+
+def resolve_ref(document: Mapping[str, Any], node: Any) -> Any:
+    """Follow local ``$ref``\\ s (bundled documents only hold local ones)."""
+    seen = 0
+    while isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
+        ref = node["$ref"]
+        if not ref.startswith("#"):
+            raise ConfigError(f"unresolved $ref {ref!r}")
+        node = resolve_pointer(document, ref[1:], location=ref)
+        seen += 1
+        if seen > 64:
+            raise ConfigError(f"$ref chain too long at {ref!r}")
+    return node
+
+
+_PATTERN_CACHE: dict[str, bool] = {}
+
+
+def check_pattern(pattern: str) -> bool:
+    """True when the linear-time engine (Rust ``regex``, no backtracking) can run ``pattern``."""
+    if pattern not in _PATTERN_CACHE:
+        try:
+            jsonschema_rs.Draft202012Validator(
+                {"pattern": pattern}, pattern_options=jsonschema_rs.RegexOptions()
+            )
+            _PATTERN_CACHE[pattern] = True
+        except (jsonschema_rs.ValidationError, ValueError):
+            _PATTERN_CACHE[pattern] = False
+    return _PATTERN_CACHE[pattern]
+
+
+def _patterns(node: Any, path: list[str | int]) -> Iterator[tuple[list[str | int], str]]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("example", "examples", "default", "enum", "const") or key.startswith("x-"):
+                continue
+            if key == "pattern" and isinstance(value, str):
+                yield [*path, key], value
+            elif key == "patternProperties" and isinstance(value, dict):
+                for name in value:
+                    yield [*path, key, name], name
+            yield from _patterns(value, [*path, key])
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _patterns(value, [*path, index])
+
+
+def _security(value: Any) -> tuple[SecurityRequirement, ...] | None:
+    if value is None:
+        return None
+    return tuple(
+        MappingProxyType({name: tuple(scopes or ()) for name, scopes in requirement.items()})
+        for requirement in value
+    )
+
+
+def _validate(bundle: Bundle, version: str) -> None:
+    cls = OpenAPIV31SpecValidator if version == "3.1" else OpenAPIV30SpecValidator
+    schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
+    validator = cls(schema_path)
+    for error in validator.iter_errors():
+        path = list(getattr(error, "absolute_path", ()) or ())
+        message = getattr(error, "message", str(error))
+        raise ConfigError(
+            f"invalid OpenAPI {version} document: {message}", location=bundle.locate(path)
+        )
+
+
+def load_spec(path: str | Path, *, overlay: str | Path | None = None) -> ApiSpec:
+    """Load, bundle, harden (overlay) and validate an OpenAPI 3.0/3.1 document."""
+    root = Path(path)
+    bundle = Bundle(root)
+    document = bundle.document
+    if overlay is not None:
+        apply_overlay(document, read_document(Path(overlay)), location=str(overlay))
+    declared = str(document.get("openapi", ""))
+    if declared.startswith("3.0."):
+        version: Literal["3.0", "3.1"] = "3.0"
+    elif declared.startswith("3.1."):
+        version = "3.1"
+    else:
+        raise ConfigError(
+            f"unsupported 'openapi' version {declared!r} (3.0.x or 3.1.x)",
+            location=f"{root}: /openapi",
+        )
+    _validate(bundle, version)
+    for pointer_path, pattern in _patterns(document, []):
+        if not check_pattern(pattern):
+            raise ConfigError(
+                f"pattern {pattern!r} needs a backtracking regex engine (lookaround or "
+                "backreference) or is invalid; only linear-time patterns are allowed",
+                location=bundle.locate(pointer_path),
+            )
+    operations: list[Operation] = []
+    for template, item in (document.get("paths") or {}).items():
+        item = resolve_ref(document, item)
+        item_ext = {k: v for k, v in item.items() if k.startswith("x-bastion-")}
+        for method in METHODS:
+            op = item.get(method)
+            if not isinstance(op, dict):
+                continue
+            extensions = dict(item_ext)
+            extensions.update({k: v for k, v in op.items() if k.startswith("x-bastion-")})
+            operations.append(
+                Operation(
+                    method=method.upper(),
+                    path=template,
+                    operation_id=op.get("operationId"),
+                    deprecated=bool(op.get("deprecated", False)),
+                    security=_security(op.get("security")),
+                    extensions=MappingProxyType(extensions),
+                    raw=MappingProxyType(op),
+                    pointer=f"/paths/{escape_pointer(template)}/{method}",
+                )
+            )
+    components = document.get("components") or {}
+    schemes = {
+        name: MappingProxyType(resolve_ref(document, scheme))
+        for name, scheme in (components.get("securitySchemes") or {}).items()
+    }
+    info = document.get("info") or {}
+    return ApiSpec(
+        version=version,
+        title=str(info.get("title", "")),
+        servers=tuple(str(s.get("url", "")) for s in document.get("servers") or ()),
+        operations=tuple(operations),
+        security_schemes=MappingProxyType(schemes),
+        raw=MappingProxyType(document),
+        security=_security(document.get("security")),
+        source=str(root),
+    )
