@@ -116,7 +116,8 @@ def parse_jwks(
         except KeyLoadError as exc:
             skipped.append(str(exc))
     if not keys:
-        raise KeyLoadError("JWKS contains no usable key")
+        detail = f": {'; '.join(skipped[:3])}" if skipped else ""
+        raise KeyLoadError(f"JWKS contains no usable key{detail}")
     return keys, skipped
 
 

@@ -1,0 +1,149 @@
+"""Claims (RFC 7519 §4.1, RFC 9068 §2.2): times with leeway, aud, sub, roles and scopes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+
+from bastion.errors import InvalidToken
+from bastion.tokens import IssuerSettings, JWTVerifier, VerifiedToken
+from tests.tokens.conftest import AUDIENCE, ISSUER, FakeClock, jwks_bytes, make_ec
+from tests.vectors.jwt_attacks import compact, valid_token
+
+KEY = make_ec("k1")
+Verify = Callable[..., Any]
+
+
+@pytest.fixture
+async def verify(clock: FakeClock) -> AsyncIterator[Verify]:
+    verifiers: list[JWTVerifier] = []
+
+    async def fetch(url: str) -> bytes:
+        return jwks_bytes(KEY)
+
+    async def run(claims: dict[str, Any], typ: str = "at+jwt", **settings: Any) -> VerifiedToken:
+        issuer = IssuerSettings(
+            issuer=ISSUER,
+            audiences=(AUDIENCE, "api://other"),
+            algorithms=("ES256",),
+            jwks_uri="https://x/jwks",
+            **settings,
+        )
+        verifier = JWTVerifier([issuer], fetcher=fetch, clock=clock)
+        verifiers.append(verifier)
+        await verifier.start()
+        token = valid_token(KEY.private, ISSUER, AUDIENCE, KEY.kid, clock(), typ=typ, **claims)
+        return await verifier.verify(token)
+
+    yield run
+    for v in verifiers:
+        await v.close()
+
+
+async def _reason(verify: Verify, claims: dict[str, Any], **settings: Any) -> str:
+    with pytest.raises(InvalidToken) as info:
+        await verify(claims, **settings)
+    return info.value.reason
+
+
+async def test_roles_from_dotted_path_and_scope_string(verify: Verify) -> None:
+    result = await verify(
+        {"realm_access": {"roles": ["admin", "customer"]}, "scope": "a b  c"},
+        roles_claim="realm_access.roles",
+    )
+    assert result.roles == {"admin", "customer"}
+    assert result.scopes == {"a", "b", "c"}
+
+
+async def test_scp_list_and_scp_string(verify: Verify) -> None:
+    assert (await verify({"scp": ["read", "write"]}, scopes_claim="scp")).scopes == {
+        "read",
+        "write",
+    }
+    assert (await verify({"scp": "read write"}, scopes_claim="scp")).scopes == {"read", "write"}
+
+
+async def test_missing_roles_and_scopes_are_empty(verify: Verify) -> None:
+    result = await verify({"roles": None, "scope": None})
+    assert result.roles == frozenset()
+    assert result.scopes == frozenset()
+    assert (await verify({}, roles_claim="realm_access.roles")).roles == frozenset()
+
+
+@pytest.mark.parametrize(
+    ("claims", "reason"),
+    [
+        ({"roles": {"admin": True}}, "jwt.roles_claim"),
+        ({"roles": ["admin", 1]}, "jwt.roles_claim"),
+        ({"scope": 7}, "jwt.scopes_claim"),
+        ({"aud": ["api://x", 3]}, "jwt.aud_type"),
+        ({"aud": []}, "jwt.aud_type"),
+        ({"sub": ""}, "jwt.sub"),
+        ({"sub": 42}, "jwt.sub"),
+        ({"jti": 5}, "jwt.jti"),
+        ({"nbf": "0"}, "jwt.nbf_type"),
+        ({"iat": False}, "jwt.iat_type"),
+        ({"exp": float("inf")}, "jwt.payload_invalid"),  # serialised as Infinity
+    ],
+)
+async def test_malformed_claims_refused(
+    verify: Verify, claims: dict[str, Any], reason: str
+) -> None:
+    assert await _reason(verify, claims) == reason
+
+
+async def test_aud_list_intersects(verify: Verify) -> None:
+    assert (await verify({"aud": ["api://nobody", "api://other"]})).subject == "user-123"
+
+
+async def test_required_claims(verify: Verify) -> None:
+    assert await _reason(verify, {}, required_claims=("exp", "client_id", "tenant")) == (
+        "jwt.missing_claim"
+    )
+    assert (await verify({"tenant": "t1"}, required_claims=("tenant",))).claims["tenant"] == "t1"
+
+
+async def test_leeway_edges(verify: Verify, clock: FakeClock) -> None:
+    now = int(clock())
+    assert (await verify({"exp": now - 29})).subject == "user-123"
+    assert await _reason(verify, {"exp": now - 30}) == "jwt.expired"
+    assert (await verify({"nbf": now + 30, "iat": now + 30})).subject == "user-123"
+    assert await _reason(verify, {"nbf": now + 31}) == "jwt.not_yet_valid"
+    assert await _reason(verify, {"iat": now + 1}, leeway=0) == "jwt.iat_future"
+    assert await _reason(verify, {"exp": now}, leeway=0) == "jwt.expired"
+
+
+async def test_typ_compared_case_insensitively_with_optional_application_prefix(
+    verify: Verify,
+) -> None:
+    for typ in ("at+jwt", "AT+JWT", "application/at+jwt", "Application/AT+JWT", "jwt"):
+        assert (await verify({}, typ=typ)).subject == "user-123"
+    with pytest.raises(InvalidToken) as info:
+        await verify({}, typ="JWT", token_types=("at+jwt",))
+    assert info.value.reason == "jwt.typ"
+
+
+async def test_exp_overflowing_to_infinity_is_refused(clock: FakeClock) -> None:
+    """``1e400`` is valid JSON that Python reads as inf: a never-expiring token."""
+    payload = b'{"iss":"%s","aud":"%s","sub":"u","exp":1e400}' % (
+        ISSUER.encode(),
+        AUDIENCE.encode(),
+    )
+    token = compact({"alg": "ES256", "typ": "at+jwt", "kid": KEY.kid}, payload, KEY.private)
+
+    async def fetch(url: str) -> bytes:
+        return jwks_bytes(KEY)
+
+    settings = IssuerSettings(
+        issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("ES256",), jwks_uri="https://x/jwks"
+    )
+    verifier = JWTVerifier([settings], fetcher=fetch, clock=clock)
+    await verifier.start()
+    try:
+        with pytest.raises(InvalidToken) as info:
+            await verifier.verify(token)
+        assert info.value.reason == "jwt.exp_type"
+    finally:
+        await verifier.close()
