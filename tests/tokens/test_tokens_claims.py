@@ -147,3 +147,68 @@ async def test_exp_overflowing_to_infinity_is_refused(clock: FakeClock) -> None:
         assert info.value.reason == "jwt.exp_type"
     finally:
         await verifier.close()
+
+
+async def test_integer_exp_beyond_float_range_is_refused(clock: FakeClock) -> None:
+    payload = b'{"iss":"%s","aud":"%s","sub":"u","exp":1%s}' % (
+        ISSUER.encode(),
+        AUDIENCE.encode(),
+        b"0" * 400,
+    )
+    token = compact({"alg": "ES256", "typ": "at+jwt", "kid": KEY.kid}, payload, KEY.private)
+
+    async def fetch(url: str) -> bytes:
+        return jwks_bytes(KEY)
+
+    settings = IssuerSettings(
+        issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("ES256",), jwks_uri="https://x/jwks"
+    )
+    verifier = JWTVerifier([settings], fetcher=fetch, clock=clock)
+    await verifier.start()
+    try:
+        with pytest.raises(InvalidToken) as info:
+            await verifier.verify(token)
+        assert info.value.reason == "jwt.exp_type"
+    finally:
+        await verifier.close()
+
+
+async def test_two_issuers_each_with_their_own_rules(clock: FakeClock) -> None:
+    from tests.tokens.conftest import make_rsa
+
+    rsa_key = make_rsa("r1")
+
+    async def fetch(url: str) -> bytes:
+        return jwks_bytes(KEY) if "ec" in url else jwks_bytes(rsa_key)
+
+    ec_issuer = IssuerSettings(
+        issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("ES256",), jwks_uri="https://ec/j"
+    )
+    rsa_issuer = IssuerSettings(
+        issuer="https://other.test",
+        audiences=("api://b",),
+        algorithms=("RS256",),
+        jwks_uri="https://rsa/j",
+        token_types=("at+jwt",),
+    )
+    verifier = JWTVerifier([ec_issuer, rsa_issuer], fetcher=fetch, clock=clock)
+    await verifier.start()
+    try:
+        ok = valid_token(rsa_key.private, "https://other.test", "api://b", "r1", clock())
+        assert (await verifier.verify(ok)).issuer is rsa_issuer
+        cases = {
+            # RS256 is allowed for the other issuer only.
+            "jwt.alg_not_allowed": valid_token(rsa_key.private, ISSUER, AUDIENCE, "r1", clock()),
+            # "JWT" is allowed for the EC issuer only.
+            "jwt.typ": valid_token(
+                rsa_key.private, "https://other.test", "api://b", "r1", clock(), typ="JWT"
+            ),
+            # The EC issuer's audience is not the other's.
+            "jwt.aud": valid_token(rsa_key.private, "https://other.test", AUDIENCE, "r1", clock()),
+        }
+        for reason, token in cases.items():
+            with pytest.raises(InvalidToken) as info:
+                await verifier.verify(token)
+            assert info.value.reason == reason
+    finally:
+        await verifier.close()

@@ -273,3 +273,57 @@ def test_hmac_with_remote_jwks_is_a_config_error() -> None:
         IssuerSettings(
             issuer=ISSUER, audiences=(AUDIENCE,), algorithms=("HS256",), jwks_uri="https://x/j"
         )
+
+
+async def test_background_task_refreshes_before_expiry_and_retries_failures(
+    jwks_server: JWKSServer, make_verifier: Factory, clock: FakeClock
+) -> None:
+    key = make_ec("k1")
+    jwks_server.body = jwks_bytes(key)
+    verifier = make_verifier(jwks_ttl=100.0, jwks_min_refetch_interval=10.0)
+    delays: list[float] = []
+    proceed = asyncio.Event()
+
+    async def fake_sleep(delay: float) -> None:
+        delays.append(delay)
+        clock.advance(delay)
+        await proceed.wait()
+        proceed.clear()
+
+    await verifier.start()
+    remote = verifier._issuers[ISSUER].remote
+    assert remote is not None
+    # Replace the running loop by one driven by the fake sleep.
+    for task in verifier._tasks:
+        task.cancel()
+    remote.sleep = fake_sleep
+    verifier._tasks = [asyncio.get_running_loop().create_task(remote.run())]
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert delays == [pytest.approx(80.0)]  # refresh at 80 % of the TTL
+    jwks_server.status = 500
+    before = jwks_server.total()
+    proceed.set()
+    while len(delays) < 2:
+        await asyncio.sleep(0.01)
+    assert jwks_server.total() == before + 1
+    assert delays[1] == pytest.approx(10.0)  # failed: retry after the min interval
+    # Keys fetched 90 s ago are still within TTL * grace: tokens keep verifying.
+    token = valid_token(key.private, ISSUER, AUDIENCE, "k1", clock())
+    assert (await verifier.verify(token)).subject == "user-123"
+
+
+async def test_token_without_kid_is_tried_against_matching_keys(
+    jwks_server: JWKSServer, make_verifier: Factory, clock: FakeClock
+) -> None:
+    from tests.vectors.jwt_attacks import compact, valid_claims
+
+    a, b = make_ec("a"), make_ec("b")
+    jwks_server.body = jwks_bytes(a, b)
+    verifier = make_verifier()
+    await verifier.start()
+    claims = valid_claims(ISSUER, AUDIENCE, clock())
+    token = compact({"alg": "ES256", "typ": "at+jwt"}, claims, b.private)
+    assert (await verifier.verify(token)).subject == "user-123"
+    forged = compact({"alg": "ES256", "typ": "at+jwt"}, claims, make_ec("c").private)
+    assert await _reason(verifier, forged) == "jwt.bad_signature"

@@ -32,7 +32,10 @@ def _number(claims: Mapping[str, Any], name: str) -> float | None:
     value = claims[name]
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise _fail(f"{name}_type")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond float range
+        raise _fail(f"{name}_type") from None
     if not math.isfinite(number):
         raise _fail(f"{name}_type")
     return number

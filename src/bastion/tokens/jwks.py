@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlsplit
 
 from bastion.jsonutil import JSONError, loads_strict
@@ -67,6 +67,8 @@ class RemoteKeys:
         self._max_age = settings.jwks_ttl * STALE_GRACE_FACTOR
         #: Number of fetch attempts (diagnostics and tests).
         self.fetch_attempts = 0
+        #: The background loop's sleep; replaceable so tests drive it without waiting.
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
     @property
     def ever_fetched(self) -> bool:
@@ -174,7 +176,7 @@ class RemoteKeys:
     async def run(self) -> None:
         """Background refresh loop; cancelled by the verifier's ``close``."""
         while True:
-            await asyncio.sleep(self._next_delay())
+            await self.sleep(self._next_delay())
             with contextlib.suppress(Exception):
                 await self.refresh()
 

@@ -186,15 +186,16 @@ def _usable_for(key: Key, alg: str) -> bool:
 class KeyStore:
     """An immutable set of verification keys of one issuer, indexed by (kid, alg).
 
-    Keys without an explicit ``kid`` are indexed under their RFC 7638 thumbprint and are
-    also the candidates for tokens that carry no ``kid`` at all.
+    Keys without an explicit ``kid`` are indexed under their RFC 7638 thumbprint. A token
+    without ``kid`` (optional per RFC 7515 §4.1.4) is tried against every key usable for
+    its algorithm; a set holds at most :data:`MAX_JWKS_KEYS` keys.
     """
 
-    __slots__ = ("_anonymous", "_by_kid_alg", "_kids", "thumbprints")
+    __slots__ = ("_by_alg", "_by_kid_alg", "_kids", "thumbprints")
 
     def __init__(self, keys: Iterable[Key], algorithms: Collection[str]) -> None:
         by_kid_alg: dict[tuple[str, str], list[Key]] = {}
-        anonymous: dict[str, list[Key]] = {}
+        by_alg: dict[str, list[Key]] = {}
         kids: set[str] = set()
         thumbprints: set[str] = set()
         for key in keys:
@@ -207,12 +208,11 @@ class KeyStore:
                 if not _usable_for(key, alg):
                     continue
                 by_kid_alg.setdefault((kid, alg), []).append(key)
-                if explicit is None:
-                    anonymous.setdefault(alg, []).append(key)
+                by_alg.setdefault(alg, []).append(key)
         self._by_kid_alg: Mapping[tuple[str, str], tuple[Key, ...]] = {
             k: tuple(v) for k, v in by_kid_alg.items()
         }
-        self._anonymous: Mapping[str, tuple[Key, ...]] = {k: tuple(v) for k, v in anonymous.items()}
+        self._by_alg: Mapping[str, tuple[Key, ...]] = {k: tuple(v) for k, v in by_alg.items()}
         self._kids = frozenset(kids)
         #: RFC 7638 thumbprints of every key, to tell whether a refresh removed keys.
         self.thumbprints = frozenset(thumbprints)
@@ -226,5 +226,5 @@ class KeyStore:
     def candidates(self, kid: str | None, alg: str) -> tuple[Key, ...]:
         """Keys that may verify a token with this ``kid`` and ``alg`` (possibly empty)."""
         if kid is None:
-            return self._anonymous.get(alg, ())
+            return self._by_alg.get(alg, ())
         return self._by_kid_alg.get((kid, alg), ())
