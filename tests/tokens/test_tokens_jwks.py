@@ -283,10 +283,12 @@ async def test_background_task_refreshes_before_expiry_and_retries_failures(
     verifier = make_verifier(jwks_ttl=100.0, jwks_min_refetch_interval=10.0)
     delays: list[float] = []
     proceed = asyncio.Event()
+    slept = asyncio.Event()
 
     async def fake_sleep(delay: float) -> None:
         delays.append(delay)
         clock.advance(delay)
+        slept.set()
         await proceed.wait()
         proceed.clear()
 
@@ -298,14 +300,13 @@ async def test_background_task_refreshes_before_expiry_and_retries_failures(
         task.cancel()
     remote.sleep = fake_sleep
     verifier._tasks = [asyncio.get_running_loop().create_task(remote.run())]
-    for _ in range(20):
-        await asyncio.sleep(0)
+    await slept.wait()
+    slept.clear()
     assert delays == [pytest.approx(80.0)]  # refresh at 80 % of the TTL
     jwks_server.status = 500
     before = jwks_server.total()
     proceed.set()
-    while len(delays) < 2:
-        await asyncio.sleep(0.01)
+    await slept.wait()
     assert jwks_server.total() == before + 1
     assert delays[1] == pytest.approx(10.0)  # failed: retry after the min interval
     # Keys fetched 90 s ago are still within TTL * grace: tokens keep verifying.
