@@ -89,4 +89,20 @@ def entries_for(
             entries.append({"pointer": pointer(prefix, base), "detail": _detail(kind)})
         if len(entries) >= limit:
             break
-    return entries[:limit]
+    return _without_shadowed(entries)[:limit]
+
+
+def _without_shadowed(entries: list[ErrorEntry]) -> list[ErrorEntry]:
+    """Drop "unknown property" for a declared property that failed its own schema.
+
+    In JSON Schema 2020-12 a failing branch yields no annotations, so
+    ``unevaluatedProperties`` also reports its properties as unknown; the real error is
+    the one below that property.
+    """
+    real = [e["pointer"] for e in entries if e["detail"] != "unknown property"]
+    return [
+        e
+        for e in entries
+        if e["detail"] != "unknown property"
+        or not any(p == e["pointer"] or p.startswith(e["pointer"] + "/") for p in real)
+    ]

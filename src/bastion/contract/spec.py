@@ -16,8 +16,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+import jsonschema  # type: ignore[import-untyped]  # load time only: errors keep context
 import jsonschema_rs
 from jsonschema_path import SchemaPath
+from openapi_spec_validator.schemas import schema_v30, schema_v31
 from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
 
 from bastion.contract.documents import Bundle, escape_pointer, read_document, resolve_pointer
@@ -124,7 +126,22 @@ def _security(value: Any) -> tuple[SecurityRequirement, ...] | None:
     )
 
 
+def _precise(bundle: Bundle, version: str) -> None:
+    """Meta-schema pass with plain jsonschema: its errors keep ``context``, so a oneOf
+    failure ("not a Response nor a Reference") is reported at the deepest real cause."""
+    meta = dict(schema_v31 if version == "3.1" else schema_v30)
+    validator = jsonschema.validators.validator_for(meta)(meta)
+    for error in validator.iter_errors(bundle.document):
+        while error.context:
+            error = max(error.context, key=lambda e: len(e.absolute_path))
+        raise ConfigError(
+            f"invalid OpenAPI {version} document: {error.message}",
+            location=bundle.locate(list(error.absolute_path)),
+        )
+
+
 def _validate(bundle: Bundle, version: str) -> None:
+    _precise(bundle, version)
     cls = OpenAPIV31SpecValidator if version == "3.1" else OpenAPIV30SpecValidator
     schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
     validator = cls(schema_path)

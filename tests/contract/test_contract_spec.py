@@ -1,0 +1,288 @@
+"""Loading specs: 3.0/3.1, YAML/JSON, multi-file $refs, validation errors, overlays."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bastion.contract import ContractLimits, compile_operation, load_spec
+from bastion.errors import ConfigError, ValidationFailed
+from tests.contract.contract_helpers import JSON, PETS, SHOP, contract, minimal, write_spec
+
+OK = {"200": {"description": "ok"}}
+
+
+def test_openapi_30_yaml_with_multi_file_refs_is_loaded() -> None:
+    spec = load_spec(SHOP)
+    assert spec.version == "3.0"
+    assert spec.title == "Shop API"
+    assert spec.servers == ("https://api.example.com/v1",)
+    ops = {(op.method, op.path): op for op in spec.operations}
+    assert set(ops) == {
+        ("GET", "/users"),
+        ("POST", "/users"),
+        ("GET", "/users/{user_id}"),
+        ("PATCH", "/users/{user_id}"),
+        ("GET", "/orders/{order_id}"),
+        ("GET", "/categories"),
+    }
+    create = ops[("POST", "/users")]
+    assert create.operation_id == "createUser"
+    assert create.security is None  # inherits the root requirement
+    assert spec.security == ({"bearer": ()},)
+    assert ops[("GET", "/orders/{order_id}")].security == ()  # explicitly public
+    assert dict(create.extensions) == {
+        "x-bastion-roles": ["admin"],
+        "x-bastion-rate-limit": "10/minute",
+    }
+    assert ops[("PATCH", "/users/{user_id}")].deprecated is True
+    assert spec.security_schemes["bearer"]["scheme"] == "bearer"
+
+
+def test_schema_from_another_file_is_enforced() -> None:
+    patch = contract(SHOP, "PATCH", "/users/{user_id}")
+    with pytest.raises(ValidationFailed) as info:
+        patch.validate_request(
+            path_params={"user_id": "123e4567-e89b-12d3-a456-426614174000"},
+            query_string=b"",
+            headers=JSON,
+            body=b'{"name": "A", "address": {"city": "Paris", "country": "FRA"}}',
+        )
+    assert info.value.extensions["errors"] == [
+        {"pointer": "/body/address/country", "detail": "must be at most 2 characters long"}
+    ]
+
+
+def test_recursive_schema_in_another_file_is_projected_at_every_level() -> None:
+    tree = contract(SHOP, "GET", "/categories")
+    body = {"name": "a", "x": 1, "children": [{"name": "b", "children": [{"name": "c", "y": 2}]}]}
+    out = tree.filter_response(200, "application/json", json.dumps(body).encode())
+    assert json.loads(out.body) == {
+        "name": "a",
+        "children": [{"name": "b", "children": [{"name": "c"}]}],
+    }
+    assert out.removed == ("/x", "/children/0/children/0/y")
+
+
+def test_openapi_31_json_is_loaded_and_enforced() -> None:
+    spec = load_spec(PETS)
+    assert spec.version == "3.1"
+    create = compile_operation(spec, spec.operation("POST", "/pets"), ContractLimits())
+    ok = create.validate_request(
+        path_params={},
+        query_string=b"",
+        headers=JSON,
+        body=b'{"name": "Rex", "kind": "dog", "tag": null, "position": [1, 2.5]}',
+    )
+    assert ok.body["tag"] is None
+    with pytest.raises(ValidationFailed) as info:
+        create.validate_request(
+            path_params={}, query_string=b"", headers=JSON, body=b'{"name": "Rex", "kind": "cow"}'
+        )
+    assert info.value.extensions["errors"] == [
+        {"pointer": "/body/kind", "detail": "is not one of the allowed values"}
+    ]
+
+
+def test_invalid_spec_names_file_and_pointer(tmp_path: Path) -> None:
+    doc = minimal(
+        {
+            "/a": {
+                "get": {
+                    "responses": {"200": {"description": "ok"}},
+                    "parameters": [{"name": "q", "in": "qurey", "schema": {"type": "string"}}],
+                }
+            }
+        }
+    )
+    path = write_spec(tmp_path, doc)
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert info.value.location is not None
+    assert info.value.location.startswith(str(path))
+    assert "/paths/~1a/get/parameters/0" in info.value.location
+
+
+def test_error_inside_a_referenced_file_names_that_file(tmp_path: Path) -> None:
+    (tmp_path / "schemas.yaml").write_text(
+        "components:\n  schemas:\n    Thing:\n      type: object\n      properties:\n"
+        "        size: {type: integer, minimum: 'zero'}\n"
+    )
+    doc = minimal(
+        {
+            "/a": {
+                "get": {
+                    "responses": {
+                        "200": {
+                            "description": "ok",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "schemas.yaml#/components/schemas/Thing"}
+                                }
+                            },
+                        }
+                    }
+                }
+            }
+        }
+    )
+    write_spec(tmp_path, doc)
+    with pytest.raises(ConfigError) as info:
+        load_spec(tmp_path / "api.yaml")
+    location = info.value.location or ""
+    assert location.startswith(str((tmp_path / "schemas.yaml").resolve()))
+    assert "/components/schemas/Thing/properties/size" in location
+
+
+def test_missing_ref_target_and_remote_ref_are_refused(tmp_path: Path) -> None:
+    remote = minimal(
+        {"/a": {"get": {"responses": {"200": {"$ref": "https://evil.example/r.yaml"}}}}}
+    )
+    with pytest.raises(ConfigError, match="remote"):
+        load_spec(write_spec(tmp_path, remote))
+    missing = minimal({"/a": {"get": {"responses": {"200": {"$ref": "nope.yaml#/x"}}}}})
+    with pytest.raises(ConfigError, match="not found"):
+        load_spec(write_spec(tmp_path, missing, "b.yaml"))
+
+
+def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "dup.yaml"
+    path.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\npaths: {}\n")
+    with pytest.raises(ConfigError, match="duplicate key"):
+        load_spec(path)
+    with pytest.raises(ConfigError, match="unsupported"):
+        load_spec(write_spec(tmp_path, minimal({}, version="2.0")))
+
+
+@pytest.mark.parametrize("pattern", ["^(?=.*[0-9]).+$", "^(a)\\1$", "(?<!x)y"])
+def test_patterns_needing_backtracking_are_refused_at_load(tmp_path: Path, pattern: str) -> None:
+    doc = minimal(
+        {
+            "/a": {
+                "get": {
+                    "responses": OK,
+                    "parameters": [
+                        {
+                            "name": "q",
+                            "in": "query",
+                            "schema": {"type": "string", "pattern": pattern},
+                        }
+                    ],
+                }
+            }
+        }
+    )
+    with pytest.raises(ConfigError, match="linear-time") as info:
+        load_spec(write_spec(tmp_path, doc))
+    assert "/paths/~1a/get/parameters/0/schema/pattern" in (info.value.location or "")
+
+
+def test_overlay_hardens_a_loose_spec(tmp_path: Path) -> None:
+    loose = minimal(
+        {
+            "/users": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/U"}}
+                        }
+                    },
+                    "responses": OK,
+                }
+            },
+            "/debug": {"get": {"responses": OK}},
+        },
+        components={
+            "schemas": {
+                "U": {
+                    "type": "object",
+                    "additionalProperties": True,
+                    "properties": {
+                        "name": {"type": "string"},
+                        "bio": {"type": "string"},
+                        "email": {"type": "string"},
+                    },
+                }
+            }
+        },
+    )
+    spec_path = write_spec(tmp_path, loose)
+    overlay = tmp_path / "harden.yaml"
+    overlay.write_text(
+        "overlay: 1.0.0\n"
+        "info: {title: harden, version: '1'}\n"
+        "actions:\n"
+        "  - target: $.components.schemas.U\n"
+        "    update: {additionalProperties: false, required: [email]}\n"
+        "  - target: $.components.schemas.U.properties[?(@.type == 'string')]\n"
+        "    update: {maxLength: 20}\n"
+        "  - target: $.components.schemas.U.properties.email\n"
+        "    update: {format: email}\n"
+        "  - target: $.paths['/debug']\n"
+        "    remove: true\n"
+        "  - target: $.paths['/users'].post\n"
+        "    update: {security: [{bearer: []}], x-bastion-roles: [admin]}\n"
+    )
+    before = contract(spec_path, "POST", "/users")
+    before.validate_request(path_params={}, query_string=b"", headers=JSON, body=b'{"admin": true}')
+
+    spec = load_spec(spec_path, overlay=overlay)
+    assert [op.path for op in spec.operations] == ["/users"]
+    assert spec.operations[0].security == ({"bearer": ()},)
+    assert spec.operations[0].extensions["x-bastion-roles"] == ["admin"]
+    after = compile_operation(spec, spec.operations[0], ContractLimits())
+    with pytest.raises(ValidationFailed) as info:
+        after.validate_request(
+            path_params={},
+            query_string=b"",
+            headers=JSON,
+            body=b'{"admin": true, "email": "nope", "bio": "' + b"x" * 21 + b'"}',
+        )
+    assert sorted(e["pointer"] for e in info.value.extensions["errors"]) == [
+        "/body/admin",
+        "/body/bio",
+        "/body/email",
+    ]
+
+
+def test_overlay_target_that_selects_nothing_is_an_error(tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK}}}))
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        "overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n"
+        "  - target: $.components.schemas.Nope\n    update: {maxLength: 1}\n"
+    )
+    with pytest.raises(ConfigError, match="selects nothing") as info:
+        load_spec(spec_path, overlay=overlay)
+    assert info.value.location == f"{overlay}: /actions/0"
+
+
+def test_overlay_can_add_a_required_query_parameter(tmp_path: Path) -> None:
+    spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK, "parameters": []}}}))
+    overlay = tmp_path / "o.json"
+    overlay.write_text(
+        json.dumps(
+            {
+                "overlay": "1.0.0",
+                "info": {"title": "o", "version": "1"},
+                "actions": [
+                    {
+                        "target": "$.paths['/a'].get.parameters",
+                        "update": {
+                            "name": "tenant",
+                            "in": "query",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    spec = load_spec(spec_path, overlay=overlay)
+    op = compile_operation(spec, spec.operations[0], ContractLimits())
+    with pytest.raises(ValidationFailed) as info:
+        op.validate_request(path_params={}, query_string=b"", headers=JSON, body=None)
+    assert info.value.extensions["errors"][0]["pointer"] == "/query/tenant"
