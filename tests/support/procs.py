@@ -26,14 +26,13 @@ def free_port() -> int:
         return port
 
 
-def wait_for_port(port: int, proc: subprocess.Popen[bytes] | None = None,
-                  timeout: float = 20.0) -> None:
+def wait_for_port(
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc is not None and proc.poll() is not None:
-            out = proc.stdout.read().decode() if proc.stdout else ""
-            err = proc.stderr.read().decode() if proc.stderr else ""
-            raise RuntimeError(f"process exited with {proc.returncode}: {out}\n{err}")
+            raise RuntimeError(f"process exited with {proc.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 return
@@ -75,12 +74,27 @@ def run_upstream(tmp: Path) -> Iterator[Upstream]:
     port = free_port()
     log = tmp / f"upstream-{port}.jsonl"
     log.write_text("")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.upstream", "--port", str(port), "--log", str(log)],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )
+    errors = tmp / f"upstream-{port}.stderr"
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.support.upstream",
+                "--port",
+                str(port),
+                "--log",
+                str(log),
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
     try:
-        wait_for_port(port, proc)
+        try:
+            wait_for_port(port, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{errors.read_text()}") from None
         yield Upstream(port, log)
     finally:
         stop(proc)
@@ -98,10 +112,23 @@ class GatewayProc:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
-    def audit_events(self) -> list[dict[str, Any]]:
-        if not self.audit.exists():
-            return []
-        return [json.loads(line) for line in self.audit.read_text().splitlines() if line]
+    def audit_events(self, at_least: int = 1, timeout: float = 5.0) -> list[dict[str, Any]]:
+        """Audit events so far, waiting (bounded) until ``at_least`` have been written.
+
+        The event is written after the response is sent, so a test polls for it.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            events = []
+            if self.audit.exists():
+                events = [
+                    json.loads(line)
+                    for line in self.audit.read_text().splitlines()
+                    if line.endswith("}")
+                ]
+            if len(events) >= at_least or time.monotonic() > deadline:
+                return events
+            time.sleep(0.02)
 
     def stderr_text(self) -> str:
         return self._stderr.read_text() if self._stderr.exists() else ""
@@ -112,9 +139,15 @@ class GatewayProc:
 
 
 @contextmanager
-def run_gateway(config_text: str, tmp: Path, *, server: str = "granian",
-                env: dict[str, str] | None = None, port: int | None = None,
-                scheme: str = "http") -> Iterator[GatewayProc]:
+def run_gateway(
+    config_text: str,
+    tmp: Path,
+    *,
+    server: str = "granian",
+    env: dict[str, str] | None = None,
+    port: int | None = None,
+    scheme: str = "http",
+) -> Iterator[GatewayProc]:
     port = port or free_port()
     config = tmp / f"gateway-{port}.yaml"
     audit = tmp / f"audit-{port}.jsonl"
@@ -123,7 +156,9 @@ def run_gateway(config_text: str, tmp: Path, *, server: str = "granian",
     with stderr.open("wb") as err:
         proc = subprocess.Popen(
             [BASTION, "gateway", "--config", str(config), "--server", server, "--port", str(port)],
-            cwd=tmp, stdout=subprocess.DEVNULL, stderr=err,
+            cwd=tmp,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
             env={**os.environ, **(env or {})},
         )
     try:
@@ -136,10 +171,18 @@ def run_gateway(config_text: str, tmp: Path, *, server: str = "granian",
         stop(proc)
 
 
-def dev_config(upstream_url: str, *, extra: str = "", routes: str | None = None,
-               api_extra: str = "", upstream_extra: str = "") -> str:
+def dev_config(
+    upstream_url: str,
+    *,
+    extra: str = "",
+    routes: str | None = None,
+    api_extra: str = "",
+    upstream_extra: str = "",
+) -> str:
     """A development-mode config with public echo routes (plain HTTP on loopback)."""
-    routes = routes or """
+    routes = (
+        routes
+        or """
       - {path: /echo, methods: [GET, POST, PUT, PATCH, DELETE], public: true}
       - {path: "/echo/{item_id}", methods: [GET, POST], public: true}
       - {path: /slow, methods: [GET], public: true}
@@ -147,6 +190,7 @@ def dev_config(upstream_url: str, *, extra: str = "", routes: str | None = None,
       - {path: /hop, methods: [GET], public: true}
       - {path: "/status/{code}", methods: [GET], public: true}
 """
+    )
     return f"""version: 1
 mode: development
 audit: {{sink: file, path: "{{AUDIT}}"}}

@@ -39,8 +39,9 @@ def make_app(log: Path) -> web.Application:
         if path.startswith("/big"):
             return web.Response(body=b"x" * int(request.query.get("bytes", "1000")))
         if path.startswith("/status/"):
-            return web.json_response({"status": int(path.rsplit("/", 1)[1])},
-                                     status=int(path.rsplit("/", 1)[1]))
+            return web.json_response(
+                {"status": int(path.rsplit("/", 1)[1])}, status=int(path.rsplit("/", 1)[1])
+            )
         if path.startswith("/hop"):
             response = web.json_response({"ok": True})
             response.headers["Connection"] = "X-Hop-Custom"
@@ -66,8 +67,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--log", type=Path, required=True)
     args = parser.parse_args()
-    web.run_app(make_app(args.log), host="127.0.0.1", port=args.port, print=None,
-                access_log=None)
+    web.run_app(make_app(args.log), host="127.0.0.1", port=args.port, print=None, access_log=None)
 
 
 if __name__ == "__main__":
