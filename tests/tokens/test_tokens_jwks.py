@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 
 import pytest
 
@@ -328,3 +329,29 @@ async def test_token_without_kid_is_tried_against_matching_keys(
     assert (await verifier.verify(token)).subject == "user-123"
     forged = compact({"alg": "ES256", "typ": "at+jwt"}, claims, make_ec("c").private)
     assert await _reason(verifier, forged) == "jwt.bad_signature"
+
+
+async def test_static_keys_beside_a_remote_jwks(
+    jwks_server: JWKSServer, make_verifier: Factory, clock: FakeClock, tmp_path: Path
+) -> None:
+    from tests.vectors.jwt_attacks import compact, valid_claims
+
+    remote_key, static_key = make_ec("remote"), make_ec("static")
+    jwks_server.body = jwks_bytes(remote_key)
+    path = tmp_path / "static.jwk"
+    path.write_text(json.dumps(static_key.jwk_with_kid()))
+    verifier = make_verifier(static_keys=(str(path),))
+    await verifier.start()
+    claims = valid_claims(ISSUER, AUDIENCE, clock())
+    for pair in (remote_key, static_key):
+        with_kid = valid_token(pair.private, ISSUER, AUDIENCE, pair.kid, clock())
+        assert (await verifier.verify(with_kid)).subject == "user-123"
+        no_kid = compact({"alg": "ES256", "typ": "at+jwt"}, claims, pair.private)
+        assert (await verifier.verify(no_kid)).subject == "user-123"
+    # With the JWKS endpoint gone for good, static-key tokens keep working.
+    jwks_server.status = 500
+    clock.advance(300 * STALE_GRACE_FACTOR + 1)
+    token = valid_token(static_key.private, ISSUER, AUDIENCE, "static", clock())
+    assert (await verifier.verify(token)).subject == "user-123"
+    token = valid_token(remote_key.private, ISSUER, AUDIENCE, "remote", clock())
+    assert await _reason(verifier, token) == "jwt.keys_unavailable"

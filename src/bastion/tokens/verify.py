@@ -206,8 +206,7 @@ class JWTVerifier:
         if parsed.typ not in issuer.types:
             raise _fail("typ")
 
-        keys, usable = await self._keys_for(issuer, parsed)
-        verify_signature(parsed, keys)
+        usable = _check_signature(parsed, await self._keys_for(issuer, parsed))
 
         now = self._clock()
         claims = parsed.payload
@@ -225,17 +224,25 @@ class JWTVerifier:
         )
         return verified, usable
 
-    async def _keys_for(
-        self, issuer: _Issuer, parsed: ParsedToken
-    ) -> tuple[tuple[Key, ...], Callable[[float], bool] | None]:
-        """Candidate keys for (kid, alg), refetching the JWKS when allowed."""
+    async def _keys_for(self, issuer: _Issuer, parsed: ParsedToken) -> list[_KeyGroup]:
+        """Candidate keys for (kid, alg): static keys first, then the JWKS (refetched
+        when stale or when the kid is unknown, rate-limited). Raises when there are none.
+
+        A token with a ``kid`` the static keys know is checked against them only; a token
+        without ``kid`` is tried against the static keys and the JWKS keys.
+        """
         kid, alg = parsed.kid, parsed.alg
+        groups: list[_KeyGroup] = []
         if issuer.static is not None:
             keys = issuer.static.candidates(kid, alg)
             if keys:
-                return keys, None
+                groups.append((keys, None))
+                if kid is not None:
+                    return groups
         remote = issuer.remote
         if remote is None:
+            if groups:
+                return groups
             raise _fail(_missing_reason(issuer.static, kid))
         now = self._clock()
         if remote.stale(now):
@@ -243,6 +250,8 @@ class JWTVerifier:
             now = self._clock()
         store = remote.current(now)
         if store is None:
+            if groups:
+                return groups
             raise _fail("keys_unavailable")
         keys = store.candidates(kid, alg)
         unknown = not keys and kid is not None and not store.knows_kid(kid)
@@ -251,9 +260,31 @@ class JWTVerifier:
             if store is None:
                 raise _fail("keys_unavailable")
             keys = store.candidates(kid, alg)
-        if not keys:
+        if keys:
+            groups.append((keys, remote.usable))
+        if not groups:
             raise _fail(_missing_reason(store, kid))
-        return keys, remote.usable
+        return groups
+
+
+#: Keys of one source and the source's still-trusted check (None: static keys).
+_KeyGroup = tuple[tuple[Key, ...], Callable[[float], bool] | None]
+
+
+def _check_signature(
+    parsed: ParsedToken, groups: list[_KeyGroup]
+) -> Callable[[float], bool] | None:
+    """Verify against each key group in turn; returns the verifying group's check."""
+    failure: InvalidToken | None = None
+    for keys, usable in groups:
+        try:
+            verify_signature(parsed, keys)
+        except InvalidToken as exc:
+            failure = exc
+            continue
+        return usable
+    assert failure is not None
+    raise failure
 
 
 def _missing_reason(store: KeyStore | None, kid: str | None) -> str:
