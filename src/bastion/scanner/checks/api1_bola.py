@@ -1,0 +1,198 @@
+"""API1:2023 Broken Object Level Authorization (CWE-639), with two real users.
+
+Objects created or seen by user A are replayed as user B and as anonymous: reads, updates
+(only on objects the scanner created) and deletes (only with ``--unsafe``, on a fresh object
+made for the purpose). A replay counts when it succeeds and either returns what A sees
+(response similarity) or names A as the owner (owner-field comparison). Privileged
+identities are never the attacker: an admin reading everything is by design.
+"""
+
+from __future__ import annotations
+
+from bastion.scanner.context import ObjectRef, ScanContext, owner_value
+from bastion.scanner.findings import Confidence, Severity
+from bastion.scanner.identities import Identity
+from bastion.scanner.probe import Exchange
+from bastion.scanner.spec import Operation
+
+from ._common import similarity
+
+SIMILAR = 0.8
+PER_OWNER = 2
+
+
+def _owner_values(ctx: ScanContext, who: Identity) -> set[str]:
+    values = {str(v) for v in who.owner_values}
+    for obj in ctx.objects:
+        if obj.owner == who.name and obj.created:
+            value = owner_value(obj.data)
+            if value is not None:
+                values.add(str(value))
+    return values
+
+
+def _read_op(ctx: ScanContext, obj: ObjectRef) -> Operation | None:
+    return next(
+        (
+            op
+            for op in ctx.spec.operations
+            if op.method == "GET"
+            and op.path_params
+            and op.path.endswith("}")
+            and ctx.objects_for(op)
+            and obj in ctx.objects_for(op)
+        ),
+        None,
+    )
+
+
+def _targets(ctx: ScanContext, op: Operation) -> list[ObjectRef]:
+    chosen: list[ObjectRef] = []
+    for owner in ctx.users():
+        mine = list(ctx.objects_for(op, owner=owner.name))
+        mine.sort(key=lambda o: not o.created)
+        chosen += mine[:PER_OWNER]
+    return chosen
+
+
+async def _reads(ctx: ScanContext, op: Operation) -> None:
+    for obj in _targets(ctx, op):
+        owner = ctx.identity(obj.owner)
+        base = await ctx.try_call(op, owner, obj=obj)
+        if base is None or not base.ok:
+            continue
+        for attacker in [*ctx.low_privilege(), ctx.anonymous]:
+            if attacker.name in obj.seen_by:
+                continue
+            ex = await ctx.try_call(op, attacker, obj=obj)
+            if ex is None or not ex.ok:
+                continue
+            score = similarity(base, ex)
+            seen_owner = owner_value(ex.json())
+            owner_match = seen_owner is not None and str(seen_owner) in _owner_values(ctx, owner)
+            if score < SIMILAR and not owner_match:
+                continue
+            how = []
+            if owner_match:
+                how.append(f"the response names {owner.name} as the owner ({seen_owner!r})")
+            if score >= SIMILAR:
+                how.append(f"it matches {owner.name}'s own view ({score:.0%} similar)")
+            ctx.report(
+                "API1",
+                "API1.bola-read",
+                "Object readable by another user"
+                if not attacker.anonymous
+                else "Object readable without credentials",
+                Severity.HIGH,
+                Confidence.HIGH if owner_match or score > 0.95 else Confidence.MEDIUM,
+                f"{attacker.name} read {obj.path}, an object of {owner.name}: "
+                + " and ".join(how)
+                + ".",
+                op=op,
+                identities=(owner.name, attacker.name),
+                exchanges=(base, ex),
+                details={"key": attacker.name, "object": obj.path, "similarity": round(score, 3)},
+            )
+            break
+
+
+def _marked_body(op: Operation, attacker: str) -> object:
+    body = op.sample_body()
+    if isinstance(body, dict):
+        for key, value in body.items():
+            if isinstance(value, str):
+                body[key] = f"bola-{attacker}"
+    return body
+
+
+async def _writes(ctx: ScanContext, op: Operation) -> None:
+    for owner in ctx.users():
+        objs = [o for o in ctx.objects_for(op, owner=owner.name) if o.created]
+        if not objs:
+            continue
+        obj = objs[0]
+        for attacker in [*ctx.low_privilege(), ctx.anonymous]:
+            if attacker.name == owner.name:
+                continue
+            ex = await ctx.try_call(op, attacker, obj=obj, body=_marked_body(op, attacker.name))
+            if ex is None or not ex.ok:
+                continue
+            evidence: list[Exchange] = [ex]
+            confirmed = False
+            reader = _read_op(ctx, obj)
+            if reader is not None:
+                back = await ctx.try_call(reader, owner, obj=obj)
+                if back is not None and back.ok:
+                    evidence.append(back)
+                    confirmed = f"bola-{attacker.name}" in back.text
+            ctx.report(
+                "API1",
+                "API1.bola-write",
+                "Object modifiable by another user",
+                Severity.HIGH,
+                Confidence.HIGH if confirmed else Confidence.MEDIUM,
+                f"{attacker.name} changed {obj.path}, an object of {owner.name} (HTTP {ex.status})"
+                + ("; reading it back as the owner shows the change." if confirmed else "."),
+                op=op,
+                identities=(owner.name, attacker.name),
+                exchanges=evidence,
+                details={"key": attacker.name, "object": obj.path},
+            )
+            return
+
+
+async def _deletes(ctx: ScanContext, op: Operation) -> None:
+    """Only with --unsafe: the owner creates a fresh object, another user deletes it."""
+    params = op.path_params
+    creator = next(
+        (
+            c
+            for c in ctx.spec.operations
+            if c.method == "POST" and c.path == op.path.rsplit("/{" + params[-1].name + "}", 1)[0]
+        ),
+        None,
+    )
+    users = ctx.users()
+    if creator is None or len(users) < 2:
+        return
+    for attacker in [*ctx.low_privilege(), ctx.anonymous]:
+        owner = next((u for u in users if u.name != attacker.name), None)
+        if owner is None:
+            continue
+        made = await ctx.try_call(creator, owner)
+        if made is None or not made.ok:
+            return
+        concrete = "/" + made.url.split("://", 1)[1].split("/", 1)[1].split("?", 1)[0]
+        obj = ctx.add_object(
+            creator.path, concrete, made.json(), owner.name, created=True, param=params[-1].name
+        )
+        if obj is None:
+            return
+        ex = await ctx.try_call(op, attacker, obj=obj)
+        if ex is None or not ex.ok:
+            continue
+        ctx.report(
+            "API1",
+            "API1.bola-delete",
+            "Object deletable by another user",
+            Severity.CRITICAL,
+            Confidence.HIGH,
+            f"{attacker.name} deleted {obj.path}, created for this test by "
+            f"{owner.name} (HTTP {ex.status}).",
+            op=op,
+            identities=(owner.name, attacker.name),
+            exchanges=(made, ex),
+            details={"key": attacker.name},
+        )
+
+
+async def run(ctx: ScanContext) -> None:
+    for op in ctx.spec.operations:
+        if not op.secured or not op.path_params:
+            continue
+        if op.method == "GET":
+            await _reads(ctx, op)
+        elif op.method in {"PUT", "PATCH"}:
+            await _writes(ctx, op)
+        elif op.method == "DELETE" and ctx.options.unsafe:
+            await _deletes(ctx, op)

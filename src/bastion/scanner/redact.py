@@ -1,0 +1,101 @@
+"""Redaction of secrets in evidence, and reproducible curl lines that never contain them.
+
+Known secrets (tokens obtained at login, static credential headers, login passwords) are
+replaced by a shell variable reference such as ``${BASTION_ALICE_TOKEN}``, so the curl line
+still reproduces the request once the variable is set. Values of sensitive JSON fields and
+headers that are not known secrets become ``[REDACTED]``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shlex
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from bastion.jsonutil import dumps, loads_strict
+
+__all__ = ["SENSITIVE_NAME", "Redactor"]
+
+SENSITIVE_NAME = re.compile(
+    r"(pass(word|wd)?|secret|token|api[-_]?key|authorization|cookie|session|private[-_]?key"
+    r"|credential|ssn|cvv|card[-_]?number|password[-_]?hash)",
+    re.IGNORECASE,
+)
+_MAX_BODY = 4096
+
+
+class Redactor:
+    def __init__(self) -> None:
+        self._secrets: dict[str, str] = {}
+
+    def add_secret(self, value: str, variable: str) -> None:
+        """Register ``value`` (at least 4 characters) to be shown as ``${variable}``."""
+        if len(value) >= 4:
+            self._secrets[value] = "${" + re.sub(r"[^A-Z0-9_]", "_", variable.upper()) + "}"
+
+    def text(self, value: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            value = value.replace(secret, self._secrets[secret])
+        return value
+
+    def headers(self, headers: dict[str, str]) -> dict[str, str]:
+        out = {}
+        for name, value in headers.items():
+            shown = self.text(value)
+            if shown == value and SENSITIVE_NAME.search(name) and value:
+                shown = "[REDACTED]"
+            out[name] = shown
+        return out
+
+    def url(self, url: str) -> str:
+        parts = urlsplit(self.text(url))
+        if not parts.query:
+            return urlunsplit(parts)
+        pairs = [
+            (k, "[REDACTED]" if SENSITIVE_NAME.search(k) and "${" not in v else v)
+            for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        ]
+        return urlunsplit(parts._replace(query=urlencode(pairs, safe="${}[]")))
+
+    def _json(self, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {
+                k: "[REDACTED]"
+                if SENSITIVE_NAME.search(str(k)) and isinstance(v, str) and v and "${" not in v
+                else self._json(v)
+                for k, v in value.items()
+            }
+        if isinstance(value, list):
+            return [self._json(v) for v in value]
+        return value
+
+    def body(self, body: bytes | None) -> str | None:
+        if body is None:
+            return None
+        text = self.text(body[: _MAX_BODY * 4].decode("utf-8", "replace"))
+        with contextlib.suppress(ValueError):
+            text = dumps(self._json(loads_strict(text))).decode()
+        if len(text) > _MAX_BODY:
+            text = text[:_MAX_BODY] + f"... [{len(text) - _MAX_BODY} more characters]"
+        return text
+
+    def curl(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> str:
+        parts = ["curl", "-sS", "-i", "-X", method, _quote(self.url(url))]
+        for name, value in self.headers(headers).items():
+            parts += ["-H", _quote(f"{name}: {value}")]
+        if body is not None:
+            shown = self.text(body.decode("utf-8", "replace"))
+            if len(shown) > 65536:
+                shown = shown[:65536]
+            parts += ["--data-binary", _quote(shown)]
+        return " ".join(parts)
+
+
+def _quote(value: str) -> str:
+    """Single-quote for the shell, except ``${BASTION_...}`` references, which must expand."""
+    if "${" not in value:
+        return shlex.quote(value)
+    pieces = re.split(r"(\$\{[A-Z0-9_]+\})", value)
+    return "".join(p if p.startswith("${") else shlex.quote(p) if p else "" for p in pieces)

@@ -1,0 +1,247 @@
+"""The API contract, loaded with schemathesis and reduced to what the checks need.
+
+Schemathesis (pinned 4.32.x) parses and validates the OpenAPI document and enumerates its
+operations; :func:`generate_cases` draws positive test cases from its Hypothesis
+strategies. Everything else (``$ref``-resolved schemas, security, admin labels, spec line
+numbers for SARIF) is derived here once, so the checks read plain data.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import schemathesis
+import yaml
+from hypothesis import HealthCheck, Phase, given, settings
+
+from bastion.errors import ConfigError
+from bastion.scanner.sampling import resolve, sample
+
+__all__ = ["ApiSpec", "Operation", "Param", "generate_cases", "load_spec"]
+
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+ADMIN_MARKERS = re.compile(r"(^|/)(admin|internal|manage|management)(/|$)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    location: str
+    required: bool
+    schema: dict[str, Any]
+
+
+@dataclass
+class Operation:
+    method: str
+    path: str
+    operation_id: str | None
+    params: tuple[Param, ...]
+    body_schema: dict[str, Any] | None
+    media_type: str | None
+    responses: dict[str, dict[str, Any] | None]
+    secured: bool
+    admin: bool
+    pointer: str
+    line: int | None
+    native: Any = field(repr=False, default=None)
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}"
+
+    @property
+    def is_write(self) -> bool:
+        return self.method in {"POST", "PUT", "PATCH", "DELETE"}
+
+    @property
+    def path_params(self) -> list[Param]:
+        return [p for p in self.params if p.location == "path"]
+
+    def response_schema(self, status: int) -> dict[str, Any] | None:
+        for key in (str(status), f"{str(status)[0]}XX", f"{str(status)[0]}xx", "default"):
+            if key in self.responses:
+                return self.responses[key]
+        return None
+
+    def declares_status(self, status: int) -> bool:
+        keys = {str(status), f"{str(status)[0]}XX", f"{str(status)[0]}xx", "default"}
+        return bool(keys & set(self.responses))
+
+    def sample_body(self) -> Any:
+        return sample(self.body_schema) if self.body_schema is not None else None
+
+
+@dataclass
+class ApiSpec:
+    source: str
+    raw: dict[str, Any]
+    operations: list[Operation]
+    native: Any = field(repr=False, default=None)
+
+    @property
+    def servers(self) -> list[str]:
+        servers = self.raw.get("servers") or []
+        return [str(s.get("url", "")) for s in servers if isinstance(s, dict)]
+
+    def operation(self, label: str) -> Operation | None:
+        return next((op for op in self.operations if op.label == label), None)
+
+    def paths(self) -> dict[str, list[Operation]]:
+        out: dict[str, list[Operation]] = {}
+        for op in self.operations:
+            out.setdefault(op.path, []).append(op)
+        return out
+
+
+def _pointer(*parts: str) -> str:
+    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+
+
+def _line_index(text: str) -> dict[tuple[str, str], int]:
+    """1-based line of each ``paths -> path -> method`` key in the YAML/JSON source."""
+    index: dict[tuple[str, str], int] = {}
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return index
+    if not isinstance(root, yaml.MappingNode):
+        return index
+    for key, value in root.value:
+        if key.value != "paths" or not isinstance(value, yaml.MappingNode):
+            continue
+        for path_key, path_node in value.value:
+            if not isinstance(path_node, yaml.MappingNode):
+                continue
+            for method_key, _ in path_node.value:
+                index[(str(path_key.value), str(method_key.value).lower())] = (
+                    method_key.start_mark.line + 1
+                )
+    return index
+
+
+def _is_admin(raw_op: dict[str, Any], path: str) -> bool:
+    roles = raw_op.get("x-bastion-roles") or raw_op.get("x-roles") or []
+    tags = [str(t).lower() for t in raw_op.get("tags") or []]
+    return (
+        "admin" in [str(r).lower() for r in roles]
+        or "admin" in tags
+        or bool(ADMIN_MARKERS.search(path))
+    )
+
+
+def _location(param: Any) -> str:
+    return str(getattr(param.location, "value", param.location))
+
+
+def load_spec(location: str | Path) -> ApiSpec:
+    """Load and validate an OpenAPI 3.x document from a file; raise ConfigError if unusable."""
+    path = Path(location)
+    try:
+        text = path.read_text(encoding="utf-8")
+        native = schemathesis.openapi.from_path(str(path))
+    except OSError as exc:
+        raise ConfigError(f"cannot read the spec: {exc.strerror}", location=str(path)) from exc
+    except Exception as exc:  # schemathesis raises its own loader errors
+        raise ConfigError(f"not a usable OpenAPI document: {exc}", location=str(path)) from exc
+    raw: dict[str, Any] = native.raw_schema
+    lines = _line_index(text)
+    global_security = raw.get("security") or []
+    operations: list[Operation] = []
+    results: list[Any] = list(native.get_all_operations())
+    for result in results:
+        try:
+            st_op = result.ok()
+        except Exception as exc:
+            raise ConfigError(f"invalid operation in the spec: {exc}", location=str(path)) from exc
+        method = str(st_op.method).lower()
+        raw_op: dict[str, Any] = resolve(st_op.definition.raw, raw)
+        params = tuple(
+            Param(
+                p.name,
+                _location(p),
+                bool(resolve(p.definition, raw).get("required")),
+                resolve(p.definition, raw).get("schema") or {},
+            )
+            for p in st_op.iter_parameters()
+            if not (_location(p) == "header" and p.name.lower() == "authorization")
+        )
+        body_schema: dict[str, Any] | None = None
+        media_type: str | None = None
+        for body in st_op.body:
+            if "json" in body.media_type or media_type is None:
+                media_type = body.media_type
+                body_schema = resolve(body.definition, raw).get("schema") or {}
+        responses: dict[str, dict[str, Any] | None] = {}
+        for status, response in (raw_op.get("responses") or {}).items():
+            content = (response or {}).get("content") or {}
+            schema = next(
+                (
+                    c.get("schema")
+                    for mt, c in content.items()
+                    if "json" in mt and isinstance(c, dict)
+                ),
+                None,
+            )
+            responses[str(status)] = schema
+        security = raw_op.get("security", global_security)
+        secured = any(bool(requirement) for requirement in security) if security else False
+        operations.append(
+            Operation(
+                method=method.upper(),
+                path=st_op.path,
+                operation_id=raw_op.get("operationId"),
+                params=params,
+                body_schema=body_schema,
+                media_type=media_type,
+                responses=responses,
+                secured=secured,
+                admin=_is_admin(raw_op, st_op.path),
+                pointer=_pointer("paths", st_op.path, method),
+                line=lines.get((st_op.path, method)),
+                native=st_op,
+            )
+        )
+    return ApiSpec(source=str(path), raw=raw, operations=operations, native=native)
+
+
+def generate_cases(op: Operation, count: int, *, seed: int = 0) -> list[dict[str, Any]]:
+    """Up to ``count`` positive cases from schemathesis: path/query/body values per case."""
+    if count <= 0 or op.native is None:
+        return []
+    cases: list[dict[str, Any]] = []
+
+    @settings(
+        max_examples=count,
+        database=None,
+        deadline=None,
+        phases=[Phase.generate],
+        suppress_health_check=list(HealthCheck),
+        derandomize=True,
+    )
+    @given(op.native.as_strategy())
+    def collect(case: Any) -> None:
+        body = case.body if type(case.body).__name__ != "NotSet" else None
+        headers = {
+            k: v for k, v in dict(case.headers or {}).items() if k.lower() != "authorization"
+        }
+        cases.append(
+            {
+                "path": dict(case.path_parameters or {}),
+                "query": dict(case.query or {}),
+                "headers": headers,
+                "body": body,
+            }
+        )
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            collect()
+        except Exception:  # an unsatisfiable schema must not stop the scan
+            return cases
+    return cases[:count]
