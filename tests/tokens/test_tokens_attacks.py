@@ -11,7 +11,16 @@ import pytest
 
 from bastion.errors import InvalidToken
 from bastion.tokens import IssuerSettings, JWTVerifier
-from tests.tokens.conftest import AUDIENCE, ISSUER, NOW, FakeClock, KeyPair, make_ec, make_rsa
+from tests.tokens.conftest import (
+    AUDIENCE,
+    ISSUER,
+    NOW,
+    FakeClock,
+    JWKSServer,
+    KeyPair,
+    make_ec,
+    make_rsa,
+)
 from tests.vectors.jwt_attacks import attack_tokens, expected_reason, valid_token
 
 pytestmark = pytest.mark.rfc("RFC 8725 §2, §3")
@@ -144,3 +153,29 @@ async def test_signature_r_equal_to_group_order_is_refused() -> None:
         assert info.value.reason == "jwt.ecdsa_range"
     finally:
         await verifier.close()
+
+
+async def test_attacks_through_real_http_never_reach_the_attacker_url(
+    jwks_server: JWKSServer,
+) -> None:
+    """With the default aiohttp fetcher: jku/x5u targets on a listening socket get no hit."""
+    jwks_server.body = json.dumps({"keys": [EC.jwk_with_kid()]}).encode()
+    attacker = f"{jwks_server.base_url}/attacker/jwks.json"
+    settings = _settings(EC, jwks_uri=jwks_server.jwks_url)
+    clock = FakeClock()
+    verifier = JWTVerifier([settings], clock=clock)
+    await verifier.start()
+    try:
+        cases = attack_tokens(
+            EC.private, EC.pem, EC.jwk, ISSUER, AUDIENCE, EC.kid, NOW, attacker_url=attacker
+        )
+        clock.advance(60)  # allow one unknown-kid refetch during the run
+        for name, token in cases:
+            with pytest.raises(InvalidToken) as info:
+                await verifier.verify(token)
+            assert info.value.reason == expected_reason(name, EC.private), name
+    finally:
+        await verifier.close()
+    assert jwks_server.total("/attacker/jwks.json") == 0
+    assert set(jwks_server.hits) == {"/jwks.json"}
+    assert jwks_server.total() <= 2
