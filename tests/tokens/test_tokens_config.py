@@ -42,6 +42,7 @@ BASE: dict[str, Any] = {
         {"max_token_bytes": 0},
         {"jwks_ttl": 0},
         {"jwks_min_refetch_interval": 1000},
+        {"audiences": "api://a"},
     ],
 )
 def test_insecure_settings_refused(override: dict[str, Any]) -> None:
@@ -83,3 +84,10 @@ def test_public_api() -> None:
         "VerifiedToken",
     ]
     assert "none" not in bastion.tokens.SUPPORTED_ALGORITHMS
+
+
+def test_lists_from_config_become_tuples() -> None:
+    settings = IssuerSettings(**{**BASE, "audiences": ["api://a"], "algorithms": ["ES256"]})
+    assert settings.audiences == ("api://a",)
+    assert settings.algorithms == ("ES256",)
+    assert hash(settings)

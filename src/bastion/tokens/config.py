@@ -98,6 +98,11 @@ class IssuerSettings:
 
     def __post_init__(self) -> None:
         where = f"issuer {self.issuer!r}"
+        for name in ("audiences", "algorithms", "token_types", "required_claims", "static_keys"):
+            value = getattr(self, name)
+            if isinstance(value, str | bytes):
+                raise ConfigError(f"{name} must be a list, not a single string", location=where)
+            object.__setattr__(self, name, tuple(value))  # lists from config become tuples
         if not isinstance(self.issuer, str) or not self.issuer:
             raise ConfigError("issuer must be a non-empty string")
         if not self.audiences or not all(isinstance(a, str) and a for a in self.audiences):
