@@ -128,7 +128,8 @@ def _match(step: _Step, parent: Any, key: Any, value: Any) -> bool:
         return isinstance(parent, list) and key == step.value % max(len(parent), 1)
     field, op, literal = step.value
     if not isinstance(value, dict) or field not in value:
-        return False
+        # RFC 9535 §2.3.5.2.2: an absent member is unequal to every value.
+        return op == "!="
     if op is None:
         return True
     return bool((value[field] == literal) == (op == "=="))
