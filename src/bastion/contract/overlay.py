@@ -129,7 +129,7 @@ def _match(step: _Step, parent: Any, key: Any, value: Any) -> bool:
     field, op, literal = step.value
     if not isinstance(value, dict) or field not in value:
         # RFC 9535 §2.3.5.2.2: an absent member is unequal to every value.
-        return op == "!="
+        return bool(op == "!=")
     if op is None:
         return True
     return bool((value[field] == literal) == (op == "=="))
