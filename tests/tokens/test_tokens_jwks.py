@@ -248,6 +248,16 @@ async def test_default_fetcher_caps_size_and_refuses_non_200(jwks_server: JWKSSe
         await fetcher.close()
 
 
+async def test_default_fetcher_reads_a_large_body_completely(jwks_server: JWKSServer) -> None:
+    keys = [make_ec(f"kid-{i}") for i in range(60)]
+    jwks_server.body = jwks_bytes(*keys) + b" " * 40_000  # arrives in several chunks
+    fetcher = HTTPFetcher()
+    try:
+        assert await fetcher(jwks_server.jwks_url) == jwks_server.body
+    finally:
+        await fetcher.close()
+
+
 async def test_jwks_endpoint_down_does_not_break_startup() -> None:
     from tests.conftest import free_port
 

@@ -47,12 +47,16 @@ class HTTPFetcher:
                     raise FetchError(f"GET {url} answered {response.status}")
                 if (response.content_length or 0) > self._max_bytes:
                     raise FetchError(f"GET {url} body exceeds {self._max_bytes} bytes")
-                body = await response.content.read(self._max_bytes + 1)
+                chunks: list[bytes] = []
+                size = 0
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                    if size > self._max_bytes:
+                        raise FetchError(f"GET {url} body exceeds {self._max_bytes} bytes")
+                    chunks.append(chunk)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise FetchError(f"GET {url} failed: {type(exc).__name__}") from None
-        if len(body) > self._max_bytes:
-            raise FetchError(f"GET {url} body exceeds {self._max_bytes} bytes")
-        return body
+        return b"".join(chunks)
 
     async def close(self) -> None:
         if self._session is not None:
