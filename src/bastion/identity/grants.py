@@ -14,12 +14,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from bastion.identity.oautherrors import OAuthError
+from bastion.identity.rfc9068 import IssuedToken
 from bastion.identity.schema import (
     access_tokens,
     auth_codes,
@@ -109,14 +112,25 @@ class Grants:
             )
         return code
 
-    async def redeem_code(self, code: str, now: float) -> CodeGrant | None:
-        """Consume ``code`` atomically. ``None`` if unknown or expired.
+    async def redeem_code(
+        self,
+        code: str,
+        now: float,
+        prepare: Callable[[CodeGrant], Awaitable[IssuedToken | OAuthError]],
+        *,
+        with_refresh: bool,
+    ) -> tuple[CodeGrant, IssuedToken, str | None] | OAuthError | None:
+        """Consume ``code`` and create what it grants, atomically.
 
-        Raises :class:`ReuseDetected` (after revoking the family) if already consumed.
+        ``prepare`` checks the grant and signs the access token inside the transaction;
+        an error it returns is handed back after the code was burnt. ``None`` for an
+        unknown or expired code. Raises :class:`ReuseDetected` (after the revocation of
+        the family committed) if the code was already consumed.
         """
         if not 0 < len(code) <= 256:
             return None
         digest = self._sealer.digest(code)
+        reuse: ReuseDetected | None = None
         async with self._db.write() as conn:
             won = await conn.execute(
                 update(auth_codes)
@@ -130,41 +144,62 @@ class Grants:
                 return None
             if won.rowcount != 1:
                 revoked = await self._revoke_families(conn, [row.family_id], "code_reuse", now)
-                raise ReuseDetected(row.family_id, revoked)
-        if row.expires_at <= now:
-            return None
-        return CodeGrant(
-            client_id=row.client_id,
-            user_id=row.user_id,
-            session_hash=row.session_hash,
-            redirect_uri=row.redirect_uri,
-            scope=row.scope,
-            resource=row.resource,
-            code_challenge=row.code_challenge,
-            family_id=row.family_id,
+                reuse = ReuseDetected(row.family_id, revoked)
+            elif row.expires_at <= now:
+                return None
+            else:
+                grant = CodeGrant(
+                    client_id=row.client_id,
+                    user_id=row.user_id,
+                    session_hash=row.session_hash,
+                    redirect_uri=row.redirect_uri,
+                    scope=row.scope,
+                    resource=row.resource,
+                    code_challenge=row.code_challenge,
+                    family_id=row.family_id,
+                )
+                prepared = await prepare(grant)
+                if isinstance(prepared, OAuthError):
+                    return prepared
+                await self._insert_family(conn, row, now)
+                refresh = None
+                if with_refresh:
+                    refresh = await self._new_refresh(
+                        conn, row.family_id, row.scope, row.resource, now
+                    )
+                await conn.execute(
+                    insert(access_tokens).values(
+                        jti=prepared.jti, family_id=row.family_id, expires_at=prepared.expires_at
+                    )
+                )
+                return grant, prepared, refresh
+        raise reuse
+
+    async def _insert_family(self, conn: AsyncConnection, code_row: Any, now: float) -> None:
+        await conn.execute(
+            insert(refresh_families).values(
+                family_id=code_row.family_id,
+                client_id=code_row.client_id,
+                user_id=code_row.user_id,
+                session_hash=code_row.session_hash,
+                created_at=now,
+                expires_at=now + self._settings.refresh_absolute_ttl,
+                revoked_at=None,
+                revoked_reason=None,
+            )
         )
 
     # -- refresh families -----------------------------------------------------------
-    async def start_family(
-        self, grant: CodeGrant, now: float, *, issue_refresh: bool
-    ) -> str | None:
-        """Create the family a redeemed code produced; returns its first refresh token."""
-        async with self._db.write() as conn:
+    async def _family_live_locked(self, conn: AsyncConnection, family_id: str, now: float) -> bool:
+        """Is the family live? Locks its row (PostgreSQL) so revocation cannot interleave."""
+        row = (
             await conn.execute(
-                insert(refresh_families).values(
-                    family_id=grant.family_id,
-                    client_id=grant.client_id,
-                    user_id=grant.user_id,
-                    session_hash=grant.session_hash,
-                    created_at=now,
-                    expires_at=now + self._settings.refresh_absolute_ttl,
-                    revoked_at=None,
-                    revoked_reason=None,
-                )
+                select(refresh_families.c.revoked_at, refresh_families.c.expires_at)
+                .where(refresh_families.c.family_id == family_id)
+                .with_for_update()
             )
-            if not issue_refresh:
-                return None
-            return await self._new_refresh(conn, grant.family_id, grant.scope, grant.resource, now)
+        ).first()
+        return row is not None and row.revoked_at is None and row.expires_at > now
 
     async def _new_refresh(
         self, conn: AsyncConnection, family_id: str, scope: str, resource: str | None, now: float
@@ -182,17 +217,6 @@ class Grants:
             )
         )
         return token
-
-    async def family_active(self, family_id: str, now: float) -> bool:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(
-                    select(refresh_families.c.revoked_at, refresh_families.c.expires_at).where(
-                        refresh_families.c.family_id == family_id
-                    )
-                )
-            ).first()
-        return row is not None and row.revoked_at is None and row.expires_at > now
 
     async def rotate(
         self, token: str, client_id: str, now: float
@@ -226,18 +250,24 @@ class Grants:
                     )
                     .select_from(joined)
                     .where(refresh_tokens.c.token_hash == digest)
+                    .with_for_update()
                 )
             ).first()
             if row is None or row.client_id != client_id:
                 return None
             if won.rowcount != 1:
                 revoked = await self._revoke_families(conn, [row.family_id], "refresh_reuse", now)
-                raise ReuseDetected(row.family_id, revoked)
-            if row.revoked_at is not None or row.expires_at <= now or row.family_exp <= now:
+                reuse = ReuseDetected(row.family_id, revoked)
+            elif row.revoked_at is not None or row.expires_at <= now or row.family_exp <= now:
                 return None
-            grant = RefreshGrant(row.family_id, row.client_id, row.user_id, row.scope, row.resource)
-            nxt = await self._new_refresh(conn, row.family_id, row.scope, row.resource, now)
-        return grant, nxt
+            else:
+                grant = RefreshGrant(
+                    row.family_id, row.client_id, row.user_id, row.scope, row.resource
+                )
+                return grant, await self._new_refresh(
+                    conn, row.family_id, row.scope, row.resource, now
+                )
+        raise reuse  # only after the revocation has committed
 
     async def refresh_info(self, token: str, now: float) -> RefreshGrant | None:
         """An active (unspent, unexpired, unrevoked) refresh token's grant, for introspection."""
@@ -269,11 +299,16 @@ class Grants:
         return RefreshGrant(row.family_id, row.client_id, row.user_id, row.scope, row.resource)
 
     # -- access tokens and revocation -----------------------------------------------
-    async def record_access(self, jti: str, family_id: str, exp: float) -> None:
+    async def record_access(self, jti: str, family_id: str, exp: float, now: float) -> bool:
+        """Remember an access token of a family; False (and revoked) if the family ended."""
         async with self._db.write() as conn:
+            live = await self._family_live_locked(conn, family_id, now)
             await conn.execute(
                 insert(access_tokens).values(jti=jti, family_id=family_id, expires_at=exp)
             )
+            if not live:
+                await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
+        return live
 
     async def revoke_jti(self, jti: str, exp: float, now: float) -> bool:
         async with self._db.write() as conn:

@@ -22,11 +22,12 @@ from bastion.identity.oautherrors import (
     InvalidRequest,
     InvalidScope,
     InvalidTarget,
+    OAuthError,
     UnauthorizedClient,
 )
 from bastion.identity.passwords import PasswordHasher, PasswordPolicy
 from bastion.identity.rfc7636 import verify as verify_pkce
-from bastion.identity.rfc9068 import AccessTokens
+from bastion.identity.rfc9068 import AccessTokens, IssuedToken
 from bastion.identity.sealing import Sealer
 from bastion.identity.sessions import Sessions
 from bastion.identity.settings import IdentitySettings
@@ -157,45 +158,67 @@ class IdentityService:
         verifier: str | None,
         resources: Sequence[str],
     ) -> dict[str, Any]:
+        """RFC 6749 §4.1.3: the code is consumed and the tokens minted in one transaction.
+
+        A failed check still burns the code; a second redemption revokes the family, the
+        refresh token and the access token the first one produced.
+        """
         if "authorization_code" not in client.grant_types:
             raise UnauthorizedClient(reason="grant.not_allowed")
         if not code:
             raise InvalidRequest("code is required")
         now = self.clock()
+        await self.keys.refresh_if_stale()
+        scopes: list[str] = []
+
+        async def prepare(grant: CodeGrant) -> IssuedToken | OAuthError:
+            try:
+                if grant.client_id != client.client_id:
+                    raise InvalidGrant("the code is invalid or expired", reason="code.wrong_client")
+                if redirect_uri != grant.redirect_uri:
+                    raise InvalidGrant("redirect_uri does not match", reason="code.redirect")
+                verify_pkce(verifier, grant.code_challenge)
+                if resources and (grant.resource is None or list(resources) != [grant.resource]):
+                    raise InvalidTarget("resource differs from the authorization request")
+                user = await self.users.get(grant.user_id)
+                if user is None or user.disabled:
+                    raise InvalidGrant("the code is invalid or expired", reason="code.user_gone")
+                scopes.extend(grant.scope.split())
+                audience = self.resolve_audience(client, [grant.resource] if grant.resource else [])
+            except OAuthError as exc:
+                return exc
+            return self.tokens.issue(
+                subject=user.id,
+                client_id=client.client_id,
+                audience=audience,
+                scope=scopes,
+                roles=user.roles,
+                now=now,
+            )
+
         try:
-            grant = await self.grants.redeem_code(code, now)
+            result = await self.grants.redeem_code(
+                code, now, prepare, with_refresh="refresh_token" in client.grant_types
+            )
         except ReuseDetected as reuse:
             await self._announce(reuse.revoked)
             self.audit.emit(
                 "code.reuse_detected", client_id=client.client_id, family=reuse.family_id
             )
             raise InvalidGrant("the code was already used", reason="code.reused") from None
-        if grant is None:
+        if result is None:
             raise InvalidGrant("the code is invalid or expired", reason="code.invalid")
-        if grant.client_id != client.client_id:
-            raise InvalidGrant("the code is invalid or expired", reason="code.wrong_client")
-        if redirect_uri != grant.redirect_uri:
-            raise InvalidGrant("redirect_uri does not match", reason="code.redirect_mismatch")
-        verify_pkce(verifier, grant.code_challenge)
-        if resources and (grant.resource is None or list(resources) != [grant.resource]):
-            raise InvalidTarget("resource differs from the authorization request")
-        user = await self.users.get(grant.user_id)
-        if user is None or user.disabled:
-            raise InvalidGrant("the code is invalid or expired", reason="code.user_gone")
-        refresh = await self.grants.start_family(
-            grant, now, issue_refresh="refresh_token" in client.grant_types
+        if isinstance(result, OAuthError):
+            raise result
+        grant, issued, refresh = result
+        self.audit.emit(
+            "token.issued",
+            grant="authorization_code",
+            client_id=client.client_id,
+            user=grant.user_id,
+            jti=issued.jti,
         )
-        return await self._user_tokens(client, user, grant, refresh, now)
-
-    async def _user_tokens(
-        self, client: Client, user: User, grant: CodeGrant, refresh: str | None, now: float
-    ) -> dict[str, Any]:
-        scopes = grant.scope.split() if grant.scope else []
-        audience = self.resolve_audience(client, [grant.resource] if grant.resource else [])
-        token = await self.issue_user_token(
-            user, client, scopes, audience, family_id=grant.family_id
-        )
-        return self._token_response(token, scopes, refresh)
+        return self._token_response(issued.token, scopes, refresh)
 
     async def issue_user_token(
         self,
@@ -218,8 +241,10 @@ class IdentityService:
             roles=user.roles,
             now=now,
         )
-        if family_id is not None:
-            await self.grants.record_access(issued.jti, family_id, issued.expires_at)
+        if family_id is not None and not await self.grants.record_access(
+            issued.jti, family_id, issued.expires_at, now
+        ):
+            raise InvalidGrant("the grant was revoked", reason="grant.revoked_during_issue")
         self.audit.emit(
             "token.issued", grant=grant, client_id=client.client_id, user=user.id, jti=issued.jti
         )
