@@ -220,7 +220,7 @@ async def login_for_code(
     if status == 303:
         return redirect_params(resp)
     assert status == 200, html
-    fields = form_fields(html) + [("username", username), ("password", password)]
+    fields = [*form_fields(html), ("username", username), ("password", password)]
     status, html, resp = await browser.post("/authorize", fields)
     assert status == 303, html
     return redirect_params(resp)

@@ -35,17 +35,21 @@ async def test_code_flow_issues_user_token_refresh_token_and_iss(live: Live) -> 
         username=seeded.username,
         resource="api://orders",
     )
-    assert params["iss"] == live.base and params["state"] == "st-1"
+    assert params["iss"] == live.base
+    assert params["state"] == "st-1"
     status, body = await _redeem(live, "web", params["code"], seeded.redirect_uri, verifier)
     assert status == 200, body
-    assert body["refresh_token"] and body["scope"] == "orders:read profile"
+    assert body["refresh_token"]
+    assert body["scope"] == "orders:read profile"
     status, info, _ = await live.post(
         "/introspect",
         {"token": body["access_token"]},
         basic(web.client_id, live.clients["web"][1] or ""),
     )
-    assert info["active"] is True and info["sub"] == seeded.user_id
-    assert info["roles"] == ["customer"] and info["aud"] == "api://orders"
+    assert info["active"] is True
+    assert info["sub"] == seeded.user_id
+    assert info["roles"] == ["customer"]
+    assert info["aud"] == "api://orders"
 
 
 async def test_existing_session_skips_the_login_page(live: Live) -> None:
@@ -67,7 +71,8 @@ async def test_existing_session_skips_the_login_page(live: Live) -> None:
         }
     )
     status, _, resp = await browser.get("/authorize?" + query)
-    assert status == 303 and "code=" in resp.headers["Location"]
+    assert status == 303
+    assert "code=" in resp.headers["Location"]
 
 
 @pytest.mark.rfc("7636-4.4")
@@ -94,8 +99,10 @@ async def test_pkce_missing_plain_or_malformed_is_refused(
     assert status == 303
     location = resp.headers["Location"]
     assert location.startswith(seeded.redirect_uri + "?")
-    assert "error=invalid_request" in location and "code=" not in location
-    assert "iss=" in location and "state=s" in location
+    assert "error=invalid_request" in location
+    assert "code=" not in location
+    assert "iss=" in location
+    assert "state=s" in location
 
 
 @pytest.mark.rfc("7636-4.6")
@@ -193,7 +200,8 @@ async def test_unknown_client_gets_an_error_page(live: Live) -> None:
         }
     )
     status, _, resp = await Browser(live).get("/authorize?" + query)
-    assert status == 400 and "Location" not in resp.headers
+    assert status == 400
+    assert "Location" not in resp.headers
 
 
 @pytest.mark.rfc("6749-4.1.2")
@@ -257,7 +265,8 @@ async def test_public_client_with_pkce(live: Live) -> None:
         live, Browser(live), spa, seeded.redirect_uri, challenge, username=seeded.username
     )
     status, body = await _redeem(live, "spa", params["code"], seeded.redirect_uri, verifier)
-    assert status == 200 and body["refresh_token"]
+    assert status == 200
+    assert body["refresh_token"]
 
 
 async def test_response_type_token_is_refused(live: Live) -> None:
@@ -274,5 +283,6 @@ async def test_response_type_token_is_refused(live: Live) -> None:
         }
     )
     status, _, resp = await Browser(live).get("/authorize?" + query)
-    assert status == 303 and "error=unsupported_response_type" in resp.headers["Location"]
+    assert status == 303
+    assert "error=unsupported_response_type" in resp.headers["Location"]
     assert "access_token" not in resp.headers["Location"]

@@ -34,15 +34,21 @@ async def test_client_credentials_token_is_rfc9068_and_verifies_through_discover
         "svc", grant_type="client_credentials", resource="api://orders", scope="orders:read"
     )
     assert status == 200, body
-    assert body["token_type"] == "Bearer" and body["expires_in"] == 600
+    assert body["token_type"] == "Bearer"
+    assert body["expires_in"] == 600
     assert "refresh_token" not in body
     header, claims = await _verify_via_discovery(live, body["access_token"])
-    assert header["typ"] == "at+jwt" and header["alg"] == "ES256" and header["kid"]
+    assert header["typ"] == "at+jwt"
+    assert header["alg"] == "ES256"
+    assert header["kid"]
     client = live.clients["svc"][0]
-    assert claims["iss"] == live.base and claims["aud"] == "api://orders"
+    assert claims["iss"] == live.base
+    assert claims["aud"] == "api://orders"
     assert claims["sub"] == client.client_id == claims["client_id"]
-    assert claims["exp"] - claims["iat"] == 600 and claims["jti"]
-    assert claims["scope"] == "orders:read" and claims["roles"] == ["service"]
+    assert claims["exp"] - claims["iat"] == 600
+    assert claims["jti"]
+    assert claims["scope"] == "orders:read"
+    assert claims["roles"] == ["service"]
 
 
 async def test_token_response_is_not_cacheable(live: Live) -> None:
@@ -127,7 +133,8 @@ async def test_client_authentication_failures(live: Live) -> None:
     status, body, _ = await live.post(
         "/token", {"grant_type": "client_credentials", "client_id": spa.client_id}
     )
-    assert status == 400 and body["error"] == "unauthorized_client"
+    assert status == 400
+    assert body["error"] == "unauthorized_client"
 
 
 @pytest.mark.rfc("6749-3.1")
