@@ -10,6 +10,7 @@ exchange is recorded for the checks and the reports.
 from __future__ import annotations
 
 import asyncio
+import io
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -228,11 +229,14 @@ class Probe:
         async with self.semaphore:
             started = self.clock()
             try:
+                payload: bytes | io.BytesIO | None = body
+                if body is not None and len(body) > 512 * 1024:
+                    payload = io.BytesIO(body)  # aiohttp streams it instead of warning
                 async with self._session.request(
                     method,
                     full,
                     headers=send_headers,
-                    data=body,
+                    data=payload,
                     allow_redirects=False,
                     timeout=aiohttp.ClientTimeout(
                         total=max(0.5, min(self.timeout.total or 10, self.remaining + 1))
@@ -245,7 +249,7 @@ class Probe:
                         send_headers,
                         body,
                         response.status,
-                        dict(response.headers.items()),
+                        {str(k): str(v) for k, v in response.headers.items()},
                         content,
                         self.clock() - started,
                         identity,

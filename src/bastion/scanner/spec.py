@@ -82,6 +82,34 @@ class ApiSpec:
     raw: dict[str, Any]
     operations: list[Operation]
     native: Any = field(repr=False, default=None)
+    text: str = field(repr=False, default="")
+
+    def line_of(self, pointer: str | None) -> int | None:
+        """1-based source line of the node at a JSON pointer (or its nearest ancestor)."""
+        if pointer is None:
+            return None
+        try:
+            node: Any = yaml.compose(self.text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            return None
+        line = None
+        for raw_part in pointer.lstrip("/").split("/") if pointer.strip("/") else []:
+            part = raw_part.replace("~1", "/").replace("~0", "~")
+            if isinstance(node, yaml.MappingNode):
+                match = next(((k, v) for k, v in node.value if str(k.value) == part), None)
+                if match is None:
+                    break
+                line, node = match[0].start_mark.line + 1, match[1]
+            elif (
+                isinstance(node, yaml.SequenceNode)
+                and part.isdigit()
+                and int(part) < len(node.value)
+            ):
+                node = node.value[int(part)]
+                line = node.start_mark.line + 1
+            else:
+                break
+        return line
 
     @property
     def servers(self) -> list[str]:
@@ -206,7 +234,7 @@ def load_spec(location: str | Path) -> ApiSpec:
                 native=st_op,
             )
         )
-    return ApiSpec(source=str(path), raw=raw, operations=operations, native=native)
+    return ApiSpec(source=str(path), raw=raw, operations=operations, native=native, text=text)
 
 
 def generate_cases(op: Operation, count: int, *, seed: int = 0) -> list[dict[str, Any]]:
