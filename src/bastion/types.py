@@ -166,7 +166,7 @@ class RequestContext:
 
     request_id: str
     method: str
-    #: Decoded, normalised path: exactly the path the upstream receives.
+    #: Decoded, normalised path: what routes match.
     path: str
     query_string: bytes
     headers: Headers
@@ -177,6 +177,8 @@ class RequestContext:
     started: float
     #: Wall-clock start (seconds since the epoch) for the audit event.
     started_wall: float
+    #: ``path`` percent-encoded canonically: exactly what the upstream receives.
+    upstream_path: str = ""
     api: str | None = None
     route: str | None = None
     path_params: dict[str, str] = field(default_factory=dict)
@@ -199,6 +201,8 @@ class RequestContext:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     #: Headers policies add to the request toward the upstream.
     upstream_headers: list[tuple[str, str]] = field(default_factory=list)
+    #: Client headers (lower-case) policies withhold from the upstream (e.g. an API key).
+    upstream_drop: set[str] = field(default_factory=set)
     #: Free-form scratch space for policies, keyed by policy name.
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -221,8 +225,15 @@ class Policy:
         """Before forwarding. Return None to continue, a Response to answer, or raise."""
         return None
 
+    def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
+        """Whether this response must be buffered for ``on_response`` (decided on headers)."""
+        return self.needs_response_body
+
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
-        """After the upstream answered, before anything is sent. May edit or raise."""
+        """After the upstream answered, before anything is sent. May edit or raise.
+
+        ``response.body`` is None when no policy wanted the body buffered.
+        """
         return None
 
     def on_complete(self, ctx: RequestContext) -> None:

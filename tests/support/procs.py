@@ -206,3 +206,37 @@ apis:
 {api_extra}
     routes:{routes}
 """
+
+
+@contextmanager
+def run_shop(tmp: Path) -> Iterator[str]:
+    """The demo shop upstream under granian; yields its base URL."""
+    port = free_port()
+    errors = tmp / f"shop-{port}.stderr"
+    granian = str(Path(sys.executable).with_name("granian"))
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(
+            [
+                granian,
+                "--interface",
+                "asgi",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--no-ws",
+                "bastion.demo.shop:create_shop_app",
+            ],
+            cwd=ROOT,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    try:
+        try:
+            wait_for_port(port, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{errors.read_text()}") from None
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)

@@ -8,23 +8,36 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
+    "AdminConfig",
+    "AllowConfig",
     "ApiConfig",
+    "ApiKeysConfig",
     "AuditConfig",
+    "AuthenticationConfig",
+    "ContractConfig",
     "CorsConfig",
     "GatewayConfig",
+    "JwtIssuerConfig",
     "LimitsConfig",
     "ListenConfig",
+    "LoginConfig",
+    "OwnerListRule",
+    "OwnerRule",
+    "RateLimitRule",
     "RouteConfig",
     "SecurityHeadersConfig",
+    "StateConfig",
     "TLSConfig",
     "TimeoutConfig",
     "UpstreamConfig",
+    "VersionConfig",
 ]
 
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -137,12 +150,159 @@ class CorsConfig(Model):
         return self
 
 
+_FIELD_REF = re.compile(r"^(path|query|header|body)(\.[A-Za-z0-9_-]+)+$|^body$")
+_PRINCIPAL_REF = re.compile(r"^principal\.[A-Za-z0-9_.-]+$")
+AuthMethod = Literal["jwt", "api_key"]
+
+
+class AllowConfig(Model):
+    roles: list[str] = Field(default_factory=list, description="Roles that may call the route.")
+    scopes: list[str] = Field(default_factory=list, description="Scopes that may call the route.")
+    match: Literal["any", "all"] = Field(
+        "any", description="any: one listed role or scope suffices; all: every one is needed."
+    )
+
+    @model_validator(mode="after")
+    def _some(self) -> AllowConfig:
+        if not self.roles and not self.scopes:
+            raise ValueError("list roles and/or scopes, or write allow: authenticated")
+        return self
+
+
+class OwnerRule(Model):
+    """Object-level authorization (OWASP API1): the object must belong to the caller."""
+
+    request: str | None = Field(
+        None,
+        description="Field of the request naming the object's owner: path.user_id, "
+        "query.account, header.x-tenant, body.customer_id.",
+    )
+    response: str | None = Field(
+        None,
+        description="Field of the upstream's JSON response naming the owner: "
+        "body.customer_id or a JSON pointer such as /customer_id.",
+    )
+    equals: str | None = Field(
+        None, description="Principal claim the field must equal, e.g. principal.sub."
+    )
+    in_claim: str | None = Field(
+        None,
+        alias="in",
+        description="Principal claim (a list) the field must be in, e.g. principal.tenants.",
+    )
+    unless_roles: list[str] = Field(
+        default_factory=list, description="Roles exempt from the rule (e.g. admin)."
+    )
+    deny_status: Literal[403, 404] = Field(
+        404, description="404 (default) hides whether the object exists; 403 is explicit."
+    )
+    before: Literal["GET"] | None = Field(
+        None,
+        description="For writes with a response rule: first GET the same path from the "
+        "upstream and check its owner field, so a foreign object is never modified.",
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> OwnerRule:
+        if (self.request is None) == (self.response is None):
+            raise ValueError("give exactly one of request or response")
+        if (self.equals is None) == (self.in_claim is None):
+            raise ValueError("give exactly one of equals or in")
+        claim = self.equals or self.in_claim or ""
+        if not _PRINCIPAL_REF.match(claim):
+            raise ValueError(f"{claim!r} must name a principal claim like principal.sub")
+        if self.request is not None and not _FIELD_REF.match(self.request):
+            raise ValueError(f"{self.request!r} must be path.X, query.X, header.X or body.X[.Y]")
+        return self
+
+
+class OwnerListRule(Model):
+    """Object-level authorization for list responses: items not owned are removed."""
+
+    items: str = Field("body", description="Where the list is: body, or body.items / /items.")
+    field: str = Field(description="Field of each item naming its owner, e.g. customer_id.")
+    equals: str | None = Field(None, description="Principal claim the field must equal.")
+    in_claim: str | None = Field(None, alias="in", description="Principal claim list.")
+    unless_roles: list[str] = Field(default_factory=list, description="Roles exempt.")
+    mode: Literal["filter", "deny"] = Field(
+        "filter", description="filter: drop foreign items; deny: refuse the whole response."
+    )
+
+    @model_validator(mode="after")
+    def _shape(self) -> OwnerListRule:
+        if (self.equals is None) == (self.in_claim is None):
+            raise ValueError("give exactly one of equals or in")
+        return self
+
+
+class RateLimitRule(Model):
+    key: str | list[str] = Field(
+        description="What is counted: principal, api_key, ip, route, header.X, path.X, "
+        "query.X, body.X, or a list of these (combined)."
+    )
+    limit: str = Field(description="N/second, N/minute, N/hour or N/day.")
+    burst: int | None = Field(None, ge=1, description="Extra requests allowed in a burst (GCRA).")
+    algorithm: Literal["gcra", "sliding_window"] = Field("gcra", description="Algorithm.")
+    fail_open: bool = Field(
+        False,
+        description="Admit requests when the state backend is down (logged). "
+        "Default: refuse with 503 (fail closed).",
+    )
+
+    @field_validator("key")
+    @classmethod
+    def _key(cls, value: str | list[str]) -> str | list[str]:
+        for part in [value] if isinstance(value, str) else value:
+            if part not in ("principal", "api_key", "ip", "route") and not re.match(
+                r"^(header|path|query|body)\.[A-Za-z0-9_.-]+$", part
+            ):
+                raise ValueError(f"unknown rate-limit key {part!r}")
+        return value
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, value: str) -> str:
+        from bastion.ratelimit import parse_rate
+
+        parse_rate(value)
+        return value
+
+
+class LoginConfig(Model):
+    """Brute-force protection for a login route (OWASP API2/API4)."""
+
+    username: str = Field("body.username", description="Where the username is in the request.")
+    failure_statuses: list[int] = Field(
+        default_factory=lambda: [401, 403], description="Upstream statuses counted as failures."
+    )
+    max_failures: int = Field(5, ge=1, le=100, description="Failures before lockout.")
+    base_delay: float = Field(1.0, ge=0, le=60, description="Backoff after the first failure.")
+    max_delay: float = Field(60.0, ge=0, le=3600, description="Largest backoff between tries.")
+    lockout: float = Field(900.0, ge=1, le=86_400, description="Lockout window in seconds.")
+
+
 class RouteConfig(Model):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     path: str = Field(description="Path template relative to the API's base_path: /orders/{id}.")
     methods: list[HttpMethod] = Field(description="Methods served; others are 405.")
     public: bool = Field(
         False, description="No authentication required. Must be explicit (deny by default)."
     )
+    authentication: list[AuthMethod] | None = Field(
+        None, description="Accepted credentials; default: every configured method."
+    )
+    allow: AllowConfig | Literal["authenticated"] | None = Field(
+        None,
+        description="Function-level authorization. Required on authenticated routes "
+        "unless the API sets a default (least privilege is explicit).",
+    )
+    owner: OwnerRule | None = Field(None, description="Object-level rule (request or response).")
+    owner_list: OwnerListRule | None = Field(None, description="Object-level rule for lists.")
+    rate_limit: list[RateLimitRule] | None = Field(
+        None, description="Limits for this route (replace the API's defaults)."
+    )
+    login: LoginConfig | None = Field(None, description="Mark as a login route.")
 
     @field_validator("path")
     @classmethod
@@ -161,12 +321,75 @@ class RouteConfig(Model):
         return value
 
 
+class ContractConfig(Model):
+    response_mode: Literal["strict", "monitor"] = Field(
+        "strict",
+        description="strict: a response that breaks its schema is a 502; "
+        "monitor: it passes (projected) with an audit event.",
+    )
+    strict_properties: bool = Field(
+        True,
+        description="Reject request properties and query parameters the spec does not "
+        "declare (mass assignment).",
+    )
+    max_string_length: int = Field(10_000, ge=1, description="Default maxLength for strings.")
+    max_array_items: int = Field(1_000, ge=1, description="Default maxItems for arrays.")
+    max_depth: int = Field(32, ge=1, le=512, description="Deepest JSON nesting accepted.")
+    max_response_bytes: int = Field(
+        4_194_304, ge=1024, description="Largest JSON response filtered."
+    )
+    pass_large_responses: bool = Field(
+        False, description="Pass JSON responses above max_response_bytes unfiltered (else 502)."
+    )
+
+
+class VersionConfig(Model):
+    """RFC 9745 Deprecation, RFC 8594 Sunset, and 410 Gone after the sunset date."""
+
+    deprecated_at: datetime | None = Field(None, description="When the version was deprecated.")
+    sunset_at: datetime | None = Field(None, description="After this instant: 410 Gone.")
+    successor: str | None = Field(None, description="Name of the API that replaces this one.")
+    link: str | None = Field(None, description="URL of the migration guide.")
+
+
 class ApiConfig(Model):
     name: str = Field(description="Name used in logs and metrics.")
     upstream: str = Field(description="Key of the upstream (under `upstreams`) to forward to.")
     base_path: str = Field("", description="Prefix of every route of this API, e.g. /v2.")
     cors: CorsConfig | None = Field(None, description="CORS for browsers; off when absent.")
-    routes: list[RouteConfig] = Field(description="The routes this API serves. Others are 404.")
+    openapi: Path | None = Field(
+        None,
+        description="OpenAPI 3.0/3.1 document: its operations become routes, requests "
+        "are validated and responses filtered against it.",
+    )
+    overlay: Path | None = Field(None, description="Overlay 1.0 document hardening `openapi`.")
+    paths: list[str] = Field(
+        default_factory=list,
+        description="Only the spec's operations whose path matches one of these globs "
+        "(e.g. /v1/*), so one document can describe several API versions.",
+    )
+    contract: ContractConfig = Field(
+        default_factory=lambda: ContractConfig(), description="Contract enforcement settings."
+    )
+    version: VersionConfig | None = Field(None, description="Deprecation and sunset.")
+    authentication: list[AuthMethod] | None = Field(
+        None, description="Default accepted credentials for the API's routes."
+    )
+    allow: AllowConfig | Literal["authenticated"] | None = Field(
+        None, description="Default function-level rule for the API's authenticated routes."
+    )
+    rate_limit: list[RateLimitRule] = Field(
+        default_factory=list, description="Default limits for every route of the API."
+    )
+    routes: list[RouteConfig] = Field(
+        default_factory=list, description="Routes (with openapi: overrides per operation)."
+    )
+
+    @model_validator(mode="after")
+    def _routes_or_spec(self) -> ApiConfig:
+        if not self.routes and self.openapi is None:
+            raise ValueError("an API needs routes or an openapi document")
+        return self
 
     @field_validator("name")
     @classmethod
@@ -216,6 +439,96 @@ class SecurityHeadersConfig(Model):
     extra: dict[str, str] = Field(default_factory=dict, description="More headers to add.")
 
 
+class JwtIssuerConfig(Model):
+    issuer: str = Field(description="Expected `iss`, exactly.")
+    audiences: list[str] = Field(min_length=1, description="Accepted `aud` values.")
+    algorithms: list[str] = Field(min_length=1, description="Allowed `alg` values, e.g. ES256.")
+    token_types: list[str] = Field(
+        default_factory=lambda: ["at+jwt", "JWT"], description="Accepted `typ` values."
+    )
+    leeway: float = Field(30.0, ge=0, le=60, description="Clock skew allowed (seconds).")
+    required_claims: list[str] = Field(
+        default_factory=lambda: ["exp"], description="Claims that must be present."
+    )
+    roles_claim: str = Field("roles", description="Dotted path of the roles claim.")
+    scopes_claim: str = Field("scope", description="scope (space-delimited) or scp (list).")
+    jwks_uri: str | None = Field(None, description="JWKS URL of the issuer.")
+    discovery: bool = Field(
+        False,
+        description="Find jwks_uri through {issuer}/.well-known/openid-configuration "
+        "(or oauth-authorization-server).",
+    )
+    keys: list[Path] = Field(
+        default_factory=list, description="Static key files (PEM public key, JWK, JWKS)."
+    )
+    jwks_ttl: float = Field(300.0, ge=10, le=86_400, description="JWKS cache lifetime.")
+    jwks_min_refetch_interval: float = Field(
+        30.0, ge=1, le=3600, description="Unknown kid: at most one refetch per interval."
+    )
+    max_token_bytes: int = Field(8192, ge=512, le=65_536, description="Largest token accepted.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> JwtIssuerConfig:
+        sources = sum([self.jwks_uri is not None, self.discovery, bool(self.keys)])
+        if sources != 1:
+            raise ValueError("give exactly one of jwks_uri, discovery: true or keys")
+        return self
+
+
+class ApiKeysConfig(Model):
+    store: str = Field(
+        "sqlite:///bastion-keys.sqlite3",
+        description="Where key hashes live: sqlite:///file, postgresql://..., redis://...",
+    )
+    header: str = Field(
+        "X-API-Key",
+        description="Header carrying the key; `Authorization` means `Authorization: ApiKey <key>`.",
+    )
+    cache_ttl: float = Field(5.0, ge=0, le=300, description="Seconds a lookup is cached.")
+
+
+class AuthenticationConfig(Model):
+    jwt: list[JwtIssuerConfig] = Field(default_factory=list, description="Trusted issuers.")
+    api_keys: ApiKeysConfig | None = Field(None, description="API key authentication.")
+    token_cache_size: int = Field(10_000, ge=0, description="Verified tokens kept in memory.")
+    token_cache_ttl: float = Field(60.0, ge=0, le=3600, description="Longest cache lifetime.")
+
+    def methods(self) -> list[AuthMethod]:
+        out: list[AuthMethod] = []
+        if self.jwt:
+            out.append("jwt")
+        if self.api_keys is not None:
+            out.append("api_key")
+        return out
+
+
+class StateConfig(Model):
+    backend: Literal["memory", "redis"] = Field(
+        "memory", description="memory (one process) or redis (shared by many gateways)."
+    )
+    url: str | None = Field(None, description="redis://host:port/db (use ${ENV} for passwords).")
+    prefix: str = Field("bastion", description="Key prefix in Redis.")
+    max_staleness: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="Seconds the shared mirror may be stale before "
+        "authenticated requests fail closed (503).",
+    )
+
+    @model_validator(mode="after")
+    def _url(self) -> StateConfig:
+        if self.backend == "redis" and not self.url:
+            raise ValueError("backend: redis needs a url")
+        return self
+
+
+class AdminConfig(Model):
+    host: str = Field("127.0.0.1", description="Admin listener address (loopback by default).")
+    port: int = Field(9901, ge=0, le=65535, description="Admin listener port.")
+    token: str = Field(description="Bearer credential for the admin API (use ${ENV}).")
+
+
 class GatewayConfig(Model):
     version: Literal[1] = Field(description="Config format version. Always 1.")
     mode: Literal["production", "development"] = Field(
@@ -232,6 +545,14 @@ class GatewayConfig(Model):
     security_headers: SecurityHeadersConfig = Field(
         default_factory=lambda: SecurityHeadersConfig(), description="Response security headers."
     )
+    state: StateConfig = Field(
+        default_factory=lambda: StateConfig(), description="Shared state backend."
+    )
+    authentication: AuthenticationConfig = Field(
+        default_factory=lambda: AuthenticationConfig(),
+        description="How callers prove who they are.",
+    )
+    admin: AdminConfig | None = Field(None, description="Admin API listener (off when absent).")
     upstreams: dict[str, UpstreamConfig] = Field(description="Named upstream services.")
     apis: Annotated[list[ApiConfig], Field(min_length=1)] = Field(description="APIs served.")
 

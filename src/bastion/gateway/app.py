@@ -31,8 +31,13 @@ from bastion.errors import (
 from bastion.gateway.headers import request_headers_for_upstream, response_headers_for_client
 from bastion.gateway.problem import render_problem
 from bastion.gateway.request import check_framing, normalize_path
-from bastion.gateway.runtime import RouteTarget, Runtime, UpstreamRuntime
-from bastion.gateway.upstream import UpstreamRequest, UpstreamTimeouts, map_upstream_errors
+from bastion.gateway.runtime import RouteTarget, Runtime
+from bastion.gateway.upstream import (
+    UpstreamRequest,
+    UpstreamRuntime,
+    UpstreamTimeouts,
+    map_upstream_errors,
+)
 from bastion.jsonutil import dumps
 from bastion.observability.audit import event_from_context
 from bastion.types import (
@@ -188,8 +193,13 @@ class Gateway:
             max_header, max_body, _ = rt.limits
             declared = check_framing(headers, max_header_bytes=max_header, max_body_bytes=max_body)
             raw_path = scope.get("raw_path") or scope["path"].encode("utf-8")
-            path, encoded_path = normalize_path(raw_path.split(b"?", 1)[0])
+            path, ctx.upstream_path = normalize_path(raw_path.split(b"?", 1)[0])
             ctx.path = path
+            for policy in rt.global_policies:
+                local = await policy.on_request(ctx)
+                if local is not None:
+                    await self._send(rt, ctx, local, send_tracking)
+                    return
             if path.startswith(_HEALTH_PREFIX):
                 await self._send(rt, ctx, await self._health(rt, path), send_tracking)
                 return
@@ -209,7 +219,7 @@ class Gateway:
                 if local is not None:
                     await self._send(rt, ctx, local, send_tracking, target)
                     return
-            await self._forward(rt, ctx, target, receive, send_tracking, declared, encoded_path)
+            await self._forward(rt, ctx, target, receive, send_tracking, declared)
         except BastionError as error:
             ctx.error_reason = error.reason
             ctx.status = ctx.status or error.status
@@ -245,7 +255,6 @@ class Gateway:
         receive: Receive,
         send: Send,
         declared_length: int | None,
-        encoded_path: str,
     ) -> None:
         max_body = rt.limits[1]
         has_body = (declared_length is not None and declared_length > 0) or (
@@ -269,6 +278,7 @@ class Gateway:
             scheme=ctx.scheme,
             host=ctx.headers.get("host"),
             request_id=ctx.request_id,
+            drop=ctx.upstream_drop,
         )
         out_headers.extend(upstream.headers)
         out_headers.extend(ctx.upstream_headers)
@@ -276,7 +286,7 @@ class Gateway:
             out_headers.append(("content-length", str(len(body))))
         elif body is not None and declared_length is not None:
             out_headers.append(("content-length", str(declared_length)))
-        url = upstream.base_url + encoded_path
+        url = upstream.base_url + ctx.upstream_path
         if ctx.query_string:
             url += "?" + ctx.query_string.decode("latin-1")
         ctx.upstream = upstream.name
@@ -290,7 +300,11 @@ class Gateway:
                 raise PayloadTooLarge(reason="limits.body_bytes") from None
             raise
         response = UpstreamResponse(reply.status, response_headers_for_client(reply.headers))
-        if target.needs_response_body and ctx.method != "HEAD":
+        if (
+            target.needs_response_body
+            and ctx.method != "HEAD"
+            and any(p.wants_response_body(ctx, response) for p in target.response_policies)
+        ):
             response.body = await _buffer_reply(reply.chunks, rt.limits[2])
         else:
             response.stream = reply.chunks
@@ -366,10 +380,7 @@ class Gateway:
             raise NotFound(reason="route.unknown_path")
         checks = await asyncio.gather(*(_probe(u) for u in rt.upstreams.values()))
         components = dict(zip(rt.upstreams, checks, strict=True))
-        for policy in rt.policies:
-            probe = getattr(policy, "ready", None)
-            if callable(probe):
-                components[policy.name] = bool(await probe())
+        components.update(await rt.ready())
         ready = all(components.values())
         return _json(
             200 if ready else 503,

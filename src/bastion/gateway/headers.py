@@ -61,9 +61,13 @@ def request_headers_for_upstream(
     scheme: str,
     host: str | None,
     request_id: str,
+    drop: set[str] | frozenset[str] = frozenset(),
 ) -> list[tuple[str, str]]:
-    """The headers sent upstream, with forwarding headers written by us."""
-    drop = HOP_BY_HOP | _connection_listed(headers)
+    """The headers sent upstream, with forwarding headers written by us.
+
+    ``drop`` names client headers a policy withholds (e.g. the API key it consumed).
+    """
+    drop = HOP_BY_HOP | _connection_listed(headers) | drop
     out: list[tuple[str, str]] = []
     prior_xff: list[str] = []
     for name, value in headers.items():

@@ -7,6 +7,7 @@ reference; requests in flight finish on the runtime they started with.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlsplit
@@ -15,26 +16,20 @@ from bastion.config import LoadedConfig
 from bastion.config.lint import lint
 from bastion.config.models import ApiConfig
 from bastion.errors import ConfigError
+from bastion.gateway.assembly import Services, policies_for, route_specs
 from bastion.gateway.request import TrustedProxies
 from bastion.gateway.routing import Router
-from bastion.gateway.upstream import AiohttpTransport, Transport, UpstreamTimeouts
+from bastion.gateway.upstream import AiohttpTransport, UpstreamRuntime, UpstreamTimeouts
 from bastion.observability.audit import AuditLog
+from bastion.policies.blocklist import BlocklistPolicy
 from bastion.policies.cors import CorsPolicy
 from bastion.policies.security_headers import SecurityHeaders
+from bastion.state.base import ChangeEvent
+from bastion.state.factory import create_store
+from bastion.tokens import IssuerSettings, JWTVerifier
 from bastion.types import Policy
 
-__all__ = ["ApiRuntime", "RouteTarget", "Runtime", "UpstreamRuntime", "build_runtime"]
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamRuntime:
-    name: str
-    base_url: str
-    host_header: str
-    timeouts: UpstreamTimeouts
-    headers: tuple[tuple[str, str], ...]
-    health_path: str | None
-    transport: Transport
+__all__ = ["ApiRuntime", "RouteTarget", "Runtime", "build_runtime"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +76,9 @@ class Runtime:
     security: SecurityHeaders
     audit: AuditLog
     upstreams: dict[str, UpstreamRuntime]
-    policies: list[Policy] = field(default_factory=list)
+    services: Services
+    #: Policies run for every request before routing (the IP blocklist).
+    global_policies: tuple[Policy, ...] = ()
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -90,12 +87,28 @@ class Runtime:
         return limits.max_header_bytes, limits.max_body_bytes, limits.max_response_buffer_bytes
 
     async def startup(self) -> None:
-        for policy in self.policies:
-            await policy.startup()
+        services = self.services
+        await services.store.start()
+        if services.verifier is not None:
+            await services.verifier.start()
+        if services.api_keys is not None:
+            await services.api_keys.start()
+
+    async def ready(self) -> dict[str, bool]:
+        """Readiness of everything the gateway depends on (for /_bastion/health/ready)."""
+        services = self.services
+        checks = {"state": await services.store.healthy()}
+        if services.verifier is not None:
+            checks["jwks"] = services.verifier.ready()
+        return checks
 
     async def shutdown(self) -> None:
-        for policy in reversed(self.policies):
-            await policy.shutdown()
+        services = self.services
+        if services.api_keys is not None:
+            await services.api_keys.close()
+        if services.verifier is not None:
+            await services.verifier.close()
+        await services.store.close()
         await asyncio.gather(
             *(u.transport.close() for u in self.upstreams.values()), return_exceptions=True
         )
@@ -143,10 +156,11 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
         backups=config.audit.backups,
         redact=config.audit.redact,
     )
+    services = _build_services(loaded)
     router: Router[RouteTarget] = Router()
     preflights: set[str] = set()
     for index, api in enumerate(config.apis):
-        _add_api(router, api, upstreams[api.upstream], loaded, index, preflights)
+        _add_api(router, api, upstreams[api.upstream], loaded, index, preflights, services)
     return Runtime(
         loaded=loaded,
         router=router,
@@ -154,12 +168,90 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
         security=security,
         audit=audit,
         upstreams=upstreams,
+        services=services,
+        global_policies=(BlocklistPolicy(services.store, services.clock),),
         warnings=[
             str(f)
             for f in findings
             if f.severity == "warning" or not enforce_lint or config.mode != "production"
         ],
     )
+
+
+def _build_services(loaded: LoadedConfig) -> Services:
+    config = loaded.config
+    auth = config.authentication
+    state = config.state
+    store = create_store(
+        {"backend": "memory"}
+        if state.backend == "memory"
+        else {
+            "backend": "redis",
+            "url": state.url,
+            "prefix": state.prefix,
+            "max_staleness": state.max_staleness,
+        }
+    )
+    verifier = None
+    if auth.jwt:
+        verifier = JWTVerifier(
+            [
+                IssuerSettings(
+                    issuer=issuer.issuer,
+                    audiences=tuple(issuer.audiences),
+                    algorithms=tuple(issuer.algorithms),
+                    token_types=tuple(issuer.token_types),
+                    leeway=issuer.leeway,
+                    required_claims=tuple(issuer.required_claims),
+                    roles_claim=issuer.roles_claim,
+                    scopes_claim=issuer.scopes_claim,
+                    jwks_uri=issuer.jwks_uri,
+                    discovery_url=issuer.issuer.rstrip("/") + "/.well-known/openid-configuration"
+                    if issuer.discovery
+                    else None,
+                    static_keys=tuple(str(loaded.resolve(k)) for k in issuer.keys),
+                    max_token_bytes=issuer.max_token_bytes,
+                    jwks_ttl=issuer.jwks_ttl,
+                    jwks_min_refetch_interval=issuer.jwks_min_refetch_interval,
+                )
+                for issuer in auth.jwt
+            ],
+            cache_size=auth.token_cache_size,
+            cache_ttl=auth.token_cache_ttl,
+        )
+        bound = verifier
+
+        def invalidate(event: ChangeEvent) -> None:
+            if event.kind == "revoke_token":
+                bound.invalidate(jti=str(event.data.get("jti")))
+            elif event.kind == "revoke_subject":
+                bound.invalidate(subject=str(event.data.get("subject")))
+
+        store.on_change(invalidate)
+    api_keys = None
+    if auth.api_keys is not None:
+        from bastion.apikeys.authenticator import ApiKeyAuthenticator
+        from bastion.apikeys.store import open_store
+
+        api_keys = ApiKeyAuthenticator(
+            open_store(_resolve_store_url(loaded, auth.api_keys.store)),
+            cache_ttl=auth.api_keys.cache_ttl,
+        )
+    return Services(
+        store=store,
+        verifier=verifier,
+        api_keys=api_keys,
+        api_key_header=auth.api_keys.header if auth.api_keys else "X-API-Key",
+        clock=time.time,
+    )
+
+
+def _resolve_store_url(loaded: LoadedConfig, url: str) -> str:
+    """sqlite:///relative.db is relative to the config file's directory."""
+    prefix = "sqlite:///"
+    if url.startswith(prefix) and not url[len(prefix) :].startswith("/"):
+        return prefix + str(loaded.resolve(url[len(prefix) :]))
+    return url
 
 
 def _add_api(
@@ -169,18 +261,17 @@ def _add_api(
     loaded: LoadedConfig,
     index: int,
     preflights: set[str],
+    services: Services,
 ) -> None:
     cors = CorsPolicy(api.cors) if api.cors else None
     api_runtime = ApiRuntime(api.name, upstream, cors)
-    for r_index, route in enumerate(api.routes):
-        policies: list[Policy] = []
-        if cors is not None:
-            policies.append(cors)
+    routes, spec = route_specs(loaded, api, index)
+    for route in routes:
+        policies = policies_for(route, api, spec, upstream, services)
         request, response, complete = chain_for(policies)
-        template = api.base_path + route.path if route.path != "/" else (api.base_path or "/")
         target = RouteTarget(
             api=api_runtime,
-            template=template,
+            template=route.template,
             public=route.public,
             request_policies=request,
             response_policies=response,
@@ -189,11 +280,14 @@ def _add_api(
             needs_response_body=any(p.needs_response_body for p in response),
             methods=tuple(route.methods),
         )
-        location = loaded.source.location(("apis", index, "routes", r_index))
         try:
-            router.add(template, route.methods, target)
-            if cors is not None and "OPTIONS" not in route.methods and template not in preflights:
-                preflights.add(template)
-                router.add(template, ["OPTIONS"], replace(target, preflight_only=True))
+            router.add(route.template, route.methods, target)
+            if (
+                cors is not None
+                and "OPTIONS" not in route.methods
+                and (route.template not in preflights)
+            ):
+                preflights.add(route.template)
+                router.add(route.template, ["OPTIONS"], replace(target, preflight_only=True))
         except ConfigError as exc:
-            raise ConfigError(str(exc), location=location) from None
+            raise ConfigError(str(exc), location=route.location) from None

@@ -61,6 +61,17 @@ class Transport(Protocol):
     async def close(self) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class UpstreamRuntime:
+    name: str
+    base_url: str
+    host_header: str
+    timeouts: UpstreamTimeouts
+    headers: tuple[tuple[str, str], ...]
+    health_path: str | None
+    transport: Transport
+
+
 @contextmanager
 def map_upstream_errors() -> Iterator[None]:
     """Translate transport exceptions into 502/504 problems. The one place that does."""

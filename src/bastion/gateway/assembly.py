@@ -1,0 +1,418 @@
+"""From config (and the API's OpenAPI document) to routes with their policy chains.
+
+Each route is first normalised into a :class:`RouteSpec` — whether it came from the YAML
+``routes:`` list or from an OpenAPI operation with ``x-bastion-*`` extensions (YAML wins
+per operation) — and then given its chain, in request-path order::
+
+    version -> authentication -> rate limit -> login -> allow -> owner (request / prefetch)
+    -> contract (request)  ...forward...  contract (response) -> owner (response / list)
+
+Which policies join a route is decided here, once; nothing is decided per request.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from fnmatch import fnmatchcase
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from bastion.config import LoadedConfig
+from bastion.config.loader import KeyPath
+from bastion.config.models import (
+    AllowConfig,
+    ApiConfig,
+    LoginConfig,
+    OwnerListRule,
+    OwnerRule,
+    RateLimitRule,
+    RouteConfig,
+)
+from bastion.contract.compiled import ContractLimits, OperationContract, compile_operation
+from bastion.contract.spec import ApiSpec, Operation, load_spec
+from bastion.contract.versioning import deprecation_headers
+from bastion.decisions import AllowRule, OwnerSpec, parse_field_ref
+from bastion.errors import ConfigError
+from bastion.gateway.upstream import UpstreamRuntime
+from bastion.policies.authentication import AuthenticationPolicy
+from bastion.policies.authorization import AllowPolicy, OwnerPrefetchPolicy, RequestOwnerPolicy
+from bastion.policies.contract import ContractPolicy
+from bastion.policies.login import LoginPolicy
+from bastion.policies.ratelimit import LimitSpec, RateLimitPolicy
+from bastion.policies.response_owner import OwnerListPolicy, ResponseOwnerPolicy
+from bastion.policies.versioning import VersionPolicy
+from bastion.ratelimit import BackoffPolicy, parse_rate
+from bastion.types import Policy
+
+__all__ = ["RouteSpec", "Services", "policies_for", "route_specs"]
+
+_SCHEME_METHODS = {"http": "jwt", "oauth2": "jwt", "openIdConnect": "jwt", "apiKey": "api_key"}
+
+
+@dataclass
+class Services:
+    """Shared, per-process resources the policies use."""
+
+    store: Any
+    verifier: Any
+    api_keys: Any
+    api_key_header: str
+    clock: Callable[[], float]
+
+
+@dataclass
+class RouteSpec:
+    template: str
+    methods: list[str]
+    public: bool
+    auth_methods: list[str]
+    allow: AllowConfig | Literal["authenticated"] | None
+    owner: OwnerRule | None
+    owner_list: OwnerListRule | None
+    rate_limit: list[RateLimitRule]
+    rate_scope: str
+    login: LoginConfig | None
+    location: str
+    operation: Operation | None = None
+    deprecated: bool = False
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+def route_specs(
+    loaded: LoadedConfig, api: ApiConfig, index: int
+) -> tuple[list[RouteSpec], ApiSpec | None]:
+    """Every route of ``api``, from its YAML routes and/or its OpenAPI operations."""
+    config = loaded.config
+    configured = config.authentication.methods()
+    default_methods: list[str] = list(api.authentication or configured)
+    where: Callable[[KeyPath], str] = loaded.source.location
+    specs: list[RouteSpec] = []
+    overrides: dict[tuple[str, str], tuple[RouteConfig, int]] = {}
+    spec: ApiSpec | None = None
+    if api.openapi is not None:
+        spec = load_spec(
+            loaded.resolve(api.openapi),
+            overlay=loaded.resolve(api.overlay) if api.overlay else None,
+        )
+        for r_index, route in enumerate(api.routes):
+            for method in route.methods:
+                overrides[(route.path, method)] = (route, r_index)
+        declared = {(op.path, op.method) for op in spec.operations}
+        for key, (_, r_index) in overrides.items():
+            if key not in declared:
+                raise ConfigError(
+                    f"{key[1]} {key[0]} is not an operation of {api.openapi}",
+                    location=where(("apis", index, "routes", r_index)),
+                )
+        for op in spec.operations:
+            if api.paths and not any(fnmatchcase(op.path, glob) for glob in api.paths):
+                continue
+            override = overrides.get((op.path, op.method))
+            specs.append(_from_operation(loaded, api, index, spec, op, override, default_methods))
+    else:
+        for r_index, route in enumerate(api.routes):
+            specs.append(
+                _from_config(
+                    api,
+                    route,
+                    default_methods,
+                    where(("apis", index, "routes", r_index)),
+                    f"route:{api.name}:{r_index}",
+                )
+            )
+    for route_spec in specs:
+        _check_route(route_spec, api, configured)
+    return specs, spec
+
+
+def _template(api: ApiConfig, path: str) -> str:
+    return api.base_path + path if path != "/" else (api.base_path or "/")
+
+
+def _from_config(
+    api: ApiConfig, route: RouteConfig, methods: list[str], location: str, scope: str
+) -> RouteSpec:
+    return RouteSpec(
+        template=_template(api, route.path),
+        methods=list(route.methods),
+        public=route.public,
+        auth_methods=list(route.authentication or methods),
+        allow=route.allow if route.allow is not None else api.allow,
+        owner=route.owner,
+        owner_list=route.owner_list,
+        rate_limit=list(route.rate_limit if route.rate_limit is not None else api.rate_limit),
+        rate_scope=scope if route.rate_limit is not None else f"api:{api.name}",
+        login=route.login,
+        location=location,
+    )
+
+
+def _from_operation(
+    loaded: LoadedConfig,
+    api: ApiConfig,
+    index: int,
+    spec: ApiSpec,
+    op: Operation,
+    override: tuple[RouteConfig, int] | None,
+    default_methods: list[str],
+) -> RouteSpec:
+    location = f"{spec.source or api.openapi}#{op.pointer}"
+    ext = op.extensions
+    security = op.security if op.security is not None else spec.security
+    public = security is not None and (len(security) == 0 or any(not req for req in security))
+    methods = default_methods
+    if security:
+        from_spec = sorted(
+            {
+                _SCHEME_METHODS[spec.security_schemes.get(name, {}).get("type", "")]
+                for requirement in security
+                for name in requirement
+                if spec.security_schemes.get(name, {}).get("type", "") in _SCHEME_METHODS
+            }
+        )
+        if from_spec:
+            methods = from_spec
+    try:
+        allow = _ext_allow(ext)
+        owner = (
+            OwnerRule.model_validate(ext["x-bastion-owner"]) if "x-bastion-owner" in ext else None
+        )
+        owner_list = (
+            OwnerListRule.model_validate(ext["x-bastion-owner-list"])
+            if "x-bastion-owner-list" in ext
+            else None
+        )
+        limits = ext.get("x-bastion-rate-limit", [])
+        rate_limit = [
+            RateLimitRule.model_validate(item)
+            for item in (limits if isinstance(limits, list) else [limits])
+        ]
+        login = (
+            LoginConfig.model_validate(ext["x-bastion-login"]) if "x-bastion-login" in ext else None
+        )
+    except ValidationError as exc:
+        first = exc.errors(include_url=False)[0]
+        path = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(
+            f"invalid x-bastion extension {path}: {first['msg']}", location=location
+        ) from None
+    route = RouteSpec(
+        template=_template(api, op.path),
+        methods=[op.method],
+        public=public,
+        auth_methods=methods,
+        allow=allow if allow is not None else api.allow,
+        owner=owner,
+        owner_list=owner_list,
+        rate_limit=rate_limit or list(api.rate_limit),
+        rate_scope=f"op:{api.name}:{op.method}:{op.path}" if rate_limit else f"api:{api.name}",
+        login=login,
+        location=location,
+        operation=op,
+        deprecated=op.deprecated,
+    )
+    if override is not None:
+        config_route, r_index = override
+        fields = config_route.model_fields_set
+        route.location = loaded.source.location(("apis", index, "routes", r_index))
+        if "public" in fields:
+            route.public = config_route.public
+        if config_route.authentication is not None:
+            route.auth_methods = list(config_route.authentication)
+        if config_route.allow is not None:
+            route.allow = config_route.allow
+        if config_route.owner is not None:
+            route.owner = config_route.owner
+        if config_route.owner_list is not None:
+            route.owner_list = config_route.owner_list
+        if config_route.rate_limit is not None:
+            route.rate_limit = list(config_route.rate_limit)
+            route.rate_scope = f"route:{api.name}:{r_index}"
+        if config_route.login is not None:
+            route.login = config_route.login
+    return route
+
+
+def _ext_allow(ext: Mapping[str, Any]) -> AllowConfig | Literal["authenticated"] | None:
+    if "x-bastion-allow" in ext:
+        value = ext["x-bastion-allow"]
+        return "authenticated" if value == "authenticated" else AllowConfig.model_validate(value)
+    roles, scopes = ext.get("x-bastion-roles"), ext.get("x-bastion-scopes")
+    if roles is None and scopes is None:
+        return None
+    return AllowConfig(roles=list(roles or []), scopes=list(scopes or []))
+
+
+def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) -> None:
+    if route.public:
+        if route.owner or route.owner_list:
+            raise ConfigError(
+                "a public route cannot have owner rules (there is no principal)",
+                location=route.location,
+            )
+        return
+    if not route.auth_methods:
+        raise ConfigError(
+            f"route {route.template} is not public: true but no authentication is configured "
+            "(authentication.jwt or authentication.api_keys)",
+            location=route.location,
+        )
+    missing = [m for m in route.auth_methods if m not in configured]
+    if missing:
+        raise ConfigError(
+            f"route {route.template} accepts {missing} but that authentication is not configured",
+            location=route.location,
+        )
+    if route.allow is None:
+        raise ConfigError(
+            f"route {route.template} needs an allow rule (roles/scopes) or `allow: "
+            "authenticated`: least privilege is explicit",
+            location=route.location,
+        )
+
+
+def policies_for(
+    route: RouteSpec,
+    api: ApiConfig,
+    spec: ApiSpec | None,
+    upstream: UpstreamRuntime,
+    services: Services,
+) -> list[Policy]:
+    """The policy chain of one route, in request-path order."""
+    clock = services.clock
+    policies: list[Policy] = []
+    version = api.version
+    if version is not None or route.deprecated:
+        policies.append(_version_policy(api, route, clock))
+    if not route.public:
+        policies.append(
+            AuthenticationPolicy(
+                methods=route.auth_methods,
+                verifier=services.verifier,
+                api_keys=services.api_keys,
+                api_key_header=services.api_key_header,
+                store=services.store,
+                clock=clock,
+            )
+        )
+    if route.rate_limit:
+        policies.append(
+            RateLimitPolicy(
+                [
+                    LimitSpec(
+                        scope=f"{route.rate_scope}:{i}",
+                        keys=tuple([rule.key] if isinstance(rule.key, str) else rule.key),
+                        rate=parse_rate(rule.limit, burst=rule.burst),
+                        algorithm=rule.algorithm,
+                        fail_open=rule.fail_open,
+                    )
+                    for i, rule in enumerate(route.rate_limit)
+                ],
+                services.store,
+                clock,
+            )
+        )
+    if route.login is not None:
+        login = route.login
+        policies.append(
+            LoginPolicy(
+                scope=f"{api.name}:{route.template}",
+                username=parse_field_ref(login.username),
+                failure_statuses=frozenset(login.failure_statuses),
+                backoff=BackoffPolicy(
+                    free_failures=min(2, login.max_failures - 1),
+                    base_delay=login.base_delay,
+                    max_delay=max(login.max_delay, login.base_delay),
+                    lockout_after=login.max_failures,
+                    lockout_duration=login.lockout,
+                ),
+                store=services.store,
+                clock=clock,
+            )
+        )
+    if not route.public and route.allow is not None:
+        rule = (
+            AllowRule()
+            if route.allow == "authenticated"
+            else AllowRule(
+                frozenset(route.allow.roles), frozenset(route.allow.scopes), route.allow.match
+            )
+        )
+        policies.append(AllowPolicy(rule))
+    response_side: list[Policy] = []
+    if route.owner is not None:
+        owner = route.owner
+        owner_spec = OwnerSpec(
+            parse_field_ref(owner.equals or owner.in_claim or ""),
+            "equals" if owner.equals else "in",
+            frozenset(owner.unless_roles),
+        )
+        if owner.request is not None:
+            policies.append(
+                RequestOwnerPolicy(parse_field_ref(owner.request), owner_spec, owner.deny_status)
+            )
+        else:
+            assert owner.response is not None
+            ref = parse_field_ref(owner.response)
+            if owner.before == "GET":
+                policies.append(OwnerPrefetchPolicy(ref, owner_spec, owner.deny_status, upstream))
+            response_side.append(ResponseOwnerPolicy(ref, owner_spec, owner.deny_status))
+    if route.owner_list is not None:
+        rule_list = route.owner_list
+        list_spec = OwnerSpec(
+            parse_field_ref(rule_list.equals or rule_list.in_claim or ""),
+            "equals" if rule_list.equals else "in",
+            frozenset(rule_list.unless_roles),
+        )
+        item_field = rule_list.field
+        item_path = (
+            parse_field_ref(item_field).path
+            if item_field.startswith("/")
+            else tuple(item_field.split("."))
+        )
+        response_side.append(
+            OwnerListPolicy(parse_field_ref(rule_list.items), item_path, list_spec, rule_list.mode)
+        )
+    if spec is not None and route.operation is not None:
+        contract = _compile(spec, route.operation, api)
+        policies.append(ContractPolicy(contract))
+    policies.extend(response_side)
+    return policies
+
+
+def _version_policy(api: ApiConfig, route: RouteSpec, clock: Callable[[], float]) -> Policy:
+    """RFC 9745/8594 headers. An operation marked ``deprecated: true`` in the spec without a
+    configured date is announced as deprecated since the gateway loaded the spec."""
+    version = api.version
+    deprecated_at = version.deprecated_at if version else None
+    if deprecated_at is None and route.deprecated:
+        deprecated_at = datetime.fromtimestamp(int(clock()), tz=UTC)
+    headers = deprecation_headers(
+        deprecated_at,
+        version.sunset_at if version else None,
+        version.link if version else None,
+    )
+    sunset = version.sunset_at.timestamp() if version and version.sunset_at else None
+    return VersionPolicy(
+        headers=headers,
+        sunset_at=sunset,
+        successor=version.successor if version else None,
+        clock=clock,
+    )
+
+
+def _compile(spec: ApiSpec, op: Operation, api: ApiConfig) -> OperationContract:
+    settings = api.contract
+    limits = ContractLimits(
+        max_string_length=settings.max_string_length,
+        max_array_items=settings.max_array_items,
+        max_depth=settings.max_depth,
+        strict_properties=settings.strict_properties,
+        max_response_bytes=settings.max_response_bytes,
+        pass_large_responses=settings.pass_large_responses,
+        response_mode=settings.response_mode,
+    )
+    return compile_operation(spec, op, limits)

@@ -1,0 +1,144 @@
+"""Authentication: who is calling (RFC 6750 bearer JWTs, API keys) -> :class:`Principal`.
+
+* Only the ``Authorization`` header carries a bearer token (never the query string, RFC
+  6750 §2.3 is not supported on purpose); the scheme is case-insensitive; two
+  ``Authorization`` headers, or two different credentials, are refused.
+* Every token failure is one ``401 invalid_token`` (RFC 6750 §3); the precise reason goes
+  to the audit event only.
+* Revocation (a ``jti``, or everything a subject holds issued before a not-before) and the
+  blocklist are checked against the local mirror of the shared state: no I/O per request.
+  When the mirror is stale (Redis unreachable for longer than ``max_staleness``), requests
+  fail closed with 503.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
+
+from bastion.errors import BadRequest, Forbidden, InvalidToken, ServiceUnavailable, Unauthorized
+from bastion.state.base import StateStore
+from bastion.tokens import JWTVerifier
+from bastion.types import Policy, Principal, RequestContext, Response
+
+if TYPE_CHECKING:
+    from bastion.apikeys.authenticator import ApiKeyAuthenticator
+
+__all__ = ["AuthenticationPolicy"]
+
+
+class AuthenticationPolicy(Policy):
+    name = "authentication"
+
+    def __init__(
+        self,
+        *,
+        methods: Sequence[str],
+        verifier: JWTVerifier | None,
+        api_keys: ApiKeyAuthenticator | None,
+        api_key_header: str,
+        store: StateStore,
+        clock: Callable[[], float],
+    ) -> None:
+        self._jwt = verifier if "jwt" in methods else None
+        self._keys = api_keys if "api_key" in methods else None
+        header = api_key_header.lower()
+        self._key_in_authorization = header == "authorization"
+        self._key_header = None if self._key_in_authorization else header
+        self._store = store
+        self._clock = clock
+        schemes = []
+        if self._jwt is not None:
+            schemes.append("Bearer")
+        if self._keys is not None and self._key_in_authorization:
+            schemes.append("ApiKey")
+        self._challenge = ", ".join(schemes) or "Bearer"
+
+    async def on_request(self, ctx: RequestContext) -> Response | None:
+        now = self._clock()
+        mirror = self._store.mirror
+        if not mirror.fresh(now):
+            raise ServiceUnavailable(reason="state.stale")
+        authorizations = ctx.headers.get_all("authorization")
+        if len(authorizations) > 1:
+            raise InvalidToken(reason="auth.multiple_authorization")
+        bearer: str | None = None
+        api_key: str | None = None
+        if authorizations:
+            scheme, _, credential = authorizations[0].strip().partition(" ")
+            credential = credential.strip()
+            lowered = scheme.lower()
+            if lowered == "bearer" and self._jwt is not None:
+                bearer = credential
+            elif lowered == "apikey" and self._keys is not None and self._key_in_authorization:
+                api_key = credential
+            else:
+                raise Unauthorized(reason="auth.unsupported_scheme", scheme=self._challenge)
+            if not credential:
+                raise InvalidToken(reason="auth.empty_credential")
+        if self._key_header is not None and self._keys is not None:
+            values = ctx.headers.get_all(self._key_header)
+            if len(values) > 1:
+                raise Unauthorized(reason="apikey.multiple", scheme=self._challenge)
+            if values:
+                if bearer is not None:
+                    raise BadRequest("Send one credential, not two.", reason="auth.ambiguous")
+                api_key = values[0].strip()
+                ctx.upstream_drop.add(self._key_header)
+        if bearer is not None:
+            principal = await self._from_jwt(bearer, now)
+        elif api_key is not None:
+            principal = await self._from_api_key(api_key, ctx.client_ip)
+            if self._key_in_authorization:
+                ctx.upstream_drop.add("authorization")
+        else:
+            raise Unauthorized(reason="auth.missing", scheme=self._challenge)
+        blocked = mirror.is_blocked("principal", principal.subject, now)
+        if blocked is None and principal.kind == "api_key" and principal.credential_id:
+            blocked = mirror.is_blocked("api_key", principal.credential_id, now)
+        if blocked is not None:
+            ctx.principal = principal
+            raise Forbidden(reason=f"blocklist.{blocked.kind}")
+        ctx.principal = principal
+        ctx.upstream_headers.extend(
+            (
+                ("x-bastion-subject", principal.subject),
+                ("x-bastion-roles", ",".join(sorted(principal.roles))),
+                ("x-bastion-scopes", " ".join(sorted(principal.scopes))),
+                ("x-bastion-auth", principal.kind),
+            )
+        )
+        return None
+
+    async def _from_jwt(self, token: str, now: float) -> Principal:
+        assert self._jwt is not None
+        verified = await self._jwt.verify(token)
+        mirror = self._store.mirror
+        if verified.jti is not None and mirror.is_token_revoked(verified.jti, now):
+            raise InvalidToken(reason="jwt.revoked")
+        not_before = mirror.subject_not_before(verified.subject)
+        if not_before is not None and (verified.issued_at or 0.0) < not_before:
+            raise InvalidToken(reason="jwt.revoked_subject")
+        return Principal(
+            subject=verified.subject,
+            kind="jwt",
+            issuer=verified.issuer.issuer,
+            roles=verified.roles,
+            scopes=verified.scopes,
+            claims=verified.claims,
+            credential_id=verified.jti,
+            issued_at=verified.issued_at,
+        )
+
+    async def _from_api_key(self, key: str, client_ip: str) -> Principal:
+        assert self._keys is not None
+        record = await self._keys.authenticate(key, client_ip)
+        return Principal(
+            subject=f"apikey:{record.key_id}",
+            kind="api_key",
+            roles=frozenset(record.roles),
+            scopes=frozenset(record.scopes),
+            claims={"name": record.name, "key_id": record.key_id},
+            credential_id=record.key_id,
+            issued_at=record.created_at,
+        )

@@ -1,0 +1,56 @@
+"""The API's OpenAPI contract, enforced both ways (OWASP API3, API8).
+
+Request: parameters, content type and body are validated against the operation (400 with
+the JSON pointers of failing fields, 415, 413) before anything is forwarded; undeclared
+and read-only properties are refused (mass assignment). Response: JSON bodies are
+projected onto the declared schema for the status (undeclared and write-only fields
+removed), and suspected sensitive data is reported as ``data_exposure_suspected`` in the
+audit event even when the projection removed it.
+"""
+
+from __future__ import annotations
+
+from bastion.contract.compiled import OperationContract
+from bastion.types import Policy, RequestContext, Response, UpstreamResponse
+
+__all__ = ["ContractPolicy"]
+
+
+class ContractPolicy(Policy):
+    name = "contract"
+    needs_response_body = True
+
+    def __init__(self, contract: OperationContract) -> None:
+        self.contract = contract
+        self.needs_request_body = contract.needs_body
+
+    async def on_request(self, ctx: RequestContext) -> Response | None:
+        validated = self.contract.validate_request(
+            path_params=ctx.path_params,
+            query_string=ctx.query_string,
+            headers=ctx.headers,
+            body=ctx.body,
+        )
+        if validated.body is not None and validated.media_type and "json" in validated.media_type:
+            ctx.json_body, ctx.json_parsed = validated.body, True
+        return None
+
+    def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
+        return "json" in (response.header("content-type") or "").lower()
+
+    async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
+        if response.body is None:
+            return
+        filtered = self.contract.filter_response(
+            response.status, response.header("content-type"), response.body
+        )
+        response.body = filtered.body
+        if filtered.removed:
+            ctx.audit["fields_removed"] = list(filtered.removed)
+        if filtered.schema_errors:
+            ctx.audit["response_schema_errors"] = list(filtered.schema_errors)
+        if filtered.sensitive:
+            ctx.audit["data_exposure_suspected"] = [
+                {"pointer": f.pointer, "kind": f.kind, "filtered": f.filtered}
+                for f in filtered.sensitive
+            ]

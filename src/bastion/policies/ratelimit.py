@@ -1,0 +1,105 @@
+"""Rate limiting per principal, API key, client IP, route or request field.
+
+All the limits that apply to a request are checked together, atomically, in one call to
+the state store (one Lua script on Redis), all-or-nothing: a refused request consumes
+nothing. Answers carry the IETF ``RateLimit-Policy`` / ``RateLimit`` headers; a refusal is
+429 with ``Retry-After``. When the state store is unreachable the request is refused with
+503, unless every limit involved says ``fail_open`` (then it passes and the audit event
+says so).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bastion.decisions import MISSING, parse_field_ref
+from bastion.errors import ServiceUnavailable, TooManyRequests
+from bastion.policies.request_fields import request_value
+from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
+from bastion.state.base import StateStore
+from bastion.types import Policy, RequestContext, Response
+
+__all__ = ["LimitSpec", "RateLimitPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitSpec:
+    scope: str  # where the rule is declared: "api:orders:0" or "route:orders:/x:1"
+    keys: tuple[str, ...]  # principal, api_key, ip, route, or field refs
+    rate: Rate
+    algorithm: Algorithm
+    fail_open: bool
+
+
+class RateLimitPolicy(Policy):
+    name = "rate_limit"
+
+    def __init__(
+        self, limits: Sequence[LimitSpec], store: StateStore, clock: Callable[[], float]
+    ) -> None:
+        self.limits = tuple(limits)
+        self.store = store
+        self.clock = clock
+        self._refs = {
+            key: parse_field_ref(key) for spec in self.limits for key in spec.keys if "." in key
+        }
+        self.needs_request_body = any(ref.source == "body" for ref in self._refs.values())
+        self._fail_open = all(spec.fail_open for spec in self.limits)
+
+    def _identity(self, ctx: RequestContext, key: str) -> str | None:
+        if key == "ip":
+            return ctx.client_ip
+        if key == "route":
+            return f"{ctx.method} {ctx.route}"
+        if key == "principal":
+            return ctx.principal.subject if ctx.principal else f"ip:{ctx.client_ip}"
+        if key == "api_key":
+            if ctx.principal is not None and ctx.principal.kind == "api_key":
+                return ctx.principal.credential_id
+            return None
+        value = request_value(ctx, self._refs[key])
+        if value is MISSING or isinstance(value, dict | list):
+            return None
+        return str(value)
+
+    def checks(self, ctx: RequestContext) -> list[LimitCheck]:
+        checks = []
+        for spec in self.limits:
+            parts = [self._identity(ctx, key) for key in spec.keys]
+            if any(part is None for part in parts):
+                continue  # the key does not apply to this request (e.g. no username sent)
+            identity = "\x1f".join(p for p in parts if p is not None)
+            digest = hashlib.blake2b(
+                identity.encode("utf-8", "surrogatepass"), digest_size=16
+            ).hexdigest()
+            checks.append(
+                LimitCheck(
+                    key=f"{spec.scope}:{digest}",
+                    rate=spec.rate,
+                    algorithm=spec.algorithm,
+                    name="+".join(spec.keys),
+                )
+            )
+        return checks
+
+    async def on_request(self, ctx: RequestContext) -> Response | None:
+        checks = self.checks(ctx)
+        if not checks:
+            return None
+        try:
+            result = await self.store.rate_limit(checks, self.clock())
+        except ServiceUnavailable:
+            if self._fail_open:
+                ctx.audit["rate_limit"] = "fail_open"
+                return None
+            ctx.audit["rate_limit"] = "fail_closed"
+            raise
+        headers = ratelimit_headers(result)
+        if not result.allowed:
+            raise TooManyRequests(
+                result.retry_after, reason="ratelimit.exceeded", headers=dict(headers)
+            )
+        ctx.response_headers.extend(headers)
+        return None
