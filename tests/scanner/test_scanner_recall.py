@@ -78,7 +78,8 @@ def test_findings_carry_what_a_reviewer_needs(vulnerable_result: ScanResult) -> 
         assert f.cwe_id > 0
         assert f.description
         if f.evidence:
-            assert f.curl is not None and f.curl.startswith("curl ")
+            assert f.curl is not None
+            assert f.curl.startswith("curl ")
     bola = next(f for f in vulnerable_result.findings if f.rule == "API1.bola-read")
     assert len(bola.identities) == 2
     assert "owner" in bola.description
