@@ -356,3 +356,43 @@ def test_naughty_strings_in_parameters_end_in_400_or_pass() -> None:
             except ValidationFailed as exc:
                 statuses.add(exc.status)
     assert statuses == {400}
+
+
+def test_redos_shaped_inputs_finish_on_the_linear_engine(tmp_path: Path) -> None:
+    """Classic catastrophic-backtracking patterns and format inputs run in linear time.
+
+    No timing assertion: a backtracking engine would blow the per-test timeout by orders
+    of magnitude on these inputs.
+    """
+    props = {
+        "p": {"type": "string", "pattern": "^(a+)+$", "maxLength": 200_000},
+        "q": {"type": "string", "pattern": "^(a|aa)*c$", "maxLength": 200_000},
+        "e": {"type": "string", "format": "email", "maxLength": 200_000},
+        "u": {"type": "string", "format": "uri", "maxLength": 200_000},
+        "d": {"type": "string", "format": "date-time", "maxLength": 200_000},
+    }
+    doc = minimal(
+        {
+            "/r": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {"schema": {"type": "object", "properties": props}}
+                        }
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        }
+    )
+    op = contract(write_spec(tmp_path, doc), "POST", "/r", ContractLimits(max_body_bytes=10**7))
+    evil = "a" * 100_000 + "!"
+    body = {
+        "p": evil,
+        "q": evil,
+        "e": "a" * 50_000 + "@" + "a." * 25_000,
+        "u": "h:" + "/" * 99_999,
+        "d": "2020-01-01T" + "0" * 99_990,
+    }
+    errors = _errors(op, body)
+    assert {e["pointer"] for e in errors} >= {"/body/p", "/body/q", "/body/e", "/body/d"}

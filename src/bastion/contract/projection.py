@@ -25,7 +25,7 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
-from bastion.contract.sensitive import Scanner
+from bastion.contract.sensitive import Scanner, name_is_sensitive, value_kind
 
 __all__ = ["LEAF", "Plan", "PlanBuilder"]
 
@@ -53,7 +53,7 @@ class RefPlan(Plan):
 
 
 class ObjectPlan(Plan):
-    __slots__ = ("drop", "extra", "freeform", "patterns", "props")
+    __slots__ = ("_entries", "drop", "extra", "freeform", "patterns", "props")
 
     def __init__(
         self,
@@ -68,42 +68,64 @@ class ObjectPlan(Plan):
         self.patterns = patterns
         self.drop = drop
         self.freeform = freeform
+        # Hot path: declared, kept names with their plan and name sensitivity precomputed.
+        self._entries = {
+            name: (plan, name_is_sensitive(name))
+            for name, plan in props.items()
+            if name not in drop
+        }
 
-    def _plan_for(self, key: str) -> Plan | None:
+    def _undeclared(self, key: str) -> Plan | None:
         if key in self.drop:
             return None
-        plan = self.props.get(key)
-        if plan is not None:
-            return plan
         for validator, pattern_plan in self.patterns:
             if validator.is_valid(key):
                 return pattern_plan
         return self.extra
 
     def apply(self, value: Any, walk: Scanner) -> None:
-        if not isinstance(value, dict):
+        if type(value) is not dict:
             walk.scan(value, False)
             return
+        entries = self._entries
         path = walk.path
-        doomed: list[str] = []
+        doomed: list[str] | None = None
         for key, item in value.items():
-            path.append(key)
-            plan = self._plan_for(key)
-            if plan is None:
-                doomed.append(key)
-                walk.removed.append(walk.pointer())
-                walk.check_name(key, True)
-                walk.scan(item, True)
+            entry = entries.get(key)
+            if entry is None:
+                plan = self._undeclared(key)
+                if plan is None:
+                    if doomed is None:
+                        doomed = []
+                    doomed.append(key)
+                    path.append(key)
+                    walk.removed.append(walk.pointer())
+                    walk.check_name(key, True)
+                    walk.scan(item, True)
+                    path.pop()
+                    continue
+                sensitive = name_is_sensitive(key)
             else:
-                walk.check_name(key, False)
-                if plan is LEAF:
-                    if isinstance(item, str | dict | list):
-                        walk.scan(item, False)
-                else:
-                    plan.apply(item, walk)
-            path.pop()
-        for key in doomed:
-            del value[key]
+                plan, sensitive = entry
+            kind = type(item)
+            if kind is str:
+                if sensitive or (len(item) >= 13 and value_kind(item)):
+                    path.append(key)
+                    walk.check_leaf(item, sensitive)
+                    path.pop()
+            elif kind is dict or kind is list:
+                path.append(key)
+                if sensitive:
+                    walk.add("field_name", False)
+                plan.apply(item, walk)
+                path.pop()
+            elif sensitive:
+                path.append(key)
+                walk.add("field_name", False)
+                path.pop()
+        if doomed:
+            for key in doomed:
+                del value[key]
 
 
 class ArrayPlan(Plan):
@@ -114,16 +136,22 @@ class ArrayPlan(Plan):
         self.prefix = prefix
 
     def apply(self, value: Any, walk: Scanner) -> None:
-        if not isinstance(value, list):
+        if type(value) is not list:
             walk.scan(value, False)
             return
         path = walk.path
         prefix = self.prefix
+        items = self.items
         for index, item in enumerate(value):
-            path.append(index)
-            plan = prefix[index] if index < len(prefix) else self.items
-            plan.apply(item, walk)
-            path.pop()
+            kind = type(item)
+            if kind is dict or kind is list:
+                path.append(index)
+                (prefix[index] if index < len(prefix) else items).apply(item, walk)
+                path.pop()
+            elif kind is str and len(item) >= 13 and value_kind(item):
+                path.append(index)
+                walk.check_leaf(item, False)
+                path.pop()
 
 
 class DispatchPlan(Plan):

@@ -10,6 +10,7 @@ types (multipart, binary) are only size-checked.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +23,42 @@ from bastion.contract.parameters import Coercer, StyleError, make_coercer, parse
 from bastion.contract.schema import resolve_local, schema_types
 from bastion.jsonutil import JSONError, loads_strict
 
-__all__ = ["BodyRule", "FormDecoder"]
+__all__ = ["BodyRule", "FormDecoder", "depth_exceeds", "parse_json"]
 
 _FORM = "application/x-www-form-urlencoded"
+# A JSON string: each character matches exactly one branch, so the scan is linear.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
+
+
+def depth_exceeds(body: bytes, max_depth: int) -> bool:
+    """Bracket nesting outside strings deeper than ``max_depth`` (same rule as jsonutil).
+
+    Counting opening brackets first (C speed) settles almost every real body; only
+    bracket-heavy bodies pay for stripping strings and walking the brackets.
+    """
+    if body.count(b"[") + body.count(b"{") <= max_depth:
+        return False
+    depth = 0
+    for char in _STRING.sub(b"", body).translate(None, _NOT_BRACKETS):
+        if char in b"[{":
+            depth += 1
+            if depth > max_depth:
+                return True
+        else:
+            depth -= 1
+    return False
+
+
+def parse_json(body: bytes, max_depth: int) -> Any:
+    """:func:`bastion.jsonutil.loads_strict` with the depth rule checked at C speed first.
+
+    loads_strict's own pre-scan walks every character in Python (about 65 µs for 2 KB);
+    passing a cap above the body length skips it once :func:`depth_exceeds` has run.
+    """
+    if depth_exceeds(body, max_depth):
+        raise JSONError(f"nesting deeper than {max_depth} levels")
+    return loads_strict(body, max_depth=len(body) + 1)
 
 
 @dataclass(frozen=True)
@@ -90,7 +124,7 @@ class BodyRule:
     ) -> Any:
         if media is not None and is_json(media):
             try:
-                value = loads_strict(body, max_depth=max_depth)
+                value = parse_json(body, max_depth)
             except JSONError as exc:
                 errors.append({"pointer": "/body", "detail": str(exc)})
                 return None

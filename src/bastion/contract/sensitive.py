@@ -126,30 +126,41 @@ class Scanner:
         if len(self.findings) < MAX_FINDINGS:
             self.findings.append(SensitiveFinding(self.pointer(), kind, filtered))
 
+    def check_leaf(self, value: str, sensitive_name: bool) -> None:
+        """Report a kept string leaf at the current path (name and/or value)."""
+        if sensitive_name:
+            self.add("field_name", False)
+        kind = value_kind(value)
+        if kind:
+            self.add(kind, False)
+
     def check_name(self, name: str, filtered: bool) -> None:
         if name_is_sensitive(name):
             self.add("field_name", filtered)
 
     def scan(self, value: Any, filtered: bool) -> None:
         """Walk a whole subtree (kept as-is or removed) for names and values."""
-        if isinstance(value, str):
+        kind = type(value)
+        if kind is str:
             if len(value) >= 13:
-                kind = value_kind(value)
-                if kind:
-                    self.add(kind, filtered)
-        elif isinstance(value, dict):
+                found = value_kind(value)
+                if found:
+                    self.add(found, filtered)
+        elif kind is dict:
             path = self.path
             for key, item in value.items():
                 path.append(key)
                 if name_is_sensitive(key):
                     self.add("field_name", filtered)
-                if isinstance(item, str | dict | list):
+                item_kind = type(item)
+                if item_kind is dict or item_kind is list or item_kind is str:
                     self.scan(item, filtered)
                 path.pop()
-        elif isinstance(value, list):
+        elif kind is list:
             path = self.path
             for index, item in enumerate(value):
-                if isinstance(item, str | dict | list):
+                item_kind = type(item)
+                if item_kind is dict or item_kind is list or item_kind is str:
                     path.append(index)
                     self.scan(item, filtered)
                     path.pop()
