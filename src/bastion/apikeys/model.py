@@ -30,6 +30,7 @@ __all__ = [
     "ENVIRONMENTS",
     "KEY_LENGTH",
     "KEY_PATTERN",
+    "SCANNER_REGEX",
     "ApiKeyRecord",
     "display_prefix",
     "generate_key",
@@ -47,11 +48,14 @@ _SECRET_CHARS = 43
 _CHECKSUM_CHARS = 6
 #: Total length of every key: ``bst_`` + env (4) + ``_`` + 43 + 6.
 KEY_LENGTH = 4 + 4 + 1 + _SECRET_CHARS + _CHECKSUM_CHARS
-#: Anchored pattern of a well-formed key (checksum not verified). See docs/api-keys.md for
-#: the unanchored variant meant for secret scanners.
+#: Pattern of a well-formed key, for ``fullmatch`` (checksum not verified).
 KEY_PATTERN = re.compile(r"bst_(live|test)_([A-Za-z0-9_-]{43})([0-9A-Za-z]{6})", re.ASCII)
 #: Unpadded base64url of 32 bytes leaves 2 zero bits in the last character: only these 16
 #: characters can end a canonical encoding.
+#: For secret scanners: finds keys inside arbitrary text (verify the checksum to cut noise).
+SCANNER_REGEX = (
+    r"(?<![A-Za-z0-9_-])bst_(?:live|test)_[A-Za-z0-9_-]{43}[A-Za-z0-9]{6}(?![A-Za-z0-9_-])"
+)
 _CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
 _DISPLAY_CHARS = 12
 _KEY_ID_CHARS = 12
