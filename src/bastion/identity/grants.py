@@ -219,26 +219,25 @@ class Grants:
         return token
 
     async def rotate(
-        self, token: str, client_id: str, now: float
-    ) -> tuple[RefreshGrant, str] | None:
-        """Spend ``token`` and return its grant plus the next token; ``None`` if invalid.
+        self,
+        token: str,
+        client_id: str,
+        now: float,
+        prepare: Callable[[RefreshGrant], Awaitable[IssuedToken | OAuthError]],
+    ) -> tuple[RefreshGrant, IssuedToken, str] | OAuthError | None:
+        """Spend ``token``, mint through ``prepare`` and return the next token, atomically.
 
-        Raises :class:`ReuseDetected` (after revoking the family) on a spent token.
+        The row is read under a lock first, so a wrong client or a refused scope leaves the
+        token unspent. ``None`` if unknown, expired or revoked. Raises
+        :class:`ReuseDetected` (after the family's revocation committed) on a spent token.
         """
         if not 0 < len(token) <= 256:
             return None
         digest = self._sealer.digest(token)
+        joined = refresh_tokens.join(
+            refresh_families, refresh_tokens.c.family_id == refresh_families.c.family_id
+        )
         async with self._db.write() as conn:
-            won = await conn.execute(
-                update(refresh_tokens)
-                .where(
-                    refresh_tokens.c.token_hash == digest, refresh_tokens.c.consumed_at.is_(None)
-                )
-                .values(consumed_at=now)
-            )
-            joined = refresh_tokens.join(
-                refresh_families, refresh_tokens.c.family_id == refresh_families.c.family_id
-            )
             row = (
                 await conn.execute(
                     select(
@@ -255,7 +254,7 @@ class Grants:
             ).first()
             if row is None or row.client_id != client_id:
                 return None
-            if won.rowcount != 1:
+            if row.consumed_at is not None:
                 revoked = await self._revoke_families(conn, [row.family_id], "refresh_reuse", now)
                 reuse = ReuseDetected(row.family_id, revoked)
             elif row.revoked_at is not None or row.expires_at <= now or row.family_exp <= now:
@@ -264,9 +263,26 @@ class Grants:
                 grant = RefreshGrant(
                     row.family_id, row.client_id, row.user_id, row.scope, row.resource
                 )
-                return grant, await self._new_refresh(
-                    conn, row.family_id, row.scope, row.resource, now
+                prepared = await prepare(grant)
+                if isinstance(prepared, OAuthError):
+                    return prepared
+                won = await conn.execute(
+                    update(refresh_tokens)
+                    .where(
+                        refresh_tokens.c.token_hash == digest,
+                        refresh_tokens.c.consumed_at.is_(None),
+                    )
+                    .values(consumed_at=now)
                 )
+                if won.rowcount != 1:  # cannot happen under the row lock; fail closed
+                    return None
+                nxt = await self._new_refresh(conn, row.family_id, row.scope, row.resource, now)
+                await conn.execute(
+                    insert(access_tokens).values(
+                        jti=prepared.jti, family_id=row.family_id, expires_at=prepared.expires_at
+                    )
+                )
+                return grant, prepared, nxt
         raise reuse  # only after the revocation has committed
 
     async def refresh_info(self, token: str, now: float) -> RefreshGrant | None:

@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from bastion.identity.clients import Client, ClientRegistry
 from bastion.identity.events import Audit, IdentityEvents, NoEvents
-from bastion.identity.grants import CodeGrant, Grants, ReuseDetected, Revoked
+from bastion.identity.grants import CodeGrant, Grants, RefreshGrant, ReuseDetected, Revoked
 from bastion.identity.keys import KeyStore
 from bastion.identity.oautherrors import (
     InvalidGrant,
@@ -253,13 +253,42 @@ class IdentityService:
     async def refresh(
         self, client: Client, token: str | None, scope: str | None, resources: Sequence[str]
     ) -> dict[str, Any]:
+        """RFC 6749 §6 with rotation: checks first, then spend, mint and rotate atomically."""
         if "refresh_token" not in client.grant_types:
             raise UnauthorizedClient(reason="grant.not_allowed")
         if not token:
             raise InvalidRequest("refresh_token is required")
         now = self.clock()
+        await self.keys.refresh_if_stale()
+        scopes: list[str] = []
+
+        async def prepare(grant: RefreshGrant) -> IssuedToken | OAuthError:
+            try:
+                user = await self.users.get(grant.user_id)
+                if user is None or user.disabled:
+                    raise InvalidGrant("the refresh token is invalid", reason="refresh.user_gone")
+                granted = grant.scope.split() if grant.scope else []
+                scopes.extend(granted)
+                if scope is not None:
+                    scopes[:] = sorted(set(scope.split(" ")))
+                    if not set(scopes) <= set(granted):
+                        raise InvalidScope("scope exceeds the original grant")
+                if resources and (grant.resource is None or list(resources) != [grant.resource]):
+                    raise InvalidTarget("resource differs from the original grant")
+                audience = self.resolve_audience(client, [grant.resource] if grant.resource else [])
+            except OAuthError as exc:
+                return exc
+            return self.tokens.issue(
+                subject=user.id,
+                client_id=client.client_id,
+                audience=audience,
+                scope=scopes,
+                roles=user.roles,
+                now=now,
+            )
+
         try:
-            rotated = await self.grants.rotate(token, client.client_id, now)
+            rotated = await self.grants.rotate(token, client.client_id, now, prepare)
         except ReuseDetected as reuse:
             await self._announce(reuse.revoked)
             self.audit.emit(
@@ -268,25 +297,18 @@ class IdentityService:
             raise InvalidGrant("the refresh token is invalid", reason="refresh.reused") from None
         if rotated is None:
             raise InvalidGrant("the refresh token is invalid", reason="refresh.invalid")
-        grant, next_token = rotated
-        user = await self.users.get(grant.user_id)
-        if user is None or user.disabled:
-            await self._announce(await self.grants.revoke_family(grant.family_id, "user", now))
-            raise InvalidGrant("the refresh token is invalid", reason="refresh.user_gone")
-        granted = grant.scope.split() if grant.scope else []
-        scopes = granted
-        if scope is not None:
-            scopes = sorted(set(scope.split(" ")))
-            if not set(scopes) <= set(granted):
-                raise InvalidScope("scope exceeds the original grant")
-        if resources and (grant.resource is None or list(resources) != [grant.resource]):
-            raise InvalidTarget("resource differs from the original grant")
-        audience = self.resolve_audience(client, [grant.resource] if grant.resource else [])
-        access = await self.issue_user_token(
-            user, client, scopes, audience, family_id=grant.family_id, grant="refresh_token"
-        )
+        if isinstance(rotated, OAuthError):
+            raise rotated
+        grant, issued, next_token = rotated
         self.audit.emit("refresh.rotated", client_id=client.client_id, family=grant.family_id)
-        return self._token_response(access, scopes, next_token)
+        self.audit.emit(
+            "token.issued",
+            grant="refresh_token",
+            client_id=client.client_id,
+            user=grant.user_id,
+            jti=issued.jti,
+        )
+        return self._token_response(issued.token, scopes, next_token)
 
     # -- revocation -----------------------------------------------------------------
     async def _announce(self, revoked: Revoked) -> None:
