@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -235,7 +236,7 @@ async def test_the_key_is_never_stored_in_plain_text_in_redis(
     key, record = await store.create(
         name="n", roles=[], scopes=[], expires_at=None, allowed_networks=[], now=clock()
     )
-    client = aioredis.Redis.from_url(redis_url)
+    client: Any = aioredis.Redis.from_url(redis_url)
     try:
         dumped = b""
         async for name in client.scan_iter(match="*" + record.key_hash + "*"):

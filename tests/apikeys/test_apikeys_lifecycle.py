@@ -165,7 +165,7 @@ async def test_invalid_input_is_refused_before_storing(
     backend: StoreFactory, clock: FakeClock
 ) -> None:
     store = await backend()
-    base = {
+    base: dict[str, object] = {
         "name": "n",
         "roles": [],
         "scopes": [],
