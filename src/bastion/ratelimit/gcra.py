@@ -1,0 +1,46 @@
+"""GCRA, the generic cell rate algorithm (ITU-T I.371), as a pure function.
+
+Token-bucket semantics with one stored number per key, the *theoretical arrival time*
+(TAT). With emission interval ``T = period / limit`` and tolerance ``tau = burst * T``:
+
+* a request of ``cost`` units computes ``new_tat = max(tat, now) + cost * T``;
+* it is admitted when ``new_tat - tau <= now`` and then ``new_tat`` is stored;
+* otherwise it is refused, nothing is stored, and it may retry after ``new_tat - tau - now``.
+
+So a fresh key admits ``burst`` units at once, then one unit every ``T`` seconds; after
+``burst * T`` seconds idle the bucket is full again (``reset_after``).
+The Redis implementation is the same arithmetic in Lua (``state/lua/rate_limit.lua``).
+"""
+
+from __future__ import annotations
+
+from bastion.ratelimit.rate import Rate
+from bastion.ratelimit.step import Step, floor_units
+
+__all__ = ["gcra"]
+
+
+def gcra(tat: float | None, now: float, rate: Rate, cost: int = 1) -> Step:
+    """One GCRA decision for a key whose stored TAT is ``tat`` (None: never seen)."""
+    interval = rate.emission_interval
+    tolerance = interval * rate.burst
+    base = now if tat is None or tat < now else tat
+    new_tat = base + cost * interval
+    allow_at = new_tat - tolerance
+    if allow_at > now + 1e-9:
+        return Step(
+            state=tat,
+            allowed=False,
+            remaining=floor_units((now - (base - tolerance)) / interval),
+            reset_after=base - now,
+            retry_after=allow_at - now,
+            ttl=base - now,
+        )
+    return Step(
+        state=new_tat,
+        allowed=True,
+        remaining=floor_units((now - allow_at) / interval),
+        reset_after=new_tat - now,
+        retry_after=0.0,
+        ttl=new_tat - now,
+    )

@@ -1,0 +1,73 @@
+"""``RateLimit-Policy`` and ``RateLimit`` response fields.
+
+Implements draft-ietf-httpapi-ratelimit-headers-11 (May 2026):
+
+* §3 ``RateLimit-Policy``: a Structured Fields List (RFC 9651) of quota policy Items; the
+  Item is a String (the policy name) with parameters ``q`` (quota, §3.1.1) and ``w``
+  (window in integer seconds, §3.1.3), e.g. ``"default";q=100;w=60``.
+* §4 ``RateLimit``: a List of service limit Items with ``r`` (available quota, §4.1.1) and
+  ``t`` (effective window, integer seconds, §4.1.2), e.g. ``"default";r=50;t=30``.
+* §6: when a response carries ``Retry-After`` as well, ``Retry-After`` must not point
+  earlier than the end of the effective window. A refused request therefore reports only
+  the refusing policy in ``RateLimit``, with ``r=0`` and ``t`` equal to ``Retry-After``.
+
+The partition key parameter ``pk`` is never sent: keys contain client identities (IPs,
+usernames) that must not be echoed. Monthly quotas omit ``w`` (months are not a fixed
+number of seconds); their ``t`` still says when the quota resets.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+from bastion.ratelimit.checks import CheckOutcome, LimitResult
+
+__all__ = ["policy_name", "ratelimit_headers", "retry_after_seconds", "sf_string"]
+
+_NOT_SF_STRING = re.compile(r"[^\x20-\x7e]")
+
+
+def sf_string(value: str) -> str:
+    """Serialize ``value`` as an RFC 9651 §4.1.6 sf-string (non-printables replaced)."""
+    clean = _NOT_SF_STRING.sub("?", value)
+    return '"' + clean.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def retry_after_seconds(seconds: float) -> int:
+    """Retry-After as delay-seconds: rounded up, at least 1 (RFC 9110 §10.2.3)."""
+    return max(1, math.ceil(seconds - 1e-9))
+
+
+def policy_name(outcome: CheckOutcome, index: int) -> str:
+    """The advertised name: the check's ``name`` or ``p<index>``."""
+    return outcome.check.name or f"p{index}"
+
+
+def _policy_item(outcome: CheckOutcome, index: int) -> str:
+    rate = outcome.check.rate
+    item = f"{sf_string(policy_name(outcome, index))};q={rate.limit}"
+    if rate.calendar != "month":
+        item += f";w={rate.window}"
+    return item
+
+
+def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:
+    """Header fields for ``result``: RateLimit-Policy, RateLimit, and Retry-After if refused."""
+    if not result.checks:
+        return []
+    policies = ",".join(_policy_item(o, i) for i, o in enumerate(result.checks))
+    headers = [("RateLimit-Policy", policies)]
+    if result.allowed or result.denied_by is None:
+        limits = ",".join(
+            f"{sf_string(policy_name(o, i))};r={o.remaining};t={math.ceil(o.reset_after - 1e-9)}"
+            for i, o in enumerate(result.checks)
+        )
+        headers.append(("RateLimit", limits))
+        return headers
+    retry = retry_after_seconds(result.retry_after)
+    denied = result.checks[result.denied_by]
+    name = sf_string(policy_name(denied, result.denied_by))
+    headers.append(("RateLimit", f"{name};r=0;t={retry}"))
+    headers.append(("Retry-After", str(retry)))
+    return headers

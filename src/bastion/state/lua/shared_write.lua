@@ -1,0 +1,35 @@
+-- Bastion: change one shared set, bump its version and publish the change, atomically.
+-- KEYS[1] version; KEYS[2] target (revoked zset | not-before hash | blocks hash)
+-- ARGV[1] op; ARGV[2] channel; ARGV[3] payload (JSON, published); ARGV[4..] op arguments
+--   revoke_token   ARGV[4] jti, ARGV[5] expires_at, ARGV[6] now  (expired entries pruned)
+--   revoke_subject ARGV[4] subject, ARGV[5] not_before            (only ever moves forward)
+--   block          ARGV[4] field, ARGV[5] entry JSON
+--   unblock        ARGV[4] field
+--   unblock_if     ARGV[4] field, ARGV[5] expected JSON   (prune a lapsed block, no publish)
+-- Publishes "<version> <payload>"; returns the new version.
+local op = ARGV[1]
+if op == 'unblock_if' then
+  if redis.call('HGET', KEYS[2], ARGV[4]) == ARGV[5] then
+    redis.call('HDEL', KEYS[2], ARGV[4])
+  end
+  return redis.call('GET', KEYS[1])
+end
+if op == 'revoke_token' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[6])
+  redis.call('ZADD', KEYS[2], 'GT', ARGV[5], ARGV[4])
+  redis.call('ZADD', KEYS[2], 'NX', ARGV[5], ARGV[4])
+elseif op == 'revoke_subject' then
+  local current = tonumber(redis.call('HGET', KEYS[2], ARGV[4]))
+  if current == nil or tonumber(ARGV[5]) > current then
+    redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  end
+elseif op == 'block' then
+  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+elseif op == 'unblock' then
+  redis.call('HDEL', KEYS[2], ARGV[4])
+else
+  return redis.error_reply('unknown op')
+end
+local version = redis.call('INCR', KEYS[1])
+redis.call('PUBLISH', ARGV[2], version .. ' ' .. ARGV[3])
+return version

@@ -1,0 +1,163 @@
+"""In-process state store: the embedded default for a single gateway process.
+
+Every operation runs without awaiting inside, so on one event loop it is atomic. Time is
+the ``now`` the caller passes (inject a clock in tests). Expired counters are swept
+periodically (amortised O(1)), so attacker-chosen keys (random usernames, spoofed IPs)
+cannot grow memory without bound beyond their TTL.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bastion.jsonutil import dumps, loads_strict
+from bastion.ratelimit.backoff import BackoffPolicy, LoginState, login_state, next_failure
+from bastion.ratelimit.checks import LimitCheck, LimitResult, evaluate_checks
+from bastion.ratelimit.step import State
+from bastion.state.base import BlockEntry, BlockKind, ChangeEvent
+from bastion.state.mirror import SharedMirror, normalize_block_value
+
+__all__ = ["MemoryStateStore"]
+
+_log = logging.getLogger(__name__)
+
+
+class MemoryStateStore:
+    """All shared state in this process. Same contract as the Redis store."""
+
+    def __init__(
+        self, *, sweep_every: int = 4096, clock: Callable[[], float] | None = None
+    ) -> None:
+        import time
+
+        self._clock = clock or time.time
+        self._mirror = SharedMirror()
+        self._limits: dict[str, tuple[State, float]] = {}
+        self._leases: dict[str, dict[str, float]] = {}
+        self._logins: dict[str, tuple[int, float]] = {}
+        self._callbacks: list[Callable[[ChangeEvent], None]] = []
+        self._sweep_every = max(1, sweep_every)
+        self._ops = 0
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def healthy(self) -> bool:
+        return True
+
+    @property
+    def mirror(self) -> SharedMirror:
+        return self._mirror
+
+    def on_change(self, callback: Callable[[ChangeEvent], None]) -> None:
+        self._callbacks.append(callback)
+
+    # -- counters --------------------------------------------------------------------
+
+    def _tick(self, now: float) -> None:
+        self._ops += 1
+        if self._ops % self._sweep_every:
+            return
+        self._limits = {k: v for k, v in self._limits.items() if v[1] > now}
+        for key in [k for k, leases in self._leases.items() if max(leases.values()) <= now]:
+            del self._leases[key]
+
+    async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
+        self._tick(now)
+        states: dict[str, State] = {}
+        for check in checks:
+            stored = self._limits.get(check.storage_key)
+            if stored is not None and stored[1] > now:
+                states[check.storage_key] = stored[0]
+        result, writes = evaluate_checks(checks, states, now)
+        for key, (state, ttl) in writes.items():
+            self._limits[key] = (state, now + max(ttl, 0.0))
+        return result
+
+    async def concurrency_acquire(
+        self, key: str, limit: int, lease_id: str, now: float, ttl: float
+    ) -> bool:
+        self._tick(now)
+        leases = {k: v for k, v in self._leases.get(key, {}).items() if v > now}
+        if lease_id in leases or len(leases) < limit:
+            leases[lease_id] = now + ttl
+            self._leases[key] = leases
+            return True
+        self._leases[key] = leases
+        return False
+
+    async def concurrency_release(self, key: str, lease_id: str) -> None:
+        leases = self._leases.get(key)
+        if leases is not None:
+            leases.pop(lease_id, None)
+            if not leases:
+                del self._leases[key]
+
+    async def login_failure(self, key: str, now: float, policy: BackoffPolicy) -> LoginState:
+        failures, last = self._logins.get(key, (0, None))
+        count = next_failure(failures, last, now, policy)
+        self._logins[key] = (count, now)
+        if len(self._logins) > 4 * self._sweep_every:
+            self._logins = {
+                k: v for k, v in self._logins.items() if login_state(*v, now, policy).failures
+            }
+        return login_state(count, now, now, policy)
+
+    async def login_success(self, key: str) -> None:
+        self._logins.pop(key, None)
+
+    async def login_state(self, key: str, now: float, policy: BackoffPolicy) -> LoginState:
+        failures, last = self._logins.get(key, (0, None))
+        return login_state(failures, last, now, policy)
+
+    # -- shared sets ----------------------------------------------------------------
+
+    def _emit(self, event: ChangeEvent) -> None:
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception:
+                _log.exception("state change callback failed")
+
+    async def revoke_token(self, jti: str, expires_at: float) -> None:
+        if not jti:
+            raise ValueError("revoke_token needs a non-empty jti")
+        self._mirror.revoke_token(jti, float(expires_at))
+        self._emit(ChangeEvent("revoke_token", {"jti": jti, "expires_at": float(expires_at)}))
+
+    async def revoke_subject(self, subject: str, not_before: float) -> None:
+        if not subject:
+            raise ValueError("revoke_subject needs a non-empty subject")
+        self._mirror.revoke_subject(subject, float(not_before))
+        self._emit(
+            ChangeEvent("revoke_subject", {"subject": subject, "not_before": float(not_before)})
+        )
+
+    async def block(self, kind: BlockKind, value: str, until: float | None, reason: str) -> None:
+        entry = BlockEntry(
+            kind=kind,
+            value=normalize_block_value(kind, value),
+            until=None if until is None else float(until),
+            reason=reason,
+            created_at=self._clock(),
+        )
+        self._mirror.block(entry)
+        self._emit(ChangeEvent("block", entry.to_json()))
+
+    async def unblock(self, kind: BlockKind, value: str) -> None:
+        normalized = normalize_block_value(kind, value)
+        self._mirror.unblock(kind, normalized)
+        self._emit(ChangeEvent("unblock", {"kind": kind, "value": normalized}))
+
+    async def list_blocks(self) -> list[BlockEntry]:
+        now = self._clock()
+        return [entry for entry in self._mirror.blocks() if entry.active(now)]
+
+    async def publish_event(self, event: Mapping[str, Any]) -> None:
+        # Round-trip through JSON so subscribers see exactly what Redis would deliver.
+        self._emit(ChangeEvent("event", loads_strict(dumps(dict(event)))))

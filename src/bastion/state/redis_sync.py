@@ -1,0 +1,235 @@
+"""Keeping every process's :class:`SharedMirror` in step with Redis.
+
+* **Full load** at start: one MULTI with the version counter, the revoked-token sorted set,
+  the not-before hash and the block hash.
+* **Pub/sub**: every write bumps ``version`` and publishes ``"<version> <json>"`` in the same
+  script; subscribers apply it at once (propagation well under a second). A message whose
+  version is not the next one reveals a gap and triggers a full load; older ones are ignored.
+* **Periodic resync** (``resync_interval``, default 1 s): ``GET version`` — one cheap
+  round trip — and a full load only when it differs, so a missed message (a dropped
+  subscription, a restart) is repaired within one interval.
+* **Freshness**: every successful reply moves ``fresh()``'s horizon to
+  ``now + max_staleness``; when Redis stays unreachable longer, ``fresh()`` turns False
+  and callers fail closed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from bastion.jsonutil import dumps, loads_strict
+from bastion.state.base import BlockEntry, ChangeEvent, ChangeKind
+from bastion.state.mirror import SharedMirror
+from bastion.state.redis_scripts import load_script
+
+__all__ = ["MirrorSync", "SharedKeys"]
+
+_log = logging.getLogger(__name__)
+_CHANGE_OPS: frozenset[str] = frozenset({"revoke_token", "revoke_subject", "block", "unblock"})
+
+
+class SharedKeys:
+    """Key and channel names of the shared sets (one hash tag: one Cluster slot)."""
+
+    def __init__(self, prefix: str) -> None:
+        tag = f"{{{prefix}:shared}}"
+        self.version = f"{tag}:version"
+        self.revoked = f"{tag}:revoked"
+        self.not_before = f"{tag}:nbf"
+        self.blocks = f"{tag}:blocks"
+        self.changes_channel = f"{prefix}:changes"
+        self.events_channel = f"{prefix}:events"
+
+    @staticmethod
+    def block_field(kind: str, value: str) -> str:
+        return f"{kind}|{value}"
+
+    @staticmethod
+    def parse_block(raw: bytes | str) -> BlockEntry | None:
+        try:
+            return BlockEntry.from_json(loads_strict(raw))
+        except (ValueError, KeyError, TypeError):
+            _log.warning("ignoring a malformed block entry in redis")
+            return None
+
+
+class MirrorSync:
+    """Owns the mirror of one :class:`RedisStateStore` and the tasks that maintain it."""
+
+    def __init__(
+        self,
+        client: Redis,
+        keys: SharedKeys,
+        *,
+        max_staleness: float,
+        resync_interval: float,
+        clock: Callable[[], float],
+    ) -> None:
+        if max_staleness <= 0 or resync_interval <= 0:
+            raise ValueError("max_staleness and resync_interval must be positive")
+        self.mirror = SharedMirror(fresh_until=-math.inf)
+        self.callbacks: list[Callable[[ChangeEvent], None]] = []
+        self.clock = clock
+        self.version = -1
+        self._client = client
+        self._keys = keys
+        self._max_staleness = max_staleness
+        self._interval = resync_interval
+        self._script = load_script("shared_write")
+        self._dirty = False
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def touch(self) -> None:
+        """Redis answered: the mirror is trustworthy for another ``max_staleness``."""
+        self.mirror.mark_fresh_until(self.clock() + self._max_staleness)
+
+    async def start(self) -> None:
+        from bastion.errors import ServiceUnavailable
+
+        try:
+            await self._script.load(self._client)
+            await self.load()
+        except (RedisError, OSError) as exc:
+            raise ServiceUnavailable(reason="state.unavailable") from exc
+        self._tasks = [
+            asyncio.create_task(self._listen_loop(), name="bastion-state-pubsub"),
+            asyncio.create_task(self._resync_loop(), name="bastion-state-resync"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def write(self, op: str, target: str, data: Mapping[str, Any], args: list[Any]) -> None:
+        """Run one shared-set change in Redis, then apply it locally (read your writes)."""
+        payload = dumps({"op": op, **data}).decode()
+        keys = [self._keys.version, target]
+        version = await self._script(
+            self._client, keys, [op, self._keys.changes_channel, payload, *args]
+        )
+        self._apply(int(version), op, data)
+
+    async def load(self) -> None:
+        """Replace the mirror with a consistent snapshot of Redis."""
+        keys = self._keys
+        now = self.clock()
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.get(keys.version)
+            pipe.zrangebyscore(keys.revoked, f"({now!r}", "+inf", withscores=True)
+            pipe.hgetall(keys.not_before)
+            pipe.hgetall(keys.blocks)
+            version, revoked, not_before, blocks = await pipe.execute()
+        entries = [SharedKeys.parse_block(v) for v in blocks.values()]
+        active = [e for e in entries if e is not None and e.active(now)]
+        self.mirror.replace(
+            {m.decode(): float(s) for m, s in revoked},
+            {k.decode(): float(v) for k, v in not_before.items()},
+            active,
+        )
+        self.version = int(version or 0)
+        self._dirty = False
+        self.touch()
+        for field, raw in blocks.items():
+            entry = SharedKeys.parse_block(raw)
+            if entry is not None and not entry.active(now):
+                # Prune a lapsed block unless it was re-blocked meanwhile.
+                await self._script(
+                    self._client,
+                    [keys.version, keys.blocks],
+                    ["unblock_if", keys.changes_channel, "", field, raw],
+                )
+
+    def _apply(self, version: int, op: str, data: Mapping[str, Any]) -> None:
+        if version <= self.version:
+            return
+        if version != self.version + 1:
+            self._dirty = True
+            self._wake.set()
+        self.version = version
+        mirror = self.mirror
+        if op == "revoke_token":
+            mirror.revoke_token(str(data["jti"]), float(data["expires_at"]))
+        elif op == "revoke_subject":
+            mirror.revoke_subject(str(data["subject"]), float(data["not_before"]))
+        elif op == "block":
+            mirror.block(BlockEntry.from_json(data))
+        elif op == "unblock":
+            mirror.unblock(str(data["kind"]), str(data["value"]))
+        kind: ChangeKind = op  # type: ignore[assignment]
+        self._emit(ChangeEvent(kind, dict(data)))
+
+    def _emit(self, event: ChangeEvent) -> None:
+        for callback in list(self.callbacks):
+            try:
+                callback(event)
+            except Exception:
+                _log.exception("state change callback failed")
+
+    def _handle(self, channel: bytes, data: bytes) -> None:
+        self.touch()
+        try:
+            if channel.decode() == self._keys.events_channel:
+                event = loads_strict(data)
+                if isinstance(event, dict):
+                    self._emit(ChangeEvent("event", event))
+                return
+            version_text, payload = data.decode().split(" ", 1)
+            change = loads_strict(payload)
+            op = change.pop("op")
+            if op not in _CHANGE_OPS:
+                raise ValueError(f"unknown op {op!r}")
+            self._apply(int(version_text), op, change)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            _log.warning("malformed message on the state channel; resyncing")
+            self._dirty = True
+            self._wake.set()
+
+    async def _listen_loop(self) -> None:
+        backoff = 0.05
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self._keys.changes_channel, self._keys.events_channel)
+                # Anything published before this subscription is caught up by a full load.
+                self._dirty = True
+                self._wake.set()
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        self._handle(message["channel"], message["data"])
+                        backoff = 0.05
+            except (RedisError, OSError):
+                await asyncio.sleep(backoff)
+                backoff = min(1.0, backoff * 2)
+            finally:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _resync_loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+            self._wake.clear()
+            try:
+                version = int(await self._client.get(self._keys.version) or 0)
+                if self._dirty or version != self.version:
+                    await self.load()
+                    self._emit(ChangeEvent("resync"))
+                else:
+                    self.touch()
+                    self.mirror.prune(self.clock())
+            except (RedisError, OSError):
+                _log.debug("state resync failed; retrying")
