@@ -53,6 +53,7 @@ def test_public_api() -> None:
         "SensitiveFinding",
         "ValidatedRequest",
         "compile_operation",
+        "compile_spec",
         "deprecation_headers",
         "load_spec",
     ]

@@ -11,6 +11,7 @@ from bastion.contract.compiled import (
     OperationContract,
     ValidatedRequest,
     compile_operation,
+    compile_spec,
 )
 from bastion.contract.responses import ResponseContractViolation
 from bastion.contract.sensitive import SensitiveFinding
@@ -27,6 +28,7 @@ __all__ = [
     "SensitiveFinding",
     "ValidatedRequest",
     "compile_operation",
+    "compile_spec",
     "deprecation_headers",
     "load_spec",
 ]

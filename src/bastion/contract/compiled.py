@@ -36,6 +36,7 @@ __all__ = [
     "OperationContract",
     "ValidatedRequest",
     "compile_operation",
+    "compile_spec",
 ]
 
 _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
@@ -276,6 +277,14 @@ def compile_operation(spec: ApiSpec, op: Operation, limits: ContractLimits) -> O
         bool(isinstance(request_body, Mapping) and request_body.get("required")),
         responses,
     )
+
+
+def compile_spec(
+    spec: ApiSpec, limits: ContractLimits | None = None
+) -> dict[tuple[str, str], OperationContract]:
+    """Every operation compiled, keyed by ``(METHOD, path template)``."""
+    limits = limits or ContractLimits()
+    return {(op.method, op.path): compile_operation(spec, op, limits) for op in spec.operations}
 
 
 def _responses(spec: ApiSpec, op: Operation) -> dict[str, Mapping[str, ResponseRule] | None]:
