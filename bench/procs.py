@@ -1,0 +1,112 @@
+"""Starting and stopping the benchmark's processes, each in its own session.
+
+Every process is started with ``start_new_session=True`` so that stopping it signals its
+whole process group (granian's supervisor and its workers) by that group's id, and nothing
+else.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Proc", "StartFailed", "free_port", "start", "stop"]
+
+
+class StartFailed(RuntimeError):
+    """A process exited or never answered; the message is its first useful output line."""
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _first_line(log: Path) -> str:
+    try:
+        text = log.read_text(errors="replace")
+    except OSError:
+        return "no output"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    for line in lines:  # prefer the line that names the problem
+        lowered = line.lower()
+        if "error" in lowered or line.startswith("bastion:"):
+            return line[:200]
+    return (lines[-1] if lines else "no output")[:200]
+
+
+def start(
+    name: str,
+    argv: list[str],
+    *,
+    logdir: Path,
+    ready_url: str,
+    env: dict[str, str] | None = None,
+    timeout: float = 30.0,
+) -> Proc:
+    """Start ``argv`` and wait until ``ready_url`` answers any HTTP status."""
+    log = logdir / f"{name.replace(' ', '_').replace('/', '_')}.log"
+    handle = log.open("wb")
+    popen = subprocess.Popen(
+        argv,
+        stdout=handle,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, **(env or {})},
+    )
+    handle.close()
+    proc = Proc(name, popen, log)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if popen.poll() is not None:
+            raise StartFailed(_first_line(log))
+        if _answers(ready_url):
+            return proc
+        time.sleep(0.1)
+    stop(proc)
+    raise StartFailed(f"{name} did not answer within {timeout:.0f} s: {_first_line(log)}")
+
+
+def _answers(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1.0) as response:
+            response.read()
+        return True
+    except urllib.error.HTTPError:
+        return True  # any status means the server is up
+    except (OSError, ValueError):
+        return False
+
+
+def stop(proc: Proc, *, grace: float = 10.0) -> None:
+    """SIGTERM the process group, then SIGKILL it after ``grace`` seconds."""
+    if proc.popen.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.popen.pid, signal.SIGTERM)
+    try:
+        proc.popen.wait(grace)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.popen.pid, signal.SIGKILL)
+        proc.popen.wait(5)
+    # granian workers may outlive their supervisor by a moment: reap the group
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.popen.pid, signal.SIGKILL)
