@@ -77,7 +77,8 @@ def test_rules_file_ignores_and_downgrades_with_reasons(reports: dict[str, Any])
     data = reports["json"]
     assert all(f["rule"] != "API8.trace-enabled" for f in data["findings"])
     ignored = [f for f in data["suppressed"] if f["rule"] == "API8.trace-enabled"]
-    assert ignored and ignored[0]["rule_reason"] == "TRACE is answered by the test fixture only"
+    assert ignored
+    assert ignored[0]["rule_reason"] == "TRACE is answered by the test fixture only"
     old = next(f for f in data["findings"] if f["rule"] == "API9.old-version")
     assert (old["severity"], old["original_severity"]) == ("low", "medium")
     assert old["rule_reason"] == "v1 is retired at the edge in production"
@@ -132,7 +133,8 @@ def test_html_report_is_self_contained_and_lists_every_finding(reports: dict[str
     parser.feed(html)
     assert "script" not in parser.tags
     assert parser.urls == []  # no CDN, no external resource
-    assert "severity-chart" in parser.ids and "rect" in parser.tags
+    assert "severity-chart" in parser.ids
+    assert "rect" in parser.tags
     for finding in reports["json"]["findings"]:
         assert f"finding-{finding['id']}" in parser.ids
     assert "<script>alert" not in html

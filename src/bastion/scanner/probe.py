@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -92,9 +92,14 @@ class RateLimiter:
     """Token bucket: at most ``rate`` requests per second, bursts of ``burst``."""
 
     def __init__(
-        self, rate: float, burst: int | None = None, clock: Clock = time.monotonic
+        self,
+        rate: float,
+        burst: int | None = None,
+        clock: Clock = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.rate = rate
+        self.sleep = sleep
         self.capacity = float(burst if burst is not None else max(1, int(rate)))
         self.tokens = self.capacity
         self.clock = clock
@@ -105,14 +110,16 @@ class RateLimiter:
         if self.rate <= 0:
             return
         async with self.lock:
-            while True:
-                now = self.clock()
-                self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
-                self.updated = now
-                if self.tokens >= 1:
-                    self.tokens -= 1
-                    return
-                await asyncio.sleep((1 - self.tokens) / self.rate)
+            now = self.clock()
+            self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.rate)
+            self.updated = now
+            if self.tokens >= 1:
+                self.tokens -= 1
+                return
+            wait = (1 - self.tokens) / self.rate
+            await self.sleep(wait)
+            # the token that accrued during the wait is the one this caller takes
+            self.tokens, self.updated = 0.0, now + wait
 
 
 class Probe:
