@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.identity.harness import FakeClock, Live, live_server
 
+#: PostgreSQL tests share one database per session, so they share its sealing key too.
+PG_SECRET = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
 
-@pytest.fixture
-async def identity_pg_url(postgres_url: str) -> AsyncIterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
+
+@pytest.fixture(scope="session")
+def identity_pg_url(postgres_url: str) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test session (tests use unique names in it)."""
     import asyncpg
 
     name = f"bastion_identity_{secrets.token_hex(6)}"
     dsn = postgres_url.replace("postgresql+asyncpg://", "postgresql://")
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
-    finally:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f'CREATE DATABASE "{name}"'))
+    yield f"{postgres_url.rsplit('/', 1)[0]}/{name}"
+    asyncio.run(run(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.services)])
@@ -47,5 +56,13 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 async def live(db_url: str, clock: FakeClock) -> AsyncIterator[Live]:
-    async with live_server(db_url, clock) as running:
+    extra = {"secret_key": PG_SECRET} if db_url.startswith("postgresql") else {}
+    async with live_server(db_url, clock, **extra) as running:
+        yield running
+
+
+@pytest.fixture
+async def live_sqlite(sqlite_url: str, clock: FakeClock) -> AsyncIterator[Live]:
+    """For tests whose behaviour does not depend on the database backend."""
+    async with live_server(sqlite_url, clock) as running:
         yield running

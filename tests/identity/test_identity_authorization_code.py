@@ -81,8 +81,9 @@ async def test_existing_session_skips_the_login_page(live: Live) -> None:
     [(None, None), ("x" * 43, "plain"), ("x" * 43, None), ("short", "S256"), ("x" * 43, "S512")],
 )
 async def test_pkce_missing_plain_or_malformed_is_refused(
-    live: Live, challenge: str | None, method: str | None
+    live_sqlite: Live, challenge: str | None, method: str | None
 ) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     query = {
@@ -150,8 +151,9 @@ async def test_wrong_or_missing_verifier_fails_and_burns_the_code(live: Live) ->
     ],
 )
 async def test_redirect_uri_variants_are_refused_without_redirecting(
-    live: Live, variant: str
+    live_sqlite: Live, variant: str
 ) -> None:
+    live = live_sqlite
     await seed(live)
     web = live.clients["web"][0]
     _, challenge = pkce_pair()
@@ -189,7 +191,8 @@ async def test_loopback_redirect_accepts_any_port(live: Live) -> None:
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
-async def test_unknown_client_gets_an_error_page(live: Live) -> None:
+async def test_unknown_client_gets_an_error_page(live_sqlite: Live) -> None:
+    live = live_sqlite
     query = urlencode(
         {
             "response_type": "code",
@@ -233,7 +236,8 @@ async def test_two_concurrent_redemptions_exactly_one_wins_and_reuse_revokes(liv
 
 
 @pytest.mark.rfc("6749-4.1.2")
-async def test_codes_expire_after_sixty_seconds(live: Live) -> None:
+async def test_codes_expire_after_sixty_seconds(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     verifier, challenge = pkce_pair()
@@ -245,7 +249,8 @@ async def test_codes_expire_after_sixty_seconds(live: Live) -> None:
     assert (status, body["error"]) == (400, "invalid_grant")
 
 
-async def test_code_bound_to_client(live: Live) -> None:
+async def test_code_bound_to_client(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     verifier, challenge = pkce_pair()
@@ -269,7 +274,8 @@ async def test_public_client_with_pkce(live: Live) -> None:
     assert body["refresh_token"]
 
 
-async def test_response_type_token_is_refused(live: Live) -> None:
+async def test_response_type_token_is_refused(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     _, challenge = pkce_pair()

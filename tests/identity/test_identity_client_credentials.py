@@ -51,7 +51,8 @@ async def test_client_credentials_token_is_rfc9068_and_verifies_through_discover
     assert claims["roles"] == ["service"]
 
 
-async def test_token_response_is_not_cacheable(live: Live) -> None:
+async def test_token_response_is_not_cacheable(live_sqlite: Live) -> None:
+    live = live_sqlite
     await seed(live)
     entry, secret = live.clients["svc"]
     status, _, resp = await live.post(
@@ -62,7 +63,8 @@ async def test_token_response_is_not_cacheable(live: Live) -> None:
 
 
 @pytest.mark.rfc("8414-3")
-async def test_both_discovery_documents_advertise_only_what_is_enforced(live: Live) -> None:
+async def test_both_discovery_documents_advertise_only_what_is_enforced(live_sqlite: Live) -> None:
+    live = live_sqlite
     for path in ("/.well-known/oauth-authorization-server", "/.well-known/openid-configuration"):
         async with live.http.get(live.base + path) as resp:
             meta = await resp.json()
@@ -76,7 +78,8 @@ async def test_both_discovery_documents_advertise_only_what_is_enforced(live: Li
 
 
 @pytest.mark.rfc("6749-3.3")
-async def test_scope_and_resource_allow_lists(live: Live) -> None:
+async def test_scope_and_resource_allow_lists(live_sqlite: Live) -> None:
+    live = live_sqlite
     await seed(live)
     status, body = await live.token("svc", grant_type="client_credentials", scope="admin")
     assert (status, body["error"]) == (400, "invalid_scope")
@@ -90,14 +93,16 @@ async def test_scope_and_resource_allow_lists(live: Live) -> None:
 @pytest.mark.parametrize(
     "grant", ["password", "implicit", "urn:ietf:params:oauth:grant-type:device_code"]
 )
-async def test_password_and_implicit_grants_do_not_exist(live: Live, grant: str) -> None:
+async def test_password_and_implicit_grants_do_not_exist(live_sqlite: Live, grant: str) -> None:
+    live = live_sqlite
     await seed(live)
     status, body = await live.token("svc", grant_type=grant, username="a", password="b")
     assert (status, body["error"]) == (400, "unsupported_grant_type")
 
 
 @pytest.mark.rfc("6749-5.2")
-async def test_grant_not_allowed_for_client(live: Live) -> None:
+async def test_grant_not_allowed_for_client(live_sqlite: Live) -> None:
+    live = live_sqlite
     await seed(live)
     status, body = await live.token("web", grant_type="client_credentials")
     assert (status, body["error"]) == (400, "unauthorized_client")
@@ -138,7 +143,8 @@ async def test_client_authentication_failures(live: Live) -> None:
 
 
 @pytest.mark.rfc("6749-3.1")
-async def test_repeated_parameters_and_wrong_content_type_are_refused(live: Live) -> None:
+async def test_repeated_parameters_and_wrong_content_type_are_refused(live_sqlite: Live) -> None:
+    live = live_sqlite
     await seed(live)
     entry, secret = live.clients["svc"]
     headers = basic(entry.client_id, secret or "")
