@@ -7,6 +7,8 @@ refused after it) -> revoke (refused after the cache TTL, or at once after inval
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from bastion.apikeys import (
     ApiKeyAuthenticator,
@@ -14,6 +16,7 @@ from bastion.apikeys import (
     UnknownApiKey,
     hash_key,
 )
+from bastion.apikeys.sql_store import SqlApiKeyStore
 from bastion.errors import Unauthorized
 from tests.apikeys.conftest import FakeClock, StoreFactory
 
@@ -184,3 +187,31 @@ async def test_invalid_input_is_refused_before_storing(
         with pytest.raises(ValueError):
             await store.create(**{**base, **bad})  # type: ignore[arg-type]
     assert await store.list() == []
+
+
+async def test_postgres_connections_dropped_by_the_server_are_replaced(
+    postgres_backend: StoreFactory, postgres_url: str, clock: FakeClock
+) -> None:
+    store = await postgres_backend()
+    key, record = await store.create(
+        name="n", roles=[], scopes=[], expires_at=None, allowed_networks=[], now=clock()
+    )
+    assert isinstance(store, SqlApiKeyStore)
+    table = store.table_name
+    assert await store.get_by_hash(record.key_hash) == record  # a pooled connection exists
+    engine = create_async_engine(postgres_url)
+    try:
+        async with engine.connect() as conn:
+            await conn.execute(
+                text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                    " AND query LIKE :q"
+                ),
+                # Only this run's connections: their last query names its unique table.
+                {"q": f"%{table}%"},
+            )
+    finally:
+        await engine.dispose()
+    auth = ApiKeyAuthenticator(store, clock=clock)
+    assert (await auth.authenticate(key, IP)).key_id == record.key_id

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Double,
     Index,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -31,6 +32,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bastion.apikeys.model import ApiKeyRecord
@@ -115,8 +117,11 @@ def _sqlite_tuning(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        writer = conn.get_execution_options().get("apikeys_writer", False)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if writer else "BEGIN")
+        options = conn.get_execution_options()
+        if options.get("apikeys_writer", False):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif not options.get("apikeys_reader", False):
+            conn.exec_driver_sql("BEGIN")
 
 
 def _precreate_sqlite_file(url: str) -> None:
@@ -139,11 +144,21 @@ class SqlApiKeyStore:
         if self._is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
         else:
-            kwargs.update(pool_size=10, max_overflow=10, pool_pre_ping=True)
+            kwargs.update(pool_size=10, max_overflow=10)
         self._engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self._is_sqlite:
             _sqlite_tuning(self._engine)
         self._writer = self._engine.execution_options(apikeys_writer=True)
+        # Single-statement reads need no transaction: no BEGIN/ROLLBACK round trips.
+        self._reader = (
+            self._engine.execution_options(apikeys_reader=True)
+            if self._is_sqlite
+            else self._engine.execution_options(isolation_level="AUTOCOMMIT")
+        )
+
+    @property
+    def table_name(self) -> str:
+        return self._table.name
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key_id)`` after a key of this process is revoked or rotated."""
@@ -188,14 +203,25 @@ class SqlApiKeyStore:
 
     async def get_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
         query = select(self._table).where(self._table.c.key_hash == key_hash)
-        async with self._engine.connect() as conn:
-            row = (await conn.execute(query)).mappings().first()
+        try:
+            row = await self._read_one(query)
+        except DBAPIError as exc:
+            # A pooled connection the server dropped (restart, failover): retry once on a
+            # fresh one instead of paying a pre-ping round trip on every lookup.
+            if not exc.connection_invalidated:
+                raise
+            row = await self._read_one(query)
         return None if row is None else _from_row(row)
+
+    async def _read_one(self, query: Select[Any]) -> RowMapping | None:
+        async with self._reader.connect() as conn:
+            row: RowMapping | None = (await conn.execute(query)).mappings().first()
+        return row
 
     async def list(self) -> list[ApiKeyRecord]:
         t = self._table
         query = select(t).order_by(t.c.created_at, t.c.key_id)
-        async with self._engine.connect() as conn:
+        async with self._reader.connect() as conn:
             rows = (await conn.execute(query)).mappings().all()
         return [_from_row(row) for row in rows]
 
