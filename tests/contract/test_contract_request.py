@@ -396,3 +396,47 @@ def test_redos_shaped_inputs_finish_on_the_linear_engine(tmp_path: Path) -> None
     }
     errors = _errors(op, body)
     assert {e["pointer"] for e in errors} >= {"/body/p", "/body/q", "/body/e", "/body/d"}
+
+
+def test_two_content_type_headers_are_415(create_user: OperationContract) -> None:
+    with pytest.raises(UnsupportedMediaType):
+        create_user.validate_request(
+            path_params={},
+            query_string=b"",
+            headers=headers(("content-type", "application/json"), ("content-type", "text/plain")),
+            body=json.dumps(GOOD_USER).encode(),
+        )
+
+
+def test_31_schema_ids_do_not_break_references(tmp_path: Path) -> None:
+    doc = minimal(
+        {
+            "/t": {
+                "post": {
+                    "requestBody": {
+                        "content": {
+                            "application/json": {"schema": {"$ref": "#/components/schemas/T"}}
+                        }
+                    },
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        },
+        version="3.1.0",
+        components={
+            "schemas": {
+                "T": {
+                    "$id": "https://example.com/t",
+                    "$schema": "https://json-schema.org/draft/2020-12/schema",
+                    "type": "object",
+                    "properties": {"n": {"$ref": "#/components/schemas/N"}},
+                },
+                "N": {"type": "integer", "$comment": "a number"},
+            }
+        },
+    )
+    op = contract(write_spec(tmp_path, doc), "POST", "/t")
+    assert op.validate_request(
+        path_params={}, query_string=b"", headers=JSON, body=b'{"n": 1}'
+    ).body == {"n": 1}
+    assert _errors(op, {"n": "1"}) == [{"pointer": "/body/n", "detail": "must be of type integer"}]

@@ -261,3 +261,16 @@ def test_ordinary_names_are_not_flagged() -> None:
         {"items": [{**USER, "classname": "a", "shipping": "b", "timestamp_ms": "1700000000000"}]},
     )
     assert out.sensitive == ()
+
+
+def test_pathologically_deep_response_is_a_clean_502() -> None:
+    tree = contract(SHOP, "GET", "/categories")
+    deep = b'{"name": "x", "children": [' * 1000 + b'{"name": "y"}' + b"]}" * 1000
+    with pytest.raises(BadGateway) as info:
+        tree.filter_response(200, "application/json", deep)
+    assert info.value.status == 502
+    out = contract(SHOP, "GET", "/categories", MONITOR).filter_response(
+        200, "application/json", deep
+    )
+    assert out.body == deep
+    assert out.schema_errors

@@ -199,7 +199,10 @@ class OperationContract:
         if not self._bodies:
             errors.append({"pointer": "/body", "detail": "this operation takes no request body"})
             return None, None
-        rule, media = BodyRule.select(self._bodies, headers.get("content-type"))
+        content_types = headers.get_all("content-type")
+        if len(content_types) != 1:
+            raise UnsupportedMediaType(reason="contract.media_type")
+        rule, media = BodyRule.select(self._bodies, content_types[0])
         if rule is None:
             raise UnsupportedMediaType(reason="contract.media_type")
         return rule.parse(body, media, self.limits.max_depth, errors), media

@@ -93,12 +93,23 @@ def filter_json(
         raise ResponseContractViolation("contract.response_invalid", ("invalid JSON",)) from None
     walk = Scanner()
     if rule is None:
-        walk.scan(document, False)
+        try:
+            walk.scan(document, False)
+        except RecursionError:
+            walk.findings.clear()
         assert problem is not None
         if not monitor:
             raise ResponseContractViolation("contract.response_undeclared", (problem,))
         return FilteredResponse(body, False, (), (problem,), tuple(walk.findings))
-    rule.plan.apply(document, walk)
+    try:
+        rule.plan.apply(document, walk)
+    except RecursionError:
+        # Only a pathologically nested document gets here (orjson allows 1024 levels).
+        if monitor:
+            return FilteredResponse(body, False, (), ("response nested too deeply",), ())
+        raise ResponseContractViolation(
+            "contract.response_invalid", ("nested too deeply",)
+        ) from None
     errors: tuple[str, ...] = ()
     if rule.validator is not None and not rule.validator.is_valid(document):
         errors = tuple(

@@ -33,7 +33,21 @@ from bastion.errors import ConfigError
 __all__ = ["SchemaCompiler", "compile_validator", "resolve_local", "schema_types"]
 
 _DROP = frozenset(
-    {"example", "xml", "externalDocs", "discriminator", "nullable", "$defs", "definitions"}
+    {
+        "example",
+        "xml",
+        "externalDocs",
+        "discriminator",
+        "nullable",
+        "$defs",
+        "definitions",
+        # Every reference is rewritten to #/$defs/…: a nested $id would move the base URI.
+        "$id",
+        "$schema",
+        "$comment",
+        "$anchor",
+        "$dynamicAnchor",
+    }
 )
 _SUBSCHEMA_MAPS = ("properties", "patternProperties", "dependentSchemas", "$defs")
 _SUBSCHEMA_ONE = (
@@ -141,6 +155,8 @@ class SchemaCompiler:
             return schema
         if not isinstance(schema, Mapping):
             raise ConfigError("a schema must be an object or a boolean")
+        if "$dynamicRef" in schema or "$recursiveRef" in schema:
+            raise ConfigError("$dynamicRef/$recursiveRef are not supported in contracts")
         out: dict[str, Any] = {}
         ref = schema.get("$ref")
         structural = any(k in schema for k in ("properties", "patternProperties", *_OPEN))
