@@ -6,6 +6,10 @@ refused after it) -> revoke (refused after the cache TTL, or at once after inval
 
 from __future__ import annotations
 
+import asyncio
+import gc
+import weakref
+
 import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -17,6 +21,7 @@ from bastion.apikeys import (
     hash_key,
 )
 from bastion.apikeys.sql_store import SqlApiKeyStore
+from bastion.apikeys.store import InvalidationSource
 from bastion.errors import Unauthorized
 from tests.apikeys.conftest import FakeClock, StoreFactory
 
@@ -215,3 +220,27 @@ async def test_postgres_connections_dropped_by_the_server_are_replaced(
         await engine.dispose()
     auth = ApiKeyAuthenticator(store, clock=clock)
     assert (await auth.authenticate(key, IP)).key_id == record.key_id
+
+
+async def test_gateways_starting_together_share_one_table(
+    backend: StoreFactory, clock: FakeClock
+) -> None:
+    stores = await asyncio.gather(*(backend() for _ in range(4)))
+    _, record = await stores[0].create(
+        name="n", roles=[], scopes=[], expires_at=None, allowed_networks=[], now=clock()
+    )
+    for store in stores:
+        assert await store.get_by_hash(record.key_hash) == record
+
+
+async def test_stores_do_not_keep_discarded_authenticators_alive(
+    backend: StoreFactory, clock: FakeClock
+) -> None:
+    store = await backend()
+    assert isinstance(store, InvalidationSource)
+    auth = ApiKeyAuthenticator(store, clock=clock)
+    probe = weakref.ref(auth)
+    del auth
+    gc.collect()
+    assert probe() is None
+    assert await store.revoke("key_doesnotexist", clock()) is False

@@ -24,6 +24,7 @@ from bastion.apikeys.model import ApiKeyRecord
 from bastion.apikeys.store import (
     DEFAULT_REDIS_PREFIX,
     ApiKeyNotRotatable,
+    Listeners,
     UnknownApiKey,
     issue_key,
     successor_of,
@@ -123,7 +124,7 @@ class RedisApiKeyStore:
         self._redis: aioredis.Redis = aioredis.Redis.from_url(url, decode_responses=True)
         self._revoke = self._redis.register_script(_REVOKE)
         self._rotate = self._redis.register_script(_ROTATE)
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners = Listeners()
 
     def _hash_key(self, key_hash: str) -> str:
         return f"{self._tag}:h:{key_hash}"
@@ -137,11 +138,7 @@ class RedisApiKeyStore:
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key_id)`` after a key of this process is revoked or rotated."""
-        self._listeners.append(callback)
-
-    def _notify(self, key_id: str) -> None:
-        for callback in self._listeners:
-            callback(key_id)
+        self._listeners.add(callback)
 
     async def start(self) -> None:
         await self._redis.ping()
@@ -201,7 +198,7 @@ class RedisApiKeyStore:
         keys = [self._id_key(key_id), self._hash_key(record.key_hash)]
         changed = bool(await self._revoke(keys=keys, args=[record.key_hash, _num(now)]))
         if changed:
-            self._notify(key_id)
+            self._listeners.notify(key_id)
         return changed
 
     async def rotate(
@@ -231,5 +228,5 @@ class RedisApiKeyStore:
         status = int(await self._rotate(keys=keys, args=args))
         if status != 1:
             raise ApiKeyNotRotatable(f"{key_id} {_ROTATE_ERRORS.get(status, 'was not rotated')}")
-        self._notify(key_id)
+        self._listeners.notify(key_id)
         return key, record

@@ -32,13 +32,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.engine.url import make_url
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError, ProgrammingError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bastion.apikeys.model import ApiKeyRecord
 from bastion.apikeys.store import (
     DEFAULT_TABLE,
     ApiKeyNotRotatable,
+    Listeners,
     UnknownApiKey,
     issue_key,
     successor_of,
@@ -139,7 +140,7 @@ class SqlApiKeyStore:
         self._url = url
         self._table = _table(table)
         self._is_sqlite = url.startswith("sqlite")
-        self._listeners: list[Callable[[str], None]] = []
+        self._listeners = Listeners()
         kwargs: dict[str, Any] = {}
         if self._is_sqlite:
             kwargs["connect_args"] = {"timeout": 30}
@@ -162,17 +163,18 @@ class SqlApiKeyStore:
 
     def add_listener(self, callback: Callable[[str], None]) -> None:
         """Call ``callback(key_id)`` after a key of this process is revoked or rotated."""
-        self._listeners.append(callback)
-
-    def _notify(self, key_id: str) -> None:
-        for callback in self._listeners:
-            callback(key_id)
+        self._listeners.add(callback)
 
     async def start(self) -> None:
         if self._is_sqlite:
             _precreate_sqlite_file(self._url)
-        async with self._writer.begin() as conn:
-            await conn.run_sync(self._table.metadata.create_all, checkfirst=True)
+        try:
+            async with self._writer.begin() as conn:
+                await conn.run_sync(self._table.metadata.create_all, checkfirst=True)
+        except (ProgrammingError, IntegrityError):
+            # Several gateways starting at once raced to create the table: it exists now.
+            async with self._writer.begin() as conn:
+                await conn.run_sync(self._table.metadata.create_all, checkfirst=True)
 
     async def close(self) -> None:
         await self._engine.dispose()
@@ -233,7 +235,7 @@ class SqlApiKeyStore:
         async with self._writer.begin() as conn:
             changed = (await conn.execute(statement)).rowcount == 1
         if changed:
-            self._notify(key_id)
+            self._listeners.notify(key_id)
         return changed
 
     async def rotate(
@@ -258,5 +260,5 @@ class SqlApiKeyStore:
                 update(t).where(t.c.key_id == key_id).values(expires_at=old_updated.expires_at)
             )
             await conn.execute(insert(t).values(**_to_row(record)))
-        self._notify(key_id)
+        self._listeners.notify(key_id)
         return key, record

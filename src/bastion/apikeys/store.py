@@ -12,7 +12,9 @@ Administrative failures raise :class:`UnknownApiKey` or :class:`ApiKeyNotRotatab
 
 from __future__ import annotations
 
+import inspect
 import re
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Protocol, runtime_checkable
@@ -34,6 +36,7 @@ __all__ = [
     "ApiKeyNotRotatable",
     "ApiKeyStore",
     "InvalidationSource",
+    "Listeners",
     "UnknownApiKey",
     "issue_key",
     "open_store",
@@ -100,6 +103,37 @@ class InvalidationSource(Protocol):
     """Optional: a store that tells in-process caches which key id changed."""
 
     def add_listener(self, callback: Callable[[str], None]) -> None: ...
+
+
+class Listeners:
+    """Callbacks told which key id a store revoked or rotated, in this process.
+
+    Bound methods (an authenticator's ``invalidate``) are held weakly, so a gateway that
+    rebuilds its authenticator on reload does not keep the old one alive.
+    """
+
+    __slots__ = ("_refs",)
+
+    def __init__(self) -> None:
+        self._refs: list[Callable[[], Callable[[str], None] | None]] = []
+
+    def add(self, callback: Callable[[str], None]) -> None:
+        if inspect.ismethod(callback):
+            self._refs.append(weakref.WeakMethod(callback))
+        else:
+            self._refs.append(lambda: callback)
+
+    def notify(self, key_id: str) -> None:
+        alive = []
+        for ref in self._refs:
+            callback = ref()
+            if callback is not None:
+                callback(key_id)
+                alive.append(ref)
+        self._refs = alive
+
+    def __len__(self) -> int:
+        return sum(1 for ref in self._refs if ref() is not None)
 
 
 def _labels(kind: str, values: Sequence[str]) -> tuple[str, ...]:
