@@ -9,7 +9,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from bastion.scanner.context import ScanOptions
 from bastion.scanner.engine import ScanError, ScanResult, run_scan
@@ -18,7 +18,7 @@ from bastion.scanner.probe import BudgetExhausted, OutOfScope, Probe, RateLimite
 from bastion.scanner.spec import load_spec
 from tests.conftest import free_port
 from tests.scanner.conftest import Served, scan
-from tests.scanner.servers import SPEC, serve
+from tests.scanner.servers import SPEC, serve, vulnapi
 
 SEED_ORDERS = ("/api/v2/orders/100", "/api/v2/orders/101")  # exist before the scan
 
@@ -147,3 +147,14 @@ async def test_rate_limiter_spaces_requests_by_the_rate() -> None:
         await limiter.acquire()
     assert now[0] == pytest.approx(0.4)
     assert all(s == pytest.approx(0.1) for s in slept)
+
+
+def test_target_path_is_the_base_of_every_spec_path() -> None:
+    """Behind a prefix (as behind a gateway), --target carries the base path."""
+    app = Starlette(routes=[Mount("/gw", app=vulnapi(True))])
+    with serve(app) as url:
+        result = scan(f"{url}/gw", checks=("API1", "API2"), examples=0)
+    assert len(result.operations_exercised) == 15
+    assert result.problems == []
+    rules = {f.rule for f in result.findings}
+    assert {"API1.bola-read", "API2.alg-none"} <= rules

@@ -178,7 +178,8 @@ class ScanContext:
                     o for o in self.objects if o.collection == collection_of(op.path, param.name)
                 ]
                 values[param.name] = candidates[0].id if candidates else sample(param.schema)
-        return _PARAM.sub(lambda m: quote(str(values.get(m.group(1), "1")), safe=""), op.path)
+        path = _PARAM.sub(lambda m: quote(str(values.get(m.group(1), "1")), safe=""), op.path)
+        return self.probe.base_path + path
 
     def default_query(self, op: Operation) -> dict[str, Any]:
         return {p.name: sample(p.schema) for p in op.params if p.location == "query" and p.required}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from bastion.scanner import checks as check_modules
 from bastion.scanner.callback import CallbackListener
@@ -99,6 +100,17 @@ def _identity_reports(ctx: ScanContext) -> tuple[list[IdentityReport], list[str]
     return reports, problems
 
 
+def with_server_path(target: str, spec: ApiSpec) -> str:
+    """The target URL, plus the path of the spec's first server when the target has none."""
+    parts = urlsplit(target)
+    if parts.path.strip("/") or not spec.servers:
+        return target
+    server_path = urlsplit(spec.servers[0]).path.rstrip("/")
+    if not server_path or "{" in server_path:
+        return target
+    return target.rstrip("/") + server_path
+
+
 async def run_scan(
     spec: ApiSpec,
     target: str,
@@ -120,7 +132,7 @@ async def run_scan(
             progress(label, step, steps)
 
     async with Probe(
-        target,
+        with_server_path(target, spec),
         rate=options.rate,
         budget=options.budget,
         unsafe=options.unsafe,

@@ -180,7 +180,7 @@ async def _login(probe: Probe, identity: Identity, redactor: Redactor) -> None:
     try:
         exchange = await probe.send(
             flow.method,
-            flow.path,
+            probe.base_path + flow.path,
             json=flow.json_body,
             data=data,
             headers=headers,

@@ -62,7 +62,7 @@ def _prefix(ctx: ScanContext) -> str:
         if "{" in part or not all(p.split("/")[index : index + 1] == [part] for p in paths):
             break
         common.append(part)
-    return "/".join(common)
+    return ctx.probe.base_path + "/".join(common)
 
 
 async def _old_versions(ctx: ScanContext) -> None:
@@ -75,7 +75,7 @@ async def _old_versions(ctx: ScanContext) -> None:
             continue
         current = int(match.group(1))
         for older in range(current - 1, max(-1, current - 3), -1):
-            prefix = op.path[: match.start()] + f"/v{older}"
+            prefix = ctx.probe.base_path + op.path[: match.start()] + f"/v{older}"
             if prefix in done:
                 continue
             path = prefix + op.path[match.end() :]
@@ -103,7 +103,7 @@ async def _old_versions(ctx: ScanContext) -> None:
 
 
 async def _common_paths(ctx: ScanContext) -> None:
-    documented = {op.path for op in ctx.spec.operations}
+    documented = {ctx.probe.base_path + op.path for op in ctx.spec.operations}
     prefixes = list(dict.fromkeys(["", ctx.probe.base_path, _prefix(ctx)]))
     for prefix in prefixes:
         unknown = await _get(ctx, random_path(prefix))
