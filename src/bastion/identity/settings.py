@@ -156,6 +156,12 @@ class IdentitySettings(_Frozen):
         return self.tokens.access_token_ttl
 
 
+class _Duplicate(Exception):
+    def __init__(self, key: str, line: int) -> None:
+        super().__init__(key)
+        self.key, self.line = key, line
+
+
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -164,8 +170,12 @@ def _key_lines(
 ) -> None:
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
         for key_node, value_node in node.value:
             key = key_node.value
+            if key in seen:
+                raise _Duplicate(_dotted((*path, key)), key_node.start_mark.line + 1)
+            seen.add(key)
             out[(*path, key)] = key_node.start_mark.line + 1
             _key_lines(value_node, (*path, key), out)
             out[(*path, key)] = key_node.start_mark.line + 1
@@ -215,7 +225,10 @@ def load_identity_settings(path: str | Path) -> IdentitySettings:
     if not isinstance(data, dict) or root is None:
         raise ConfigError("the file must be a YAML mapping", location=str(file))
     lines: dict[tuple[Any, ...], int] = {}
-    _key_lines(root, (), lines)
+    try:
+        _key_lines(root, (), lines)
+    except _Duplicate as dup:
+        raise ConfigError("duplicate key", location=f"{file}:{dup.line}: {dup.key}") from None
     try:
         data = _expand(data, "")
     except KeyError as exc:

@@ -1,0 +1,123 @@
+"""NIST SP 800-63B-4 §3.1.1.2 password rules, each with examples, and Argon2id rehash."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.identity.passwords import PasswordHasher, PasswordPolicy, PasswordRejected
+from bastion.identity.settings import Argon2Settings, PasswordSettings
+
+pytestmark = pytest.mark.rfc("NIST-800-63B-4-3.1.1.2")
+
+POLICY = PasswordPolicy(PasswordSettings())
+MFA_POLICY = PasswordPolicy(PasswordSettings(), mfa_enforced=True)
+
+
+def reasons(
+    password: str, context: tuple[str, ...] = (), policy: PasswordPolicy = POLICY
+) -> list[str]:
+    try:
+        policy.check(password, context=context)
+    except PasswordRejected as exc:
+        return exc.reasons
+    return []
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "alice-demo-password-2026",
+        "correct horse battery staple",
+        "tr0ub4dor&3 is not my password",
+        "日本語のパスワードはとても長いです",
+        "no uppercase no digits no symbols",
+        "X" + "y7" * 31 + "z",  # 64 characters: must be allowed
+        "spaces   in   the   middle ok",
+    ],
+)
+def test_accepted_without_composition_rules(password: str) -> None:
+    assert reasons(password) == []
+
+
+@pytest.mark.parametrize("password", ["short", "fourteen chars", "Tr0ub4dor&3!"])
+def test_minimum_length_15(password: str) -> None:
+    assert "must be at least 15 characters long" in reasons(password)
+
+
+def test_minimum_length_8_when_mfa_is_enforced() -> None:
+    assert reasons("8 chars!", policy=MFA_POLICY) == []
+    assert "must be at least 8 characters long" in reasons("7 chars", policy=MFA_POLICY)
+
+
+def test_maximum_length_is_at_least_64() -> None:
+    assert POLICY.max_length >= 64
+    assert "must be at most 128 characters long" in reasons("a long phrase " * 10)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "passwordpassword",
+        "iloveyouiloveyou",
+        "qwertyuiopasdfgh",
+        "PasswordPassword2026!",
+        "correcthorsebatterystaple",
+        "1234567890123456",
+    ],
+)
+def test_common_and_breached_passwords(password: str) -> None:
+    assert "is a commonly used or breached password" in reasons(password)
+
+
+@pytest.mark.parametrize(
+    "password",
+    [
+        "aaaaaaaaaaaaaaaa",
+        "abcdefghijklmnop",
+        "abcabcabcabcabcabc",
+        "zyxwvutsrqponmlk",
+        "1212121212121212",
+    ],
+)
+def test_repetitive_or_sequential(password: str) -> None:
+    assert reasons(password) != []
+
+
+@pytest.mark.parametrize(
+    ("password", "context"),
+    [
+        ("carolinecaroline1", ("caroline",)),
+        ("caroline2026caroline", ("caroline",)),
+        ("caroline@example.org", ("caroline", "caroline@example.org")),
+        ("bastionbastion2026!", ()),
+    ],
+)
+def test_context_words(password: str, context: tuple[str, ...]) -> None:
+    assert "is derived from the username, email or service name" in reasons(password, context)
+
+
+def test_nfkc_normalisation_counts_and_hashes_the_same() -> None:
+    composed, decomposed = "caf\u00e9 au lait tous les jours", "cafe\u0301 au lait tous les jours"
+    assert POLICY.check(composed) == POLICY.check(decomposed)
+    hasher = PasswordHasher(Argon2Settings(time_cost=1, memory_cost=256))
+    stored = hasher.hash(POLICY.check(composed))
+    assert hasher.verify(stored, decomposed)
+    # full-width letters normalise to ASCII: the blocklist cannot be bypassed with them
+    assert "is a commonly used or breached password" in reasons("ｐａｓｓｗｏｒｄｐａｓｓｗｏｒｄ")
+
+
+def test_every_refusal_says_why() -> None:
+    found = reasons("password")
+    assert "must be at least 15 characters long" in found
+    assert "is a commonly used or breached password" in found
+
+
+def test_argon2id_and_rehash_on_parameter_change() -> None:
+    cheap = PasswordHasher(Argon2Settings(time_cost=1, memory_cost=256))
+    stored = cheap.hash("a fine long passphrase")
+    assert stored.startswith("$argon2id$")
+    assert not cheap.needs_rehash(stored)
+    stronger = PasswordHasher(Argon2Settings(time_cost=2, memory_cost=512))
+    assert stronger.verify(stored, "a fine long passphrase")
+    assert stronger.needs_rehash(stored)
+    assert not stronger.verify(None, "anything")  # unknown user: dummy hash, always False
