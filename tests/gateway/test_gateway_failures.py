@@ -44,7 +44,7 @@ def test_upstream_down_is_502_problem(tmp_path: Path, server: str) -> None:
         assert event["reason"] == "upstream.connect_failed"
         status, _, body = call(gw.port, "GET", "/_bastion/health/ready")
         assert status == 503
-        assert json.loads(body)["checks"] == {"echo": False}
+        assert json.loads(body)["checks"] == {"echo": False, "state": True}
 
 
 @pytest.mark.parametrize("server", ["granian", "uvicorn"])

@@ -130,6 +130,14 @@ class GatewayProc:
                 return events
             time.sleep(0.02)
 
+    def mark(self) -> int:
+        """How many audit events exist now (use with :meth:`events_since`)."""
+        return len(self.audit_events(at_least=0, timeout=0))
+
+    def events_since(self, mark: int, count: int = 1) -> list[dict[str, Any]]:
+        """The ``count`` audit events written after ``mark`` (waits for them, bounded)."""
+        return self.audit_events(at_least=mark + count)[mark:]
+
     def stderr_text(self) -> str:
         return self._stderr.read_text() if self._stderr.exists() else ""
 

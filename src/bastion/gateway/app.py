@@ -214,6 +214,12 @@ class Gateway:
                     raise MethodNotAllowed(target.methods, reason="route.method_not_allowed")
                 await self._send(rt, ctx, cors.preflight(ctx), send_tracking)
                 return
+            has_body = bool(declared) or "transfer-encoding" in headers
+            if has_body and (target.needs_request_body or declared is None):
+                # Policies need it, or its length is unknown: buffer it under the cap, so an
+                # oversized body is refused before anything reaches the upstream.
+                ctx.body = await _read_body(receive, max_body)
+                ctx.bytes_in = len(ctx.body)
             for policy in target.request_policies:
                 local = await policy.on_request(ctx)
                 if local is not None:

@@ -260,6 +260,15 @@ def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) ->
             "(authentication.jwt or authentication.api_keys)",
             location=route.location,
         )
+    if route.operation is not None:
+        # The spec lists alternatives (bearer OR apiKey): those configured here are accepted.
+        route.auth_methods = [m for m in route.auth_methods if m in configured]
+        if not route.auth_methods:
+            raise ConfigError(
+                f"operation {route.template} requires security schemes of which none is "
+                "configured under authentication",
+                location=route.location,
+            )
     missing = [m for m in route.auth_methods if m not in configured]
     if missing:
         raise ConfigError(
