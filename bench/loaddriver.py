@@ -10,7 +10,8 @@ import re
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -39,7 +40,17 @@ class Measurement:
     requests: int
     non2xx: int = 0
     errors: int = 0
-    extra: dict[str, float] = field(default_factory=dict)
+    #: CPU time of the target's processes per request (None where not measurable).
+    cpu_us_per_request: float | None = None
+
+
+CpuProbe = Callable[[], float | None]
+
+
+def _cpu_per_request(before: float | None, after: float | None, requests: int) -> float | None:
+    if before is None or after is None or requests <= 0:
+        return None
+    return (after - before) / requests * 1e6
 
 
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}
@@ -103,6 +114,7 @@ def _run_wrk(
     connections: int,
     threads: int,
     workdir: Path,
+    cpu: CpuProbe,
 ) -> Measurement:
     wrk = shutil.which("wrk")
     assert wrk is not None
@@ -116,6 +128,7 @@ def _run_wrk(
             check=False,
             timeout=warmup + 30,
         )
+    cpu_before = cpu()
     done = subprocess.run(
         [*common, f"-d{max(1, round(duration))}s", "--timeout", "10s", url],
         capture_output=True,
@@ -125,7 +138,9 @@ def _run_wrk(
     )
     if done.returncode != 0:
         raise RuntimeError(f"wrk failed: {(done.stderr or done.stdout).strip()[:200]}")
-    return parse_wrk(done.stdout)
+    measured = parse_wrk(done.stdout)
+    measured.cpu_us_per_request = _cpu_per_request(cpu_before, cpu(), measured.requests)
+    return measured
 
 
 def _run_python(
@@ -137,6 +152,7 @@ def _run_python(
     connections: int,
     threads: int,
     workdir: Path,
+    cpu: CpuProbe,
 ) -> Measurement:
     argv = [
         sys.executable,
@@ -160,9 +176,11 @@ def _run_python(
         body_file = workdir / "loadgen-body.bin"
         body_file.write_bytes(spec.body)
         argv += ["--body-file", str(body_file)]
+    cpu_before = cpu()  # warm-up included: divided by every request sent, warm-up too
     done = subprocess.run(
         argv, capture_output=True, text=True, check=False, timeout=duration + warmup + 60
     )
+    cpu_after = cpu()
     if done.returncode != 0:
         raise RuntimeError(f"load generator failed: {done.stderr.strip()[-200:]}")
     data = orjson.loads(done.stdout.strip().splitlines()[-1])
@@ -174,6 +192,7 @@ def _run_python(
         requests=data["requests"],
         non2xx=data["non2xx"],
         errors=data["errors"],
+        cpu_us_per_request=_cpu_per_request(cpu_before, cpu_after, data["total_requests"]),
     )
 
 
@@ -187,6 +206,7 @@ def run_load(
     connections: int,
     threads: int,
     workdir: Path,
+    cpu: CpuProbe = lambda: None,
 ) -> Measurement:
     """Warm up, then measure, with ``generator`` ("wrk" or "python")."""
     runner = _run_wrk if generator == "wrk" else _run_python
@@ -198,4 +218,5 @@ def run_load(
         connections=connections,
         threads=threads,
         workdir=workdir,
+        cpu=cpu,
     )

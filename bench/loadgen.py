@@ -33,7 +33,7 @@ async def _worker_loop(args: argparse.Namespace, connections: int) -> dict[str, 
     body: bytes | None = args.body
     connector = aiohttp.TCPConnector(limit=connections, force_close=False)
     latencies: list[float] = []
-    counts = {"requests": 0, "non2xx": 0, "errors": 0}
+    counts = {"requests": 0, "non2xx": 0, "errors": 0, "total": 0}
     clock = time.perf_counter
     start = clock()
     measure_from = start + args.warmup
@@ -52,6 +52,7 @@ async def _worker_loop(args: argparse.Namespace, connections: int) -> dict[str, 
             except (TimeoutError, aiohttp.ClientError, OSError):
                 status = -1
             ended = clock()
+            counts["total"] += 1
             if begun >= measure_from and ended <= stop_at:
                 counts["requests"] += 1
                 latencies.append(ended - begun)
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
         "p99_ms": _percentile(latencies, 0.99) * 1000,
         "non2xx": sum(r["non2xx"] for r in results),
         "errors": sum(r["errors"] for r in results),
+        "total_requests": sum(r["total"] for r in results),
     }
     sys.stdout.write(orjson.dumps(summary).decode() + "\n")
 

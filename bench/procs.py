@@ -18,7 +18,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Proc", "StartFailed", "free_port", "start", "stop"]
+__all__ = ["Proc", "StartFailed", "free_port", "group_cpu_seconds", "start", "stop"]
 
 
 class StartFailed(RuntimeError):
@@ -110,3 +110,28 @@ def stop(proc: Proc, *, grace: float = 10.0) -> None:
     # granian workers may outlive their supervisor by a moment: reap the group
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.popen.pid, signal.SIGKILL)
+
+
+def group_cpu_seconds(pgids: list[int]) -> float | None:
+    """User + system CPU seconds used so far by every live process in ``pgids`` (Linux).
+
+    CPU time per request is far less sensitive to a busy, shared machine than req/s: a
+    process that waits for a core does not accumulate CPU time while it waits.
+    """
+    proc_root = Path("/proc")
+    if not pgids or not proc_root.is_dir():
+        return None
+    wanted = set(pgids)
+    ticks = 0
+    for entry in proc_root.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            data = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2 :].split()
+        # after "pid (comm) ": state ppid pgrp ... utime(14th field) stime(15th)
+        if int(fields[2]) in wanted:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")

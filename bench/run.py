@@ -30,14 +30,15 @@ if str(HERE) not in sys.path:  # imported by tests or run from elsewhere
 
 import fixtures  # noqa: E402
 from loaddriver import LoadSpec, Measurement, run_load  # noqa: E402
-from procs import StartFailed, stop  # noqa: E402
-from targets import ROWS, Env, Row, Running, Unavailable, http, start_upstream_process  # noqa: E402
+from procs import StartFailed, group_cpu_seconds, stop  # noqa: E402
+from report import aggregate, print_table  # noqa: E402
+from targets import Env, Row, Running, Unavailable, all_rows, http, start_upstream_process  # noqa: E402
 
 
-def _parse(argv: list[str] | None) -> argparse.Namespace:
+def _parse(argv: list[str] | None, rows: list[Row]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Bastion benchmark: req/s, p50, p99 and ratios for every target.",
-        epilog="Rows: " + "; ".join(row.name for row in ROWS),
+        epilog="Rows: " + "; ".join(row.name for row in rows),
     )
     parser.add_argument("--duration", type=float, default=10.0, help="seconds measured per row")
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up per row")
@@ -49,6 +50,10 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         default="auto",
         help="auto: wrk when installed, else the Python generator",
     )
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="repeat every row N times (interleaved); medians"
+    )
+    parser.add_argument("--list", action="store_true", help="list the rows and exit")
     parser.add_argument("--only", nargs="+", metavar="ROW", help="run only these rows (by name)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -58,19 +63,21 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         args.generator = "wrk" if shutil.which("wrk") else "python"
     elif args.generator == "wrk" and not shutil.which("wrk"):
         parser.error("--generator wrk: wrk is not installed")
+    if args.rounds < 1 or args.duration <= 0 or args.connections < 1 or args.threads < 1:
+        parser.error("--rounds, --duration, --connections and --threads must be positive")
     return args
 
 
-def _select(only: list[str] | None) -> list[Row]:
+def _select(rows: list[Row], only: list[str] | None) -> list[Row]:
     if not only:
-        return list(ROWS)
-    by_name = {row.name.lower(): row for row in ROWS}
+        return rows
+    by_name = {row.name.lower(): row for row in rows}
     unknown = [name for name in only if name.lower() not in by_name]
     if unknown:
-        names = ", ".join(repr(row.name) for row in ROWS)
+        names = ", ".join(repr(row.name) for row in rows)
         raise SystemExit(f"unknown row(s) {unknown}; rows are: {names}")
     wanted = {name.lower() for name in only}
-    return [row for row in ROWS if row.name.lower() in wanted]
+    return [row for row in rows if row.name.lower() in wanted]
 
 
 def _problem(body: bytes) -> str:
@@ -92,7 +99,7 @@ def _first_line(exc: BaseException) -> str:
 
 
 def _measure_row(row: Row, env: Env, args: argparse.Namespace) -> dict[str, Any]:
-    result: dict[str, Any] = {"target": row.name, "status": "n/a", "load": os.getloadavg()[0]}
+    result: dict[str, Any] = {"status": "n/a", "loadavg_1m": os.getloadavg()[0]}
     spec: LoadSpec = row.load(env)
     running: Running | None = None
     try:
@@ -113,6 +120,7 @@ def _measure_row(row: Row, env: Env, args: argparse.Namespace) -> dict[str, Any]
             connections=args.connections,
             threads=args.threads,
             workdir=env.workdir,
+            cpu=lambda: group_cpu_seconds(running.pgids()) if running else None,
         )
     except (StartFailed, Unavailable) as exc:
         result["reason"] = _first_line(exc)
@@ -132,62 +140,19 @@ def _measure_row(row: Row, env: Env, args: argparse.Namespace) -> dict[str, Any]
         requests=measured.requests,
         non2xx=measured.non2xx,
         errors=measured.errors,
+        cpu_us_per_request=measured.cpu_us_per_request,
     )
     return result
 
 
-def _ratios(rows: list[Row], results: list[dict[str, Any]]) -> None:
-    rps = {r["target"]: r["rps"] for r in results if r["status"] == "ok" and r["rps"] > 0}
-    for row, result in zip(rows, results, strict=True):
-        result["reference"], result["goal"] = row.reference, row.goal
-        if result["status"] != "ok":
-            continue
-        if row.reference in rps:
-            result["ratio"] = result["rps"] / rps[row.reference]
-            if row.goal is not None:
-                result["goal_met"] = result["ratio"] >= row.goal
-        if row.also in rps:
-            result["also"] = {"target": row.also, "ratio": result["rps"] / rps[row.also]}
-
-
-def _print_table(results: list[dict[str, Any]], args: argparse.Namespace) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table(
-        title=f"Bastion bench: {args.generator}, {args.connections} connections, "
-        f"{args.duration:g} s per row after {args.warmup:g} s warm-up"
-    )
-    for column in ("target", "req/s", "p50 ms", "p99 ms", "ratio", "vs", "goal", "notes"):
-        table.add_column(column, justify="right" if column in ("req/s", "ratio") else "left")
-    for r in results:
-        if r["status"] != "ok":
-            table.add_row(r["target"], "n/a", "", "", "", "", "", f"({r['reason']})")
-            continue
-        notes = []
-        if r["non2xx"] or r["errors"]:
-            notes.append(f"{r['non2xx']} non-2xx, {r['errors']} errors")
-        if "also" in r:
-            notes.append(f"{r['also']['ratio']:.2f} vs {r['also']['target']}")
-        goal = ""
-        if r.get("goal") is not None and "ratio" in r:
-            goal = f">= {r['goal']:.2f} " + ("met" if r["goal_met"] else "MISSED")
-        table.add_row(
-            r["target"],
-            f"{r['rps']:,.0f}",
-            f"{r['p50_ms']:.2f}",
-            f"{r['p99_ms']:.2f}",
-            f"{r['ratio']:.2f}" if "ratio" in r else "",
-            r.get("reference") or "",
-            goal,
-            "; ".join(notes),
-        )
-    Console(width=200).print(table)
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = _parse(argv)
-    rows = _select(args.only)
+    known = all_rows()
+    args = _parse(argv, known)
+    rows = _select(known, args.only)
+    if args.list:
+        for row in rows:
+            print(row.name)
+        return 0
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
     private_pem, public_pem = fixtures.write_es256_key(workdir)
     spec_path = workdir / "orders-openapi.json"
@@ -200,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     env = Env(
         workdir=workdir,
         upstream_url=upstream_url,
+        upstream_pgid=upstream.popen.pid,
         private_pem=private_pem,
         public_pem=public_pem,
         token=fixtures.make_token(private_pem),
@@ -207,17 +173,23 @@ def main(argv: list[str] | None = None) -> int:
         redis_url=args.redis_url,
         run_id=uuid.uuid4().hex[:10],
     )
-    results: list[dict[str, Any]] = []
+    rounds: dict[str, list[dict[str, Any]]] = {row.name: [] for row in rows}
     try:
-        for row in rows:
-            print(f"bench: {row.name} ...", file=sys.stderr, flush=True)
-            results.append(_measure_row(row, env, args))
+        for number in range(1, args.rounds + 1):
+            for row in rows:
+                print(f"bench: round {number}/{args.rounds}: {row.name} ...", file=sys.stderr)
+                rounds[row.name].append(_measure_row(row, env, args))
     finally:
         stop(upstream)
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
-    _ratios(rows, results)
-    _print_table(results, args)
+    results = aggregate(rows, rounds)
+    rounds_note = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    print_table(
+        results,
+        f"Bastion bench: {args.generator}, {args.connections} connections, {args.duration:g} s "
+        f"per row after {args.warmup:g} s warm-up{rounds_note}",
+    )
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

@@ -23,7 +23,7 @@ import yaml
 from loaddriver import LoadSpec
 from procs import Proc, StartFailed, free_port, start, stop
 
-__all__ = ["ROWS", "Env", "Row", "Running", "Unavailable"]
+__all__ = ["ROWS", "Env", "Row", "Running", "Unavailable", "all_rows"]
 
 HERE = Path(__file__).resolve().parent
 
@@ -36,6 +36,7 @@ class Unavailable(RuntimeError):
 class Env:
     workdir: Path
     upstream_url: str
+    upstream_pgid: int
     private_pem: bytes
     public_pem: Path
     token: str
@@ -49,6 +50,11 @@ class Running:
     base_url: str
     procs: list[Proc]
     cleanups: list[Callable[[], None]] = field(default_factory=list)
+    #: Process groups whose CPU time is charged to this target (default: its own).
+    charged: list[int] = field(default_factory=list)
+
+    def pgids(self) -> list[int]:
+        return self.charged or [proc.popen.pid for proc in self.procs]
 
     def stop(self) -> None:
         for proc in reversed(self.procs):
@@ -121,7 +127,8 @@ def _post_order(env: Env) -> LoadSpec:
 
 
 def _start_upstream(env: Env) -> Running:
-    return Running(env.upstream_url, [])  # started once for the whole run by run.py
+    # started once for the whole run by run.py, and stopped by it
+    return Running(env.upstream_url, [], charged=[env.upstream_pgid])
 
 
 def start_upstream_process(workdir: Path) -> tuple[Proc, str]:
@@ -407,3 +414,21 @@ ROWS: list[Row] = [
         also="bastion routing (POST 2 KB)",
     ),
 ]
+
+
+def all_rows() -> list[Row]:
+    """ROWS, then the ``ROWS`` of every ``bench/rows_*.py`` module (name order).
+
+    Other teams add their rows (token endpoint, metrics, ...) as their own module instead
+    of editing this one. A module that fails to import is reported and skipped.
+    """
+    import importlib
+
+    rows = list(ROWS)
+    for module_path in sorted(HERE.glob("rows_*.py")):
+        try:
+            module = importlib.import_module(module_path.stem)
+            rows.extend(module.ROWS)
+        except Exception as exc:
+            print(f"bench: skipping {module_path.name}: {exc!r}", file=sys.stderr)
+    return rows

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import redis.asyncio as aioredis
 from bastion.apikeys import (
     ApiKeyAuthenticator,
     ApiKeyRecord,
+    change_event,
     generate_key,
     hash_key,
     open_store,
@@ -246,3 +248,41 @@ async def test_the_key_is_never_stored_in_plain_text_in_redis(
     assert record.key_hash.encode() in dumped
     assert key[9:52].encode() not in dumped
     assert hash_key(key) == record.key_hash
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str
+    data: dict[str, str]
+
+
+async def test_shared_state_events_invalidate_across_gateways(
+    counting: CountingStore, clock: FakeClock
+) -> None:
+    auth = ApiKeyAuthenticator(counting, cache_ttl=60.0, clock=clock)
+    key_a, rec_a = await new_key(counting, clock())
+    key_b, _ = await new_key(counting, clock())
+    await auth.authenticate(key_a, IP)
+    await auth.authenticate(key_b, IP)
+    await counting.inner.revoke(rec_a.key_id, clock())  # another process revoked it
+    auth.on_state_change(Event("event", {"type": "something.else", "key_id": rec_a.key_id}))
+    auth.on_state_change(Event("block", {}))
+    await auth.authenticate(key_a, IP)  # still cached
+    auth.on_state_change(Event("event", change_event(rec_a.key_id)))
+    assert await reason_of(auth, key_a) == "apikey.revoked"
+    before = counting.lookups
+    auth.on_state_change(Event("resync", {}))
+    await auth.authenticate(key_b, IP)
+    assert counting.lookups == before + 1
+
+
+def test_public_api_is_curated() -> None:
+    import bastion.apikeys as package
+
+    assert sorted(package.__all__) == sorted(
+        name
+        for name in vars(package)
+        if not name.startswith("_")
+        and name != "annotations"
+        and not isinstance(vars(package)[name], type(package))
+    )

@@ -158,3 +158,13 @@ def test_target_path_is_the_base_of_every_spec_path() -> None:
     assert result.problems == []
     rules = {f.rule for f in result.findings}
     assert {"API1.bola-read", "API2.alg-none"} <= rules
+
+
+def test_an_exhausted_budget_gives_an_incomplete_report_not_a_hang(
+    vulnerable_server: Served,
+) -> None:
+    result = scan(vulnerable_server.url, budget=1, rate=20, examples=0)
+    assert result.budget_exhausted
+    assert not result.complete
+    assert result.checks_skipped  # the checks that could not run are named
+    assert result.operations_exercised  # what was done is still reported

@@ -27,7 +27,7 @@ def free_port() -> int:
 
 
 def wait_for_port(
-    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 20.0
+    port: int, proc: subprocess.Popen[bytes] | None = None, timeout: float = 90.0
 ) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

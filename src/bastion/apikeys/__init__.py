@@ -7,7 +7,13 @@ See docs/api-keys.md. The gateway's authentication policy builds one
 
 from __future__ import annotations
 
-from bastion.apikeys.authenticator import SCHEME, ApiKeyAuthenticator, principal_for
+from bastion.apikeys.authenticator import (
+    CHANGE_EVENT_TYPE,
+    SCHEME,
+    ApiKeyAuthenticator,
+    change_event,
+    principal_for,
+)
 from bastion.apikeys.model import (
     KEY_LENGTH,
     ApiKeyRecord,
@@ -25,6 +31,7 @@ from bastion.apikeys.store import (
 )
 
 __all__ = [
+    "CHANGE_EVENT_TYPE",
     "KEY_LENGTH",
     "SCHEME",
     "ApiKeyAuthenticator",
@@ -33,6 +40,7 @@ __all__ = [
     "ApiKeyRecord",
     "ApiKeyStore",
     "UnknownApiKey",
+    "change_event",
     "generate_key",
     "hash_key",
     "key_checksum_ok",

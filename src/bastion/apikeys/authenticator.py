@@ -21,16 +21,35 @@ import asyncio
 import hmac
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 
 from bastion.apikeys.model import ApiKeyRecord, hash_key, key_format_problem
 from bastion.apikeys.store import ApiKeyStore, InvalidationSource
 from bastion.errors import BastionError, ServiceUnavailable, Unauthorized
 from bastion.types import Principal
 
-__all__ = ["SCHEME", "ApiKeyAuthenticator", "principal_for"]
+__all__ = ["CHANGE_EVENT_TYPE", "SCHEME", "ApiKeyAuthenticator", "change_event", "principal_for"]
 
 SCHEME = "ApiKey"
+#: ``type`` of the shared-state event that tells every gateway a key changed.
+CHANGE_EVENT_TYPE = "apikey.changed"
+
+
+class _StateChange(Protocol):
+    """The shape of :class:`bastion.state.base.ChangeEvent` (duck-typed, no import)."""
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+
+
+def change_event(key_id: str) -> dict[str, str]:
+    """The event to ``publish_event`` on the shared state after revoking or rotating
+    ``key_id``, so every gateway drops it from its cache at once instead of within the TTL."""
+    return {"type": CHANGE_EVENT_TYPE, "key_id": key_id}
 
 
 class _TtlLru:
@@ -116,6 +135,15 @@ class ApiKeyAuthenticator:
         key_hash = self._hash_of_id.pop(key_id, None)
         if key_hash is not None:
             self._known.drop(key_hash)
+
+    def on_state_change(self, event: _StateChange) -> None:
+        """Hook for ``StateStore.on_change``: a published :func:`change_event` invalidates
+        that key; a ``resync`` (the state backend reconnected, events may be lost) drops all."""
+        if event.kind == "resync":
+            self.invalidate()
+        elif event.kind == "event" and event.data.get("type") == CHANGE_EVENT_TYPE:
+            key_id = event.data.get("key_id")
+            self.invalidate(key_id if isinstance(key_id, str) else None)
 
     async def authenticate(self, key: str, client_ip: str) -> ApiKeyRecord:
         """The record of a usable ``key`` presented from ``client_ip``; raises otherwise."""

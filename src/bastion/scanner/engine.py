@@ -127,9 +127,17 @@ async def run_scan(
     budget_exhausted = False
     steps = 2 + len(selected)
 
+    state = {"step": 0, "label": "starting", "requests": 0}
+
     def tick(step: int, label: str) -> None:
+        state["step"], state["label"] = step, label
         if progress is not None:
-            progress(label, step, steps)
+            progress(f"{label} · {state['requests']} requests", step, steps)
+
+    def count(_: object) -> None:
+        state["requests"] = int(state["requests"]) + 1
+        if progress is not None and int(state["requests"]) % 10 == 0:
+            progress(f"{state['label']} · {state['requests']} requests", int(state["step"]), steps)
 
     async with Probe(
         with_server_path(target, spec),
@@ -139,6 +147,7 @@ async def run_scan(
         timeout=options.timeout,
         concurrency=options.concurrency,
     ) as probe:
+        probe.on_exchange = count
         ctx = ScanContext(spec, probe, identities, options, redactor)
         listener = CallbackListener(options.callback_host) if "API7" in selected else None
         if listener is not None:

@@ -203,8 +203,8 @@ class MirrorSync:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._keys.changes_channel, self._keys.events_channel)
-                # Anything published before this subscription is caught up by a full load.
-                self._dirty = True
+                # Anything published before this subscription changed the version: the
+                # resync loop compares and reloads.
                 self._wake.set()
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
