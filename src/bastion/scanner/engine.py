@@ -100,6 +100,30 @@ def _identity_reports(ctx: ScanContext) -> tuple[list[IdentityReport], list[str]
     return reports, problems
 
 
+@dataclass
+class _Ticker:
+    """Feeds the progress bar: the phase, and a request count every 10 requests."""
+
+    callback: Progress | None
+    steps: int
+    step: int = 0
+    label: str = "starting"
+    requests: int = 0
+
+    def _emit(self) -> None:
+        if self.callback is not None:
+            self.callback(f"{self.label} · {self.requests} requests", self.step, self.steps)
+
+    def phase(self, step: int, label: str) -> None:
+        self.step, self.label = step, label
+        self._emit()
+
+    def request(self, _: object) -> None:
+        self.requests += 1
+        if self.requests % 10 == 0:
+            self._emit()
+
+
 def with_server_path(target: str, spec: ApiSpec) -> str:
     """The target URL, plus the path of the spec's first server when the target has none."""
     parts = urlsplit(target)
@@ -127,17 +151,8 @@ async def run_scan(
     budget_exhausted = False
     steps = 2 + len(selected)
 
-    state = {"step": 0, "label": "starting", "requests": 0}
-
-    def tick(step: int, label: str) -> None:
-        state["step"], state["label"] = step, label
-        if progress is not None:
-            progress(f"{label} · {state['requests']} requests", step, steps)
-
-    def count(_: object) -> None:
-        state["requests"] = int(state["requests"]) + 1
-        if progress is not None and int(state["requests"]) % 10 == 0:
-            progress(f"{state['label']} · {state['requests']} requests", int(state["step"]), steps)
+    ticker = _Ticker(progress, steps)
+    tick = ticker.phase
 
     async with Probe(
         with_server_path(target, spec),
@@ -147,7 +162,7 @@ async def run_scan(
         timeout=options.timeout,
         concurrency=options.concurrency,
     ) as probe:
-        probe.on_exchange = count
+        probe.on_exchange = ticker.request
         ctx = ScanContext(spec, probe, identities, options, redactor)
         listener = CallbackListener(options.callback_host) if "API7" in selected else None
         if listener is not None:
