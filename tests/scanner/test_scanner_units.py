@@ -222,3 +222,16 @@ def test_html_escapes_everything_from_the_target() -> None:
     html = render_html(result)
     assert evil not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_public_api_is_curated() -> None:
+    import types
+
+    import bastion.scanner as scanner
+
+    public = {
+        name
+        for name, value in vars(scanner).items()
+        if not name.startswith("_") and not isinstance(value, types.ModuleType)
+    }
+    assert sorted(scanner.__all__) == sorted(public)
