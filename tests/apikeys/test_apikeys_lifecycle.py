@@ -244,3 +244,23 @@ async def test_stores_do_not_keep_discarded_authenticators_alive(
     gc.collect()
     assert probe() is None
     assert await store.revoke("key_doesnotexist", clock()) is False
+
+
+async def test_concurrent_rotations_leave_exactly_one_successor(
+    backend: StoreFactory, clock: FakeClock
+) -> None:
+    first, second = await backend(), await backend()
+    _, record = await first.create(
+        name="n", roles=[], scopes=[], expires_at=None, allowed_networks=[], now=clock()
+    )
+    results = await asyncio.gather(
+        *(s.rotate(record.key_id, overlap_seconds=60, now=clock()) for s in (first, second)),
+        return_exceptions=True,
+    )
+    winners = [r for r in results if isinstance(r, tuple)]
+    losers = [r for r in results if isinstance(r, BaseException)]
+    assert len(winners) == 1
+    assert len(losers) == 1
+    assert isinstance(losers[0], ApiKeyNotRotatable)
+    successors = [r for r in await first.list() if r.rotated_from == record.key_id]
+    assert [s.key_id for s in successors] == [winners[0][1].key_id]

@@ -245,20 +245,28 @@ class SqlApiKeyStore:
         query = select(t).where(t.c.key_id == key_id)
         if not self._is_sqlite:
             query = query.with_for_update()
-        async with self._writer.begin() as conn:
-            row = (await conn.execute(query)).mappings().first()
-            if row is None:
-                raise UnknownApiKey(key_id)
-            old = _from_row(row)
-            successor = (
-                await conn.execute(select(t.c.key_id).where(t.c.rotated_from == key_id))
-            ).first()
-            if successor is not None:
-                raise ApiKeyNotRotatable(f"{key_id} was already rotated to {successor[0]}")
-            key, record, old_updated = successor_of(old, overlap_seconds=overlap_seconds, now=now)
-            await conn.execute(
-                update(t).where(t.c.key_id == key_id).values(expires_at=old_updated.expires_at)
-            )
-            await conn.execute(insert(t).values(**_to_row(record)))
+        try:
+            async with self._writer.begin() as conn:
+                row = (await conn.execute(query)).mappings().first()
+                if row is None:
+                    raise UnknownApiKey(key_id)
+                old = _from_row(row)
+                successor = (
+                    await conn.execute(select(t.c.key_id).where(t.c.rotated_from == key_id))
+                ).first()
+                if successor is not None:
+                    raise ApiKeyNotRotatable(f"{key_id} was already rotated to {successor[0]}")
+                key, record, old_updated = successor_of(
+                    old, overlap_seconds=overlap_seconds, now=now
+                )
+                await conn.execute(
+                    update(t)
+                    .where(t.c.key_id == key_id, t.c.revoked_at.is_(None))
+                    .values(expires_at=old_updated.expires_at)
+                )
+                await conn.execute(insert(t).values(**_to_row(record)))
+        except IntegrityError:
+            # The unique index on rotated_from: a concurrent rotation won.
+            raise ApiKeyNotRotatable(f"{key_id} was rotated concurrently") from None
         self._listeners.notify(key_id)
         return key, record
