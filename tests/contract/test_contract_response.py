@@ -274,3 +274,9 @@ def test_pathologically_deep_response_is_a_clean_502() -> None:
     )
     assert out.body == deep
     assert out.schema_errors
+
+
+def test_removed_pointers_are_escaped_per_rfc_6901() -> None:
+    create = contract(SHOP, "POST", "/users")
+    out = _filter(create, 201, {**USER, "a/b": 1, "c~d": 2, "address": {"city": "x", "e/~f": 3}})
+    assert out.removed == ("/a~1b", "/c~0d", "/address/e~1~0f")

@@ -100,8 +100,18 @@ def value_kind(value: str) -> str | None:
     return None
 
 
+def _token(token: str | int) -> str:
+    if type(token) is int:
+        return str(token)
+    text = str(token)
+    if "~" in text or "/" in text:
+        return text.replace("~", "~0").replace("/", "~1")
+    return text
+
+
 def to_pointer(path: list[str | int]) -> str:
-    return "".join("/" + str(t).replace("~", "~0").replace("/", "~1") for t in path)
+    """RFC 6901 pointer for a path of keys and indexes."""
+    return "/" + "/".join([_token(t) for t in path]) if path else ""
 
 
 class Scanner:
