@@ -166,3 +166,10 @@ def test_invalid_networks_are_refused_with_their_value(bad: str) -> None:
 
 def test_networks_are_normalised() -> None:
     assert parse_networks([" 2001:DB8:0::/32 ", "10.0.0.0/8"]) == ("2001:db8::/32", "10.0.0.0/8")
+
+
+def test_the_documented_checksum_vector() -> None:
+    key = "bst_live_" + "A" * 43 + "0LTjDA"
+    assert key_checksum_ok(key)
+    assert "0LTjDA" in DOCS.read_text(encoding="utf-8")
+    assert key_format_problem(key[:-1] + "B") == "apikey.checksum"
