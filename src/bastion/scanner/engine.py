@@ -187,6 +187,8 @@ async def run_scan(
                 except BudgetExhausted:
                     budget_exhausted = True
                     skipped[check_id] = "time budget exhausted (partial)"
+                except Exception as exc:  # one broken check must not lose the others' results
+                    skipped[check_id] = f"internal error: {type(exc).__name__}: {exc}"[:300]
             tick(steps, "done")
         finally:
             if listener is not None:
