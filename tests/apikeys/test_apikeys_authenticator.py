@@ -319,3 +319,30 @@ async def test_naughty_strings_and_random_text_are_clean_401s_without_io(
 @given(text=st.text(max_size=80))
 def test_format_check_never_raises(text: str) -> None:
     assert key_format_problem(text) in ("apikey.malformed", "apikey.checksum", None)
+
+
+async def test_a_lookup_in_flight_during_invalidate_is_not_reused(
+    counting: CountingStore, clock: FakeClock
+) -> None:
+    key, record = await new_key(counting, clock())
+    gate = asyncio.Event()
+    inner_get = counting.get_by_hash
+    stale = record
+
+    async def slow_get(key_hash: str) -> ApiKeyRecord | None:
+        if counting.lookups == 0:
+            counting.lookups += 1
+            await gate.wait()
+            return stale  # read before the revocation committed
+        return await inner_get(key_hash)
+
+    counting.get_by_hash = slow_get  # type: ignore[method-assign]
+    auth = ApiKeyAuthenticator(counting, cache_ttl=60.0, clock=clock)
+    early = asyncio.create_task(auth.authenticate(key, IP))
+    await asyncio.sleep(0)
+    await counting.inner.revoke(record.key_id, clock())
+    auth.invalidate(record.key_id)
+    assert await reason_of(auth, key) == "apikey.revoked"  # did not join the stale lookup
+    gate.set()
+    assert (await early).key_id == record.key_id  # the early caller got its own answer
+    assert await reason_of(auth, key) == "apikey.revoked"  # and it was not cached

@@ -124,9 +124,11 @@ class ApiKeyAuthenticator:
     def invalidate(self, key_id: str | None = None) -> None:
         """Forget the cached lookup of ``key_id``, or of every key when ``None``.
 
-        A lookup already in flight when this is called is not cached when it completes.
+        A lookup already in flight when this is called is neither cached nor shared with
+        callers that arrive afterwards: they start a fresh one.
         """
         self._generation += 1
+        self._inflight.clear()
         if key_id is None:
             self._known.clear()
             self._unknown.clear()
