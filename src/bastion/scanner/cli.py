@@ -146,6 +146,16 @@ def _write_reports(
     show_default=True,
     help="Schemathesis-generated cases per operation, on top of the crawl.",
 )
+@click.option(
+    "--ca-file",
+    type=click.Path(dir_okay=False, exists=True),
+    help="CA bundle to verify an https target (e.g. a private CA).",
+)
+@click.option(
+    "--insecure",
+    is_flag=True,
+    help="Do not verify the target's TLS certificate (test environments only).",
+)
 @click.option("--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 def scan(
     spec_path: Path,
@@ -164,6 +174,8 @@ def scan(
     checks_csv: str,
     callback_host: str,
     examples: int,
+    ca_file: str | None,
+    insecure: bool,
     quiet: bool,
 ) -> None:
     """Audit an API for the OWASP API Security Top 10 (2023)."""
@@ -191,6 +203,8 @@ def scan(
         checks=checks,
         callback_host=callback_host,
         examples=examples,
+        ca_file=ca_file,
+        insecure=insecure,
     )
     show = not quiet and err.is_terminal
     try:

@@ -55,6 +55,8 @@ class ScanOptions:
     callback_host: str = "127.0.0.1"
     timing_delay: float = 2.0
     progress: bool = False
+    ca_file: str | None = None
+    insecure: bool = False
 
 
 @dataclass

@@ -146,6 +146,10 @@ async def run_scan(
     options = options or ScanOptions()
     started, t0 = datetime.now(UTC), time.monotonic()
     redactor = Redactor()
+    if options.insecure:
+        redactor.curl_flags = ["-k"]
+    elif options.ca_file:
+        redactor.curl_flags = ["--cacert", options.ca_file]
     selected = [c for c in check_modules.ORDER if c in options.checks]
     skipped: dict[str, str] = {}
     budget_exhausted = False
@@ -161,6 +165,8 @@ async def run_scan(
         unsafe=options.unsafe,
         timeout=options.timeout,
         concurrency=options.concurrency,
+        ca_file=options.ca_file,
+        insecure=options.insecure,
     ) as probe:
         probe.on_exchange = ticker.request
         ctx = ScanContext(spec, probe, identities, options, redactor)

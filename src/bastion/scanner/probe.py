@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
@@ -132,6 +133,8 @@ class Probe:
         unsafe: bool = False,
         timeout: float = 10.0,
         concurrency: int = 8,
+        ca_file: str | None = None,
+        insecure: bool = False,
         clock: Clock = time.monotonic,
     ) -> None:
         parts = urlsplit(target)
@@ -142,6 +145,7 @@ class Probe:
         self.netloc = parts.netloc.lower()
         self.base_path = parts.path.rstrip("/")
         self.unsafe = unsafe
+        self.ca_file, self.insecure = ca_file, insecure
         self.clock = clock
         self.deadline = clock() + budget
         self.limiter = RateLimiter(rate, clock=clock)
@@ -154,7 +158,12 @@ class Probe:
         self._session: aiohttp.ClientSession | None = None
 
     async def __aenter__(self) -> Probe:
-        connector = aiohttp.TCPConnector(limit=32, force_close=False)
+        tls: ssl.SSLContext | bool = True
+        if self.insecure:
+            tls = False
+        elif self.ca_file:
+            tls = ssl.create_default_context(cafile=self.ca_file)
+        connector = aiohttp.TCPConnector(limit=32, force_close=False, ssl=tls)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=self.timeout,

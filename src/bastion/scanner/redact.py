@@ -30,6 +30,7 @@ class Redactor:
     def __init__(self) -> None:
         self._secrets: dict[str, str] = {}
         self._public: set[str] = set()
+        self.curl_flags: list[str] = []
 
     def allow(self, value: str) -> None:
         """Mark a value as shown verbatim even under a sensitive name (forged test tokens)."""
@@ -88,7 +89,8 @@ class Redactor:
         return text
 
     def curl(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> str:
-        parts = ["curl", "-sS", "-i", "-X", method, _quote(self.url(url))]
+        flags = [shlex.quote(f) for f in self.curl_flags]
+        parts = ["curl", "-sS", "-i", *flags, "-X", method, _quote(self.url(url))]
         for name, value in self.headers(headers).items():
             parts += ["-H", _quote(f"{name}: {value}")]
         if body is not None:
