@@ -103,6 +103,10 @@ def test_invalid_spec_names_file_and_pointer(tmp_path: Path) -> None:
     assert info.value.location is not None
     assert info.value.location.startswith(str(path))
     assert "/paths/~1a/get/parameters/0" in info.value.location
+    bad_line = path.read_text().splitlines().index("        in: qurey") + 1
+    assert (
+        info.value.location == f"{path.resolve()}: /paths/~1a/get/parameters/0/in (line {bad_line})"
+    )
 
 
 def test_error_inside_a_referenced_file_names_that_file(tmp_path: Path) -> None:
@@ -134,6 +138,7 @@ def test_error_inside_a_referenced_file_names_that_file(tmp_path: Path) -> None:
     location = info.value.location or ""
     assert location.startswith(str((tmp_path / "schemas.yaml").resolve()))
     assert "/components/schemas/Thing/properties/size" in location
+    assert location.endswith("(line 6)")
 
 
 def test_missing_ref_target_and_remote_ref_are_refused(tmp_path: Path) -> None:

@@ -94,16 +94,36 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def read_document(path: Path) -> Any:
-    """Read one YAML or JSON file into plain JSON data; ConfigError names the file."""
+def _line_map(node: yaml.Node, pointer: str, lines: dict[str, int]) -> None:
+    lines[pointer] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = escape_pointer(str(getattr(key_node, "value", "")))
+            _line_map(value_node, f"{pointer}/{key}", lines)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, f"{pointer}/{index}", lines)
+
+
+def read_document_with_lines(path: Path) -> tuple[Any, dict[str, int]]:
+    """Read one YAML or JSON file into plain JSON data, plus ``pointer -> line`` for YAML."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", location=str(path)) from exc
+    lines: dict[str, int] = {}
     try:
         if path.suffix.lower() == ".json":
-            return loads_strict(data, max_depth=512)
-        return _plain(yaml.load(data, Loader=_StrictLoader))  # noqa: S506 - strict SafeLoader
+            return loads_strict(data, max_depth=512), lines
+        loader = _StrictLoader(data)
+        try:
+            node = loader.get_single_node()
+            document = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
+        if node is not None:
+            _line_map(node, "", lines)
+        return _plain(document), lines
     except JSONError as exc:
         raise ConfigError(f"invalid JSON: {exc}", location=str(path)) from exc
     except ConfigError as exc:
@@ -112,12 +132,18 @@ def read_document(path: Path) -> Any:
         raise ConfigError(f"invalid YAML: {exc}", location=str(path)) from exc
 
 
+def read_document(path: Path) -> Any:
+    """Read one YAML or JSON file into plain JSON data; ConfigError names the file."""
+    return read_document_with_lines(path)[0]
+
+
 class Bundle:
     """A root document with every other file it references inlined (see module docstring)."""
 
     def __init__(self, root_path: Path) -> None:
         self.root_path = root_path.resolve()
         self._docs: dict[Path, Any] = {}
+        self._lines: dict[Path, dict[str, int]] = {}
         #: id(inlined node) -> (file, pointer inside that file)
         self.origins: dict[int, tuple[Path, str]] = {}
         self._stack: list[tuple[Path, str]] = []
@@ -131,7 +157,7 @@ class Bundle:
 
     def _doc(self, path: Path) -> Any:
         if path not in self._docs:
-            self._docs[path] = read_document(path)
+            self._docs[path], self._lines[path] = read_document_with_lines(path)
         return self._docs[path]
 
     def _walk(self, node: Any, file: Path, pointer: str) -> Any:
@@ -208,4 +234,9 @@ class Bundle:
             if origin is not None:
                 file, base, rest = origin[0], origin[1], []
         pointer = base + "".join("/" + r for r in rest)
-        return f"{file}: {pointer or '/'}"
+        lines = self._lines.get(file, {})
+        probe = pointer
+        while probe and probe not in lines:  # the nearest enclosing node that has a line
+            probe = probe.rsplit("/", 1)[0]
+        line = lines.get(probe)
+        return f"{file}: {pointer or '/'}" + (f" (line {line})" if line else "")

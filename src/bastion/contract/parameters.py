@@ -54,6 +54,8 @@ class StyleError(ValueError):
 def make_coercer(types: set[str]) -> Coercer:
     """A function turning one raw string into the first schema type it parses as."""
     order = [t for t in ("integer", "number", "boolean", "null") if t in types]
+    if "string" in types and "null" in order:
+        order.remove("null")  # an empty string parameter stays a string
     if not order:
         return str
 
