@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -13,7 +14,34 @@ from bastion.errors import ConfigError
 __all__ = ["main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+#: Subcommands living in their own modules, imported only when used (the scanner and the
+#: token service pull in large libraries; `bastion revoke` should start fast).
+LAZY_COMMANDS = {
+    "identity": "bastion.identity.cli:identity",
+    "scan": "bastion.scanner.cli:scan",
+    "keys": "bastion.apikeys.cli:keys",
+    "revoke": "bastion.admin_client:revoke",
+    "block": "bastion.admin_client:block",
+    "unblock": "bastion.admin_client:unblock",
+    "blocks": "bastion.admin_client:blocks",
+}
+
+
+class _LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *LAZY_COMMANDS])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = LAZY_COMMANDS.get(cmd_name)
+        if target is None:
+            return super().get_command(ctx, cmd_name)
+        module, _, attr = target.partition(":")
+        command = getattr(importlib.import_module(module), attr)
+        assert isinstance(command, click.Command)
+        return command
+
+
+@click.group(cls=_LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="bastion")
 def main() -> None:
     """Bastion: an API security gateway for HTTP/JSON APIs."""
@@ -91,20 +119,3 @@ def demo(as_json: bool, port: int, state_dir: Path | None) -> None:
     from bastion.demo.runner import run_demo
 
     run_demo(as_json=as_json, port=port, state_dir=state_dir)
-
-
-def _register_optional_commands() -> None:
-    """Commands whose modules are large are imported only when present."""
-    import importlib
-
-    for module, attr in (("bastion.identity.cli", "identity"), ("bastion.scanner.cli", "scan")):
-        try:
-            command = getattr(importlib.import_module(module), attr)
-        except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue
-            raise
-        main.add_command(command)
-
-
-_register_optional_commands()

@@ -110,6 +110,26 @@ def lint(loaded: LoadedConfig) -> list[Finding]:
                     ("apis", index, "routes", r_index),
                 )
 
+    if config.admin is not None:
+        path = ("admin", "token")
+        if path not in source.from_env:
+            add(
+                "error" if production else "warning",
+                "inline-secret",
+                "the admin token is written inline in the config; use ${ENV}",
+                path,
+            )
+        reason = weak_secret_reason(config.admin.token)
+        if reason:
+            add("error", "weak-secret", f"the admin token {reason}", path)
+        if not _is_loopback(config.admin.host):
+            add(
+                "warning",
+                "admin-exposed",
+                "the admin API listens on a non-loopback address",
+                ("admin", "host"),
+            )
+
     if config.audit.sink == "none":
         add(
             "error" if production else "warning",

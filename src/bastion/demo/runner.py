@@ -16,7 +16,7 @@ import os
 import signal
 import socket
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ import uvicorn
 
 from bastion.demo.shop import SHOP_OPENAPI_PATH, create_shop_app
 from bastion.gateway.app import Gateway
+from bastion.gateway.embedded import embedded_server
 from bastion.gateway.server import create_gateway
 
 __all__ = ["default_state_dir", "demo_config", "run_demo"]
@@ -91,26 +92,8 @@ apis:
 """
 
 
-class _Server(uvicorn.Server):
-    """A uvicorn server that leaves signals to the demo (three servers share one loop)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _server(app: Any, port: int) -> uvicorn.Server:
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        lifespan="on",
-        log_level="warning",
-        access_log=False,
-        proxy_headers=False,
-        server_header=False,
-    )
-    return _Server(config)
+    return embedded_server(app, "127.0.0.1", port)
 
 
 async def _serve(as_json: bool, port: int, state_dir: Path, out: Callable[[str], None]) -> None:

@@ -74,6 +74,7 @@ class Gateway:
         self._idle = asyncio.Event()
         self._started = False
         self._retired: list[Runtime] = []
+        self._admin: tuple[Any, asyncio.Task[None]] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -83,6 +84,17 @@ class Gateway:
             self._started = True
             for warning in self.runtime.warnings:
                 _log("config_warning", detail=warning)
+            admin = self.runtime.loaded.config.admin
+            if admin is not None:
+                await self._start_admin(admin.host, admin.port, admin.token)
+
+    async def _start_admin(self, host: str, port: int, token: str) -> None:
+        from bastion.gateway.admin import create_admin_app
+        from bastion.gateway.embedded import embedded_server, reuse_port_socket
+
+        server = embedded_server(create_admin_app(lambda: self.runtime, token), host, port)
+        sock = reuse_port_socket(host, port)
+        self._admin = (server, asyncio.create_task(server.serve(sockets=[sock])))
 
     async def shutdown(self, grace: float | None = None) -> None:
         """Wait for in-flight requests (up to ``grace`` seconds), then close resources."""
@@ -93,6 +105,11 @@ class Gateway:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except TimeoutError:
                 _log("shutdown_timeout", inflight=self._inflight)
+        if self._admin is not None:
+            server, task = self._admin
+            server.should_exit = True
+            await asyncio.gather(task, return_exceptions=True)
+            self._admin = None
         for old in self._retired:
             await old.shutdown()
         self._retired.clear()

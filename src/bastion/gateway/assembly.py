@@ -59,6 +59,7 @@ class Services:
     store: Any
     verifier: Any
     api_keys: Any
+    api_key_store: Any
     api_key_header: str
     clock: Callable[[], float]
 

@@ -91,8 +91,8 @@ class Runtime:
         await services.store.start()
         if services.verifier is not None:
             await services.verifier.start()
-        if services.api_keys is not None:
-            await services.api_keys.start()
+        if services.api_key_store is not None:
+            await services.api_key_store.start()
 
     async def ready(self) -> dict[str, bool]:
         """Readiness of everything the gateway depends on (for /_bastion/health/ready)."""
@@ -104,8 +104,8 @@ class Runtime:
 
     async def shutdown(self) -> None:
         services = self.services
-        if services.api_keys is not None:
-            await services.api_keys.close()
+        if services.api_key_store is not None:
+            await services.api_key_store.close()
         if services.verifier is not None:
             await services.verifier.close()
         await services.store.close()
@@ -228,19 +228,19 @@ def _build_services(loaded: LoadedConfig) -> Services:
                 bound.invalidate(subject=str(event.data.get("subject")))
 
         store.on_change(invalidate)
-    api_keys = None
+    api_keys = api_key_store = None
     if auth.api_keys is not None:
         from bastion.apikeys.authenticator import ApiKeyAuthenticator
         from bastion.apikeys.store import open_store
 
-        api_keys = ApiKeyAuthenticator(
-            open_store(_resolve_store_url(loaded, auth.api_keys.store)),
-            cache_ttl=auth.api_keys.cache_ttl,
-        )
+        api_key_store = open_store(_resolve_store_url(loaded, auth.api_keys.store))
+        api_keys = ApiKeyAuthenticator(api_key_store, cache_ttl=auth.api_keys.cache_ttl)
+        store.on_change(api_keys.on_state_change)
     return Services(
         store=store,
         verifier=verifier,
         api_keys=api_keys,
+        api_key_store=api_key_store,
         api_key_header=auth.api_keys.header if auth.api_keys else "X-API-Key",
         clock=time.time,
     )
