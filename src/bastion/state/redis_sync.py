@@ -87,6 +87,7 @@ class MirrorSync:
         self._dirty = False
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._closed = False
 
     def touch(self) -> None:
         """Redis answered: the mirror is trustworthy for another ``max_staleness``."""
@@ -106,11 +107,13 @@ class MirrorSync:
         ]
 
     async def close(self) -> None:
+        self._closed = True
+        self._wake.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        if self._tasks:
+            # Bounded: a task stuck in a client call must not hang shutdown.
+            await asyncio.wait(self._tasks, timeout=2.0)
         self._tasks = []
 
     async def write(self, op: str, target: str, data: Mapping[str, Any], args: list[Any]) -> None:
@@ -132,6 +135,12 @@ class MirrorSync:
             pipe.hgetall(keys.not_before)
             pipe.hgetall(keys.blocks)
             version, revoked, not_before, blocks = await pipe.execute()
+        snapshot_version = int(version or 0)
+        if snapshot_version < self.version:
+            # A newer change was applied while this snapshot was in flight: keep the
+            # mirror, and look again on the next round.
+            self._dirty = True
+            return
         entries = [SharedKeys.parse_block(v) for v in blocks.values()]
         active = [e for e in entries if e is not None and e.active(now)]
         self.mirror.replace(
@@ -139,7 +148,7 @@ class MirrorSync:
             {k.decode(): float(v) for k, v in not_before.items()},
             active,
         )
-        self.version = int(version or 0)
+        self.version = snapshot_version
         self._dirty = False
         self.touch()
         for field, raw in blocks.items():
@@ -199,14 +208,14 @@ class MirrorSync:
 
     async def _listen_loop(self) -> None:
         backoff = 0.05
-        while True:
+        while not self._closed:
             pubsub = self._client.pubsub()
             try:
                 await pubsub.subscribe(self._keys.changes_channel, self._keys.events_channel)
                 # Anything published before this subscription changed the version: the
                 # resync loop compares and reloads.
                 self._wake.set()
-                while True:
+                while not self._closed:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
                         self._handle(message["channel"], message["data"])
@@ -219,10 +228,13 @@ class MirrorSync:
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
 
     async def _resync_loop(self) -> None:
-        while True:
+        while not self._closed:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
             self._wake.clear()
+            if self._closed:
+                return
             try:
                 version = int(await self._client.get(self._keys.version) or 0)
                 if self._dirty or version != self.version:
