@@ -233,8 +233,6 @@ class MirrorSync:
                 async with asyncio.timeout(self._interval):
                     await self._wake.wait()
             self._wake.clear()
-            if self._closed:
-                return
             try:
                 version = int(await self._client.get(self._keys.version) or 0)
                 if self._dirty or version != self.version:
