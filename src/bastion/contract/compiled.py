@@ -130,7 +130,7 @@ class OperationContract:
             try:
                 pairs = parse_cookies(headers.get_all("cookie"))
             except StyleError as exc:
-                errors.append({"pointer": "/header/cookie", "detail": str(exc)})
+                errors.append({"pointer": "/cookie", "detail": str(exc)})
                 pairs = []
             for rule in self._cookie:
                 self._one(rule, lambda r: r.from_cookies(pairs), cookies, errors)
