@@ -399,10 +399,16 @@ ROWS: list[Row] = [
         goal=0.80,
     ),
     Row(
+        "minimal python proxy (POST 2 KB)",
+        _post_order,
+        _start_minimal,
+        reference="minimal python proxy",
+    ),
+    Row(
         "bastion routing (POST 2 KB)",
         _post_order,
         lambda env: start_gateway(env, "routing-post"),
-        reference="bastion routing",
+        reference="minimal python proxy (POST 2 KB)",
     ),
     Row(
         "validation + response filtering",

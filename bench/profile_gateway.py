@@ -1,0 +1,139 @@
+"""Where the gateway's time goes: cProfile of the Bastion ASGI app, in-process, no server.
+
+Starts the bench upstream (a separate process), builds the gateway for one bench row's
+config and calls the ASGI app directly (``--concurrency`` requests in flight), so the
+profile holds the gateway's own work plus the aiohttp upstream client, without granian.
+
+    .venv/bin/python bench/profile_gateway.py --row "bastion routing" --requests 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+import fixtures  # noqa: E402
+from procs import stop  # noqa: E402
+from targets import ROWS, Env, gateway_config, start_upstream_process  # noqa: E402
+
+_CHANGES = {
+    "bastion routing": lambda env: {},
+    "bastion routing (POST 2 KB)": lambda env: {},
+    "JWT (ES256) + roles + owner rule": lambda env: __import__("targets")._jwt_changes(env),
+    "rate limit (memory)": lambda env: __import__("targets")._rate_limit("100000000/second"),
+    "validation + response filtering": lambda env: __import__("targets")._openapi_changes(env),
+}
+
+
+async def _drive(app: Any, env: Env, row_name: str, requests: int, concurrency: int) -> float:
+    row = next(r for r in ROWS if r.name == row_name)
+    spec = row.load(env)
+    headers = [(b"host", b"127.0.0.1")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in spec.headers]
+    if spec.body is not None:
+        headers.append((b"content-length", str(len(spec.body)).encode()))
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": spec.method,
+        "scheme": "http",
+        "path": spec.path,
+        "raw_path": spec.path.encode(),
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    statuses: dict[int, int] = {}
+
+    async def one() -> None:
+        sent = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": spec.body or b"", "more_body": False}
+            await asyncio.sleep(3600)
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                statuses[message["status"]] = statuses.get(message["status"], 0) + 1
+
+        await app(dict(scope), receive, send)
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await one()
+
+    await app.startup()
+    begun = time.perf_counter()
+    share = requests // concurrency
+    await asyncio.gather(*(worker(share) for _ in range(concurrency)))
+    elapsed = time.perf_counter() - begun
+    await app.shutdown(grace=1)
+    print(f"statuses: {statuses}", file=sys.stderr)
+    return elapsed / (share * concurrency)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--row", default="bastion routing", choices=sorted(_CHANGES))
+    parser.add_argument("--requests", type=int, default=5000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--top", type=int, default=30)
+    parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    args = parser.parse_args()
+
+    from bastion.config import load_config
+    from bastion.gateway.server import create_gateway
+
+    workdir = Path(tempfile.mkdtemp(prefix="bastion-profile-"))
+    upstream, upstream_url = start_upstream_process(workdir)
+    try:
+        private_pem, public_pem = fixtures.write_es256_key(workdir)
+        spec_path = workdir / "orders-openapi.yaml"
+        spec_path.write_text(yaml.safe_dump(fixtures.openapi_spec(upstream_url)))
+        env = Env(
+            workdir=workdir,
+            upstream_url=upstream_url,
+            upstream_pgid=upstream.popen.pid,
+            private_pem=private_pem,
+            public_pem=public_pem,
+            token=fixtures.make_token(private_pem),
+            spec_path=spec_path,
+            redis_url="redis://127.0.0.1:6379/0",
+            run_id=uuid.uuid4().hex[:10],
+        )
+        config = gateway_config(env, "profile", 0, **_CHANGES[args.row](env))
+        path = workdir / "gateway-profile.yaml"
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+        load_config(path)  # clear errors before profiling
+        app = create_gateway(path)
+        profiler = cProfile.Profile(time.process_time)  # CPU time: immune to preemption
+        profiler.enable()
+        per_request = asyncio.run(_drive(app, env, args.row, args.requests, args.concurrency))
+        profiler.disable()
+    finally:
+        stop(upstream)
+    print(f"{args.row}: {per_request * 1e6:.0f} µs wall per request under the profiler")
+    pstats.Stats(profiler).sort_stats(args.sort).print_stats(args.top)
+
+
+if __name__ == "__main__":
+    main()
