@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import os
 from pathlib import Path
 
 import pytest
@@ -12,7 +11,7 @@ from bastion.errors import ConfigError
 from bastion.identity.check import failed, run_checks
 from bastion.identity.settings import load_identity_settings
 
-KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
+KEY = base64.urlsafe_b64encode(bytes(range(7, 39))).decode()  # fixed: test ids must be stable
 
 
 def write(tmp_path: Path, text: str) -> Path:
