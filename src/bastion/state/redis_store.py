@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any, Literal
 
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
@@ -55,6 +55,7 @@ class RedisStateStore:
         resync_interval: float = 1.0,
         time_source: Literal["server", "client"] = "server",
         timeout: float = 1.0,
+        max_connections: int = 64,
         clock: Callable[[], float] = time.time,
         client: Redis | None = None,
     ) -> None:
@@ -64,12 +65,18 @@ class RedisStateStore:
             raise ValueError("time_source must be 'server' or 'client'")
         self.prefix = prefix
         self.time_source = time_source
-        self._client = client or Redis.from_url(
-            url,
-            socket_timeout=timeout,
-            socket_connect_timeout=timeout,
-            retry=Retry(NoBackoff(), 1),
-            decode_responses=False,
+        # A blocking pool: a burst of concurrent requests waits (up to ``timeout``) for a
+        # connection instead of failing with "Too many connections".
+        self._client = client or Redis.from_pool(
+            BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=timeout,
+                socket_timeout=timeout,
+                socket_connect_timeout=timeout,
+                retry=Retry(NoBackoff(), 1),
+                decode_responses=False,
+            )
         )
         self._owns_client = client is None
         self._rl_tag = f"{{{prefix}:rl}}"
