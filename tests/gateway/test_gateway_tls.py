@@ -1,0 +1,104 @@
+"""TLS termination in production mode: TLS >= 1.2, HSTS, and plain HTTP not served."""
+
+from __future__ import annotations
+
+import datetime as dt
+import http.client
+import ssl
+import warnings
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from tests.support.procs import Upstream, run_gateway
+
+
+def self_signed(tmp: Path) -> tuple[Path, Path]:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.IPAddress(__import__("ipaddress").ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_path, key_path = tmp / "tls.crt", tmp / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_path, key_path
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_tls_production_gateway(tmp_path: Path, upstream: Upstream, server: str) -> None:
+    cert, key = self_signed(tmp_path)
+    config = f"""version: 1
+mode: production
+listen: {{tls: {{cert: "{cert}", key: "{key}"}}}}
+audit: {{sink: file, path: "{{AUDIT}}"}}
+upstreams:
+  echo: {{url: "{upstream.url}", timeout: {{connect: 1, read: 2, total: 3}}}}
+apis:
+  - name: echo
+    upstream: echo
+    routes:
+      - {{path: /echo, methods: [GET], public: true}}
+"""
+    with run_gateway(config, tmp_path, server=server, scheme="https") as gw:
+        context = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=context, timeout=10)
+        conn.request("GET", "/echo")
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 200
+        assert response.getheader("strict-transport-security", "").startswith("max-age=31536000")
+        assert conn.sock is not None
+        assert conn.sock.version() in ("TLSv1.2", "TLSv1.3")
+        conn.close()
+        old = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        old.load_verify_locations(str(cert))
+        with warnings.catch_warnings():  # the client side of a TLS 1.1 attempt is deprecated
+            warnings.simplefilter("ignore", DeprecationWarning)
+            old.minimum_version = ssl.TLSVersion.TLSv1
+            old.maximum_version = ssl.TLSVersion.TLSv1_1
+        old.set_ciphers("ALL:@SECLEVEL=0")
+        legacy = http.client.HTTPSConnection("127.0.0.1", gw.port, context=old, timeout=5)
+        try:
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                legacy.request("GET", "/echo")
+                legacy.getresponse()
+        finally:
+            legacy.close()
+        plain = http.client.HTTPConnection("127.0.0.1", gw.port, timeout=5)
+        try:
+            plain.request("GET", "/echo")
+            answer = plain.getresponse()
+            answer.read()
+            assert answer.status == 400  # a TLS listener may only refuse plain HTTP
+        except (ConnectionError, OSError, http.client.HTTPException):
+            pass  # or drop the connection
+        finally:
+            plain.close()
