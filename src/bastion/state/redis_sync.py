@@ -123,12 +123,17 @@ class MirrorSync:
         version = await self._script(
             self._client, keys, [op, self._keys.changes_channel, payload, *args]
         )
+        if int(version) <= self.version:
+            # Redis restarted without its data: the counter went back. Resync now.
+            self._dirty = True
+            self._wake.set()
         self._apply(int(version), op, data)
 
     async def load(self) -> None:
         """Replace the mirror with a consistent snapshot of Redis."""
         keys = self._keys
         now = self.clock()
+        version_at_start = self.version
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.get(keys.version)
             pipe.zrangebyscore(keys.revoked, f"({now!r}", "+inf", withscores=True)
@@ -136,9 +141,11 @@ class MirrorSync:
             pipe.hgetall(keys.blocks)
             version, revoked, not_before, blocks = await pipe.execute()
         snapshot_version = int(version or 0)
-        if snapshot_version < self.version:
+        if snapshot_version < self.version and self.version != version_at_start:
             # A newer change was applied while this snapshot was in flight: keep the
-            # mirror, and look again on the next round.
+            # mirror, and look again on the next round. (A lower version with no change in
+            # flight means Redis lost its data — a restart without persistence — and the
+            # snapshot is the truth.)
             self._dirty = True
             return
         entries = [SharedKeys.parse_block(v) for v in blocks.values()]
