@@ -18,7 +18,15 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Proc", "StartFailed", "free_port", "group_cpu_seconds", "start", "stop"]
+__all__ = [
+    "Proc",
+    "StartFailed",
+    "exit_on_sigterm",
+    "free_port",
+    "group_cpu_seconds",
+    "start",
+    "stop",
+]
 
 
 class StartFailed(RuntimeError):
@@ -30,6 +38,15 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log: Path
+
+
+def exit_on_sigterm() -> None:
+    """Turn SIGTERM into SystemExit, so ``finally`` blocks stop the children we started."""
+
+    def handler(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
 
 
 def free_port() -> int:

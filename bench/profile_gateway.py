@@ -27,7 +27,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import fixtures  # noqa: E402
-from procs import stop  # noqa: E402
+from procs import exit_on_sigterm, stop  # noqa: E402
 from targets import ROWS, Env, gateway_config, start_upstream_process  # noqa: E402
 
 _CHANGES = {
@@ -103,6 +103,7 @@ def main() -> None:
     from bastion.config import load_config
     from bastion.gateway.server import create_gateway
 
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="bastion-profile-"))
     upstream, upstream_url = start_upstream_process(workdir)
     try:

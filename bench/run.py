@@ -30,7 +30,7 @@ if str(HERE) not in sys.path:  # imported by tests or run from elsewhere
 
 import fixtures  # noqa: E402
 from loaddriver import LoadSpec, Measurement, run_load  # noqa: E402
-from procs import StartFailed, group_cpu_seconds, stop  # noqa: E402
+from procs import StartFailed, exit_on_sigterm, group_cpu_seconds, stop  # noqa: E402
 from report import aggregate, print_table  # noqa: E402
 from targets import Env, Row, Running, Unavailable, all_rows, http, start_upstream_process  # noqa: E402
 
@@ -153,28 +153,30 @@ def main(argv: list[str] | None = None) -> int:
         for row in rows:
             print(row.name)
         return 0
+    exit_on_sigterm()
     workdir = Path(tempfile.mkdtemp(prefix="bastion-bench-"))
-    private_pem, public_pem = fixtures.write_es256_key(workdir)
-    spec_path = workdir / "orders-openapi.json"
     try:
         upstream, upstream_url = start_upstream_process(workdir)
     except StartFailed as exc:
         print(f"bench: the upstream did not start: {exc}", file=sys.stderr)
+        shutil.rmtree(workdir, ignore_errors=True)
         return 1
-    spec_path.write_bytes(orjson.dumps(fixtures.openapi_spec(upstream_url)))
-    env = Env(
-        workdir=workdir,
-        upstream_url=upstream_url,
-        upstream_pgid=upstream.popen.pid,
-        private_pem=private_pem,
-        public_pem=public_pem,
-        token=fixtures.make_token(private_pem),
-        spec_path=spec_path,
-        redis_url=args.redis_url,
-        run_id=uuid.uuid4().hex[:10],
-    )
     rounds: dict[str, list[dict[str, Any]]] = {row.name: [] for row in rows}
     try:
+        private_pem, public_pem = fixtures.write_es256_key(workdir)
+        spec_path = workdir / "orders-openapi.json"
+        spec_path.write_bytes(orjson.dumps(fixtures.openapi_spec(upstream_url)))
+        env = Env(
+            workdir=workdir,
+            upstream_url=upstream_url,
+            upstream_pgid=upstream.popen.pid,
+            private_pem=private_pem,
+            public_pem=public_pem,
+            token=fixtures.make_token(private_pem),
+            spec_path=spec_path,
+            redis_url=args.redis_url,
+            run_id=uuid.uuid4().hex[:10],
+        )
         for number in range(1, args.rounds + 1):
             for row in rows:
                 print(f"bench: round {number}/{args.rounds}: {row.name} ...", file=sys.stderr)
@@ -199,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "connections": args.connections,
             "threads": args.threads,
+            "rounds": args.rounds,
         },
         "rows": results,
     }
