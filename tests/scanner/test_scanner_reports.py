@@ -49,6 +49,8 @@ def reports(vulnerable_server: Served, tmp_path_factory: pytest.TempPathFactory)
             str(HERE / "rules-example.yaml"),
             "--fail-on",
             "critical",
+            "--rate",
+            "400",
         ],
     )
     return {

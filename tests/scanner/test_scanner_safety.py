@@ -25,7 +25,7 @@ SEED_ORDERS = ("/api/v2/orders/100", "/api/v2/orders/101")  # exist before the s
 
 @pytest.fixture(scope="module")
 def safe_result(vulnerable_server: Served) -> ScanResult:
-    return scan(vulnerable_server.url)  # every option at its default
+    return scan(vulnerable_server.url, rate=ScanOptions().rate)  # every option at its default
 
 
 def test_default_scan_of_a_15_operation_api_completes_within_the_default_budget(
@@ -163,7 +163,7 @@ def test_target_path_is_the_base_of_every_spec_path() -> None:
 def test_an_exhausted_budget_gives_an_incomplete_report_not_a_hang(
     vulnerable_server: Served,
 ) -> None:
-    result = scan(vulnerable_server.url, budget=1, rate=20, examples=0)
+    result = scan(vulnerable_server.url, budget=1, rate=20.0, examples=0)
     assert result.budget_exhausted
     assert not result.complete
     assert result.checks_skipped  # the checks that could not run are named

@@ -183,6 +183,8 @@ async def run_scan(
                 await crawl(ctx)
             except BudgetExhausted:
                 budget_exhausted = True
+            if not any(ex.status is not None for ex in probe.exchanges):
+                selected = []  # nothing answered: the checks would only repeat the failure
             for index, check_id in enumerate(selected, start=2):
                 if budget_exhausted:
                     skipped[check_id] = "time budget exhausted"
