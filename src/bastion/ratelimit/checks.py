@@ -61,6 +61,10 @@ class LimitCheck:
     algorithm: Algorithm = "gcra"
     cost: int = 1
     name: str = ""
+    #: The key under which the state is stored. It includes the algorithm and rate, so two
+    #: checks with the same ``key`` but different rates never share (and corrupt) one
+    #: state, and a changed config starts fresh. Computed once.
+    storage_key: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.algorithm not in _ALGORITHMS:
@@ -82,20 +86,14 @@ class LimitCheck:
                 "algorithm 'quota' needs a calendar rate from parse_quota() and calendar "
                 "rates need algorithm 'quota'"
             )
+        object.__setattr__(self, "storage_key", self._make_storage_key())
 
     @property
     def capacity(self) -> int:
         """Most units one request may take: the burst for GCRA, else the limit."""
         return self.rate.burst if self.algorithm == "gcra" else self.rate.limit
 
-    @property
-    def storage_key(self) -> str:
-        """The key under which the state is stored.
-
-        It includes the algorithm and rate, so two checks with the same ``key`` but
-        different rates never share (and corrupt) one state, and a changed config starts
-        fresh.
-        """
+    def _make_storage_key(self) -> str:
         rate = self.rate
         spec = rate.calendar or f"{rate.period:g}"
         return f"{self.algorithm}:{rate.limit}:{spec}:{rate.burst}:{bounded_key(self.key)}"

@@ -56,6 +56,7 @@ class RedisStateStore:
         time_source: Literal["server", "client"] = "server",
         timeout: float = 1.0,
         max_connections: int = 64,
+        pool_timeout: float = 5.0,
         clock: Callable[[], float] = time.time,
         client: Redis | None = None,
     ) -> None:
@@ -65,13 +66,14 @@ class RedisStateStore:
             raise ValueError("time_source must be 'server' or 'client'")
         self.prefix = prefix
         self.time_source = time_source
-        # A blocking pool: a burst of concurrent requests waits (up to ``timeout``) for a
-        # connection instead of failing with "Too many connections".
+        # A blocking pool: a burst of concurrent requests waits (up to ``pool_timeout``)
+        # for a connection instead of failing with "Too many connections"; each command
+        # is bounded by ``timeout``.
         self._client = client or Redis.from_pool(
             BlockingConnectionPool.from_url(
                 url,
                 max_connections=max_connections,
-                timeout=timeout,
+                timeout=pool_timeout,
                 socket_timeout=timeout,
                 socket_connect_timeout=timeout,
                 retry=Retry(NoBackoff(), 1),
