@@ -168,3 +168,32 @@ def test_an_exhausted_budget_gives_an_incomplete_report_not_a_hang(
     assert not result.complete
     assert result.checks_skipped  # the checks that could not run are named
     assert result.operations_exercised  # what was done is still reported
+
+
+def _without_security(tmp_path: Path, source: Path) -> Path:
+    import yaml
+
+    doc = yaml.safe_load(source.read_text(encoding="utf-8"))
+    doc.pop("security", None)
+    doc["components"].pop("securitySchemes", None)
+    for item in doc["paths"].values():
+        for operation in item.values():
+            if isinstance(operation, dict):
+                operation.pop("security", None)
+    path = tmp_path / source.name
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_bola_is_found_even_when_the_spec_declares_no_security(
+    tmp_path: Path, vulnerable_server: Served, fixed_server: Served
+) -> None:
+    options = ScanOptions(checks=("API1",), examples=0, rate=400)
+    identities = load_identities(SPEC.with_name("identities.yaml"))
+    spec = load_spec(_without_security(tmp_path, SPEC))
+    assert not any(op.secured for op in spec.operations)
+    found = asyncio.run(run_scan(spec, vulnerable_server.url, identities, options))
+    assert "API1.bola-read" in {f.rule for f in found.findings}
+    identities = load_identities(SPEC.with_name("identities.yaml"))
+    clean = asyncio.run(run_scan(spec, fixed_server.url, identities, options))
+    assert clean.findings == []
