@@ -90,7 +90,7 @@ async def _reads(ctx: ScanContext, op: Operation) -> None:
                 + ".",
                 op=op,
                 identities=(owner.name, attacker.name),
-                exchanges=(base, ex),
+                exchanges=(ex, base),
                 details={"key": attacker.name, "object": obj.path, "similarity": round(score, 3)},
             )
             break
@@ -181,7 +181,7 @@ async def _deletes(ctx: ScanContext, op: Operation) -> None:
             f"{owner.name} (HTTP {ex.status}).",
             op=op,
             identities=(owner.name, attacker.name),
-            exchanges=(made, ex),
+            exchanges=(ex, made),
             details={"key": attacker.name},
         )
 
