@@ -24,6 +24,7 @@ LAZY_COMMANDS = {
     "block": "bastion.admin_client:block",
     "unblock": "bastion.admin_client:unblock",
     "blocks": "bastion.admin_client:blocks",
+    "versions": "bastion.versions_report:versions",
 }
 
 

@@ -171,3 +171,25 @@ def test_sighup_reload_in_process_on_uvicorn(tmp_path: Path, upstream: Upstream)
         while call(gw.port, "GET", "/extra")[0] != 200 and time.monotonic() < deadline:
             time.sleep(0.1)
         assert call(gw.port, "GET", "/extra")[0] == 200
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_sigterm_drains_in_flight_requests(tmp_path: Path, upstream: Upstream, server: str) -> None:
+    import threading
+
+    results: list[int] = []
+    with run_gateway(dev_config(upstream.url), tmp_path, server=server) as gw:
+
+        def slow() -> None:
+            results.append(call(gw.port, "GET", "/slow?seconds=1.5")[0])
+
+        worker = threading.Thread(target=slow)
+        worker.start()
+        deadline = time.monotonic() + 5
+        while not any(r["path"] == "/slow" for r in upstream.received()):
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        gw.proc.send_signal(signal.SIGTERM)
+        worker.join(timeout=15)
+        gw.proc.wait(timeout=15)  # it exits once drained (uvicorn re-raises SIGTERM)
+    assert results == [200]

@@ -215,3 +215,29 @@ def test_v1_carries_deprecation_and_sunset(alice: Client) -> None:
 def test_unknown_route_and_method(alice: Client) -> None:
     assert alice("GET", "/v2/secret")[0] == 404
     assert alice("PUT", "/v2/orders/o-1001", {})[0] == 405
+
+
+def test_versions_report_shows_who_calls_v1(
+    alice: Client, bob: Client, shop_gateway: GatewayProc
+) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    mark = shop_gateway.mark()
+    alice("GET", "/v1/users/u-alice")
+    bob("GET", "/v1/orders/o-2001")
+    bob("GET", "/v1/orders/o-2001")
+    shop_gateway.events_since(mark, 3)
+    bastion = str(Path(sys.executable).with_name("bastion"))
+    result = subprocess.run(
+        [bastion, "versions", "--audit", str(shop_gateway.audit), "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    usage = {(u["caller"], u["route"]): u["calls"] for u in json.loads(result.stdout)}
+    assert usage[("u-bob", "/v1/orders/{order_id}")] == 2
+    assert usage[("u-alice", "/v1/users/{user_id}")] >= 1
+    assert all(route.startswith("/v1/") for _, route in usage)

@@ -221,6 +221,10 @@ def event_from_context(ctx: RequestContext, now: float) -> dict[str, Any]:
         "bytes_in": ctx.bytes_in,
         "bytes_out": ctx.bytes_out,
     }
+    if ctx.principal is not None and ctx.principal.credential_id:
+        event["credential_id"] = ctx.principal.credential_id
+    if ctx.path_params:
+        event["params"] = dict(ctx.path_params)
     if ctx.peer_ip != ctx.client_ip:
         event["peer_ip"] = ctx.peer_ip
     traceparent = ctx.headers.get("traceparent")
