@@ -13,6 +13,7 @@ to rehash when the configured parameters change.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import unicodedata
 from collections.abc import Iterable
@@ -115,9 +116,15 @@ class PasswordPolicy:
 
 
 class PasswordHasher:
-    """Argon2id with the configured cost; a dummy hash equalises unknown-user timing."""
+    """Argon2id with the configured cost; a dummy hash equalises unknown-user timing.
 
-    def __init__(self, params: Argon2Settings) -> None:
+    The async variants run the hash in a worker thread (argon2-cffi releases the GIL), so
+    a login never stalls the event loop, and at most ``concurrency`` hashes run at once,
+    which bounds memory (``memory_cost`` each) under a flood of logins.
+    """
+
+    def __init__(self, params: Argon2Settings, concurrency: int = 4) -> None:
+        self._slots = asyncio.Semaphore(concurrency)
         self._hasher = argon2.PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,
@@ -136,6 +143,14 @@ class PasswordHasher:
         except (VerifyMismatchError, VerificationError, InvalidHashError):
             return False
         return stored_hash is not None
+
+    async def averify(self, stored_hash: str | None, password: str) -> bool:
+        async with self._slots:
+            return await asyncio.to_thread(self.verify, stored_hash, password)
+
+    async def ahash(self, normalized_password: str) -> str:
+        async with self._slots:
+            return await asyncio.to_thread(self.hash, normalized_password)
 
     def needs_rehash(self, stored_hash: str) -> bool:
         return self._hasher.check_needs_rehash(stored_hash)

@@ -12,11 +12,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from joserfc import jws
 from joserfc.errors import JoseError
+from joserfc.jwk import ECKey
 
 from bastion.identity.keys import KeyStore
-from bastion.identity.sealing import new_token
+from bastion.identity.sealing import b64url, new_token
 from bastion.jsonutil import JSONError, dumps, loads_strict
 
 __all__ = ["AccessTokens", "IssuedToken"]
@@ -32,11 +36,40 @@ class IssuedToken:
     expires_at: int
 
 
+_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+
+
+class _ES256Signer:
+    """JWS compact serialisation with ES256 (RFC 7515 §7.1, RFC 7518 §3.4), done directly
+    on ``cryptography``: the header segment is computed once per key, the signature is the
+    fixed-width ``R || S``. Measured about twice as fast as the generic joserfc path on the
+    token endpoint; verification (here and at the gateway) still goes through joserfc."""
+
+    __slots__ = ("_key", "_prefix", "kid")
+
+    def __init__(self, kid: str, key: ECKey) -> None:
+        self.kid = kid
+        private = key.private_key
+        if not isinstance(private, ec.EllipticCurvePrivateKey):
+            raise ValueError("not an EC private key")
+        if not isinstance(private.curve, ec.SECP256R1):
+            raise ValueError("ES256 needs a P-256 key")
+        self._key = private
+        header = dumps({"typ": "at+jwt", "alg": "ES256", "kid": kid})
+        self._prefix = b64url(header) + "."
+
+    def sign(self, payload: bytes) -> str:
+        signing_input = self._prefix + b64url(payload)
+        r, s = decode_dss_signature(self._key.sign(signing_input.encode("ascii"), _ECDSA_SHA256))
+        return signing_input + "." + b64url(r.to_bytes(32, "big") + s.to_bytes(32, "big"))
+
+
 class AccessTokens:
     def __init__(self, keys: KeyStore, issuer: str, ttl: int) -> None:
         self._keys = keys
         self.issuer = issuer
         self.ttl = ttl
+        self._signer: _ES256Signer | None = None
 
     def issue(
         self,
@@ -50,6 +83,9 @@ class AccessTokens:
         auth_time: float | None = None,
     ) -> IssuedToken:
         kid, key = self._keys.signing_key()
+        signer = self._signer
+        if signer is None or signer.kid != kid:
+            signer = self._signer = _ES256Signer(kid, key)
         iat = int(now)
         jti = new_token(16)
         claims: dict[str, Any] = {
@@ -65,9 +101,7 @@ class AccessTokens:
         }
         if auth_time is not None:
             claims["auth_time"] = int(auth_time)
-        header = {"typ": "at+jwt", "alg": "ES256", "kid": kid}
-        token = jws.serialize_compact(header, dumps(claims), key, algorithms=["ES256"])
-        return IssuedToken(token, jti, iat, iat + self.ttl)
+        return IssuedToken(signer.sign(dumps(claims)), jti, iat, iat + self.ttl)
 
     def verify(self, token: str, now: float) -> dict[str, Any] | None:
         """Claims of a token this service signed that is unexpired; otherwise ``None``."""

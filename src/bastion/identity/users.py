@@ -110,7 +110,7 @@ class Users:
             "id": user_id or f"u-{new_token(9)}",
             "username": name,
             "email": email,
-            "password_hash": self.hasher.hash(clean),
+            "password_hash": await self.hasher.ahash(clean),
             "roles": dumps(sorted(set(roles))).decode(),
             "disabled": False,
             "mfa_seed": None,
@@ -159,7 +159,7 @@ class Users:
                 update(users)
                 .where(users.c.id == user.id)
                 .values(
-                    password_hash=self.hasher.hash(clean),
+                    password_hash=await self.hasher.ahash(clean),
                     not_before=now,
                     failed_logins=0,
                     locked_until=0.0,
@@ -171,15 +171,15 @@ class Users:
         """The user whose password this is, or :class:`LoginFailed` (generic)."""
         user = await self.by_username(username) if len(username) <= 512 else None
         if user is None:
-            self.hasher.verify(None, password)
+            await self.hasher.averify(None, password)
             raise LoginFailed("login.unknown_user")
         if user.locked_until > now:
-            self.hasher.verify(None, password)
+            await self.hasher.averify(None, password)
             raise LoginFailed("login.locked", user.id)
         if user.next_attempt_at > now:
-            self.hasher.verify(None, password)
+            await self.hasher.averify(None, password)
             raise LoginFailed("login.throttled", user.id)
-        if not self.hasher.verify(user.password_hash, password):
+        if not await self.hasher.averify(user.password_hash, password):
             locked = await self.record_failure(user.id, now)
             raise LoginFailed("login.locked_now" if locked else "login.bad_password", user.id)
         if user.disabled:
@@ -190,7 +190,7 @@ class Users:
                 await conn.execute(
                     update(users)
                     .where(users.c.id == user.id)
-                    .values(password_hash=self.hasher.hash(password_normalized(password)))
+                    .values(password_hash=await self.hasher.ahash(password_normalized(password)))
                 )
         return user
 
