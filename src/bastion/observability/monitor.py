@@ -1,0 +1,227 @@
+"""The monitor: metrics, detectors, alerts and playbooks for one gateway process.
+
+The gateway calls :meth:`Monitor.observe` synchronously after every audit event. It costs a
+few dictionary increments (metrics) and one list append (the detector queue); everything
+else — window updates (Redis round trips), alerts, playbook actions, metric snapshots —
+runs in background tasks started by :meth:`Monitor.start`. ``observe`` never raises and
+never waits: a full queue drops the event and counts it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import replace
+from typing import Any
+
+from starlette.routing import BaseRoute
+
+from bastion.observability.alerts import Alert, AlertDispatcher
+from bastion.observability.audit import AuditLog
+from bastion.observability.config import MonitoringConfig
+from bastion.observability.detectors import Finding, build_detectors, run_pass
+from bastion.observability.incidents import AlertGate, IncidentLog
+from bastion.observability.metrics import RequestMetrics, SnapshotDir
+from bastion.observability.playbooks import PlaybookRunner
+from bastion.observability.windows import LocalWindows, RedisWindows, Windows
+from bastion.state.base import StateStore
+
+__all__ = ["Monitor"]
+
+Event = Mapping[str, Any]
+
+
+def _redis_of(store: StateStore) -> tuple[Any, str] | None:
+    """The Redis client and key prefix of a Redis state store (None for other stores)."""
+    from bastion.state.redis_store import RedisStateStore
+
+    if isinstance(store, RedisStateStore):
+        return store._client, store.prefix
+    return None
+
+
+class Monitor:
+    def __init__(
+        self,
+        config: MonitoringConfig,
+        *,
+        store: StateStore,
+        audit: AuditLog,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.audit = audit
+        self.clock = clock
+        self.gateway = f"{socket.gethostname()}:{os.getpid()}"
+        self.metrics = RequestMetrics(config.metrics_options.top_entries)
+        self._metrics_on = config.metrics or config.dashboard
+        self.detectors = build_detectors(config.detectors)
+        self._pending: list[Event] = []
+        self._queue_size = config.detectors.queue_size
+        self._detecting = bool(self.detectors)
+        redis = _redis_of(store)
+        client, prefix = redis if redis is not None else (None, "bastion")
+        self.windows: Windows = (
+            RedisWindows(client, prefix)
+            if client is not None and config.detectors.shared
+            else LocalWindows()
+        )
+        self.incidents = IncidentLog(config.incidents_kept, client, prefix)
+        self.gate = AlertGate(
+            config.alerts.dedup_window, config.alerts.max_per_minute, clock, client, prefix
+        )
+        self.dispatcher = AlertDispatcher(
+            config.alerts,
+            count=lambda sink, outcome: self.metrics.inc(
+                "bastion_alert_deliveries", (sink, outcome)
+            ),
+            clock=clock,
+        )
+        self.playbooks = PlaybookRunner(
+            config.playbooks,
+            store,
+            audit,
+            clock,
+            count=lambda action, outcome: self.metrics.inc(
+                "bastion_incident_actions", (action, outcome)
+            ),
+        )
+        self.snapshots: SnapshotDir | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._errors: set[str] = set()
+        self._lock = asyncio.Lock()
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.dispatcher.start()
+        if self._detecting:
+            self._tasks.append(asyncio.create_task(self._detect_loop()))
+        if self._metrics_on:
+            try:
+                self.snapshots = SnapshotDir.default(self.config.metrics_options.multiprocess_dir)
+            except OSError as exc:
+                self._note("snapshots", exc)
+            else:
+                self._tasks.append(asyncio.create_task(self._snapshot_loop()))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        with contextlib.suppress(Exception):
+            await self.process_pending()
+        if self.snapshots is not None:
+            with contextlib.suppress(OSError):
+                self.snapshots.write(self.metrics)
+        await self.dispatcher.close()
+
+    # -- hot path ---------------------------------------------------------------------
+
+    def observe(self, event: Event) -> None:
+        """Account one audit event. Cheap, synchronous, never raises."""
+        try:
+            if self._metrics_on:
+                self.metrics.observe(event)
+            if self._detecting:
+                if len(self._pending) < self._queue_size:
+                    self._pending.append(event)
+                else:
+                    self.metrics.inc("bastion_monitor_dropped_events", ())
+        except Exception as exc:  # monitoring must never break a request
+            self._note("observe", exc)
+
+    # -- background -------------------------------------------------------------------
+
+    async def _detect_loop(self) -> None:
+        interval = self.config.detectors.flush_interval
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.process_pending()
+            except Exception as exc:  # a Redis outage must not kill the loop
+                self._note("detectors", exc)
+
+    async def _snapshot_loop(self) -> None:
+        assert self.snapshots is not None
+        while True:
+            await asyncio.sleep(self.config.metrics_options.snapshot_interval)
+            try:
+                self.snapshots.write(self.metrics)
+            except OSError as exc:
+                self._note("snapshots", exc)
+
+    async def process_pending(self) -> list[Alert]:
+        """Run the detectors over the queued events; raise alerts and run playbooks.
+
+        Called by the background loop; tests call it directly with an injected clock.
+        """
+        async with self._lock:
+            events, self._pending = self._pending, []
+            if not events:
+                return []
+            findings = await run_pass(self.detectors, events, self.windows, self.clock())
+            alerts = []
+            for finding in findings:
+                alert = await self._raise(finding)
+                if alert is not None:
+                    alerts.append(alert)
+            return alerts
+
+    async def _raise(self, finding: Finding) -> Alert | None:
+        why_not = await self.gate.admit(finding.key)
+        if why_not is not None:
+            self.metrics.inc("bastion_alerts_suppressed", (why_not,))
+            return None
+        alert = Alert.from_finding(finding, self.clock(), self.gateway)
+        actions = await self.playbooks.run(finding, alert.id)
+        alert = replace(alert, actions=tuple(actions))
+        self.metrics.inc("bastion_alerts", (finding.detector,))
+        self.audit.emit(
+            {
+                "event": "alert",
+                "alert_id": alert.id,
+                "detector": alert.detector,
+                "subject": alert.subject,
+                "severity": alert.severity,
+                "summary": alert.summary,
+                "evidence": dict(alert.evidence),
+            }
+        )
+        try:
+            await self.incidents.add(alert.to_json())
+        except Exception as exc:  # the alert still goes out
+            self._note("incidents", exc)
+        self.dispatcher.submit(alert)
+        return alert
+
+    def _note(self, where: str, exc: BaseException) -> None:
+        if where not in self._errors:
+            self._errors.add(where)
+            print(f"bastion: monitor {where} failed: {type(exc).__name__}", file=sys.stderr)
+
+    # -- views ------------------------------------------------------------------------
+
+    def merged_metrics(self) -> RequestMetrics:
+        """This worker's live aggregate plus every other worker's last snapshot."""
+        merged = RequestMetrics(self.metrics.top_entries)
+        merged.merge(self.metrics.snapshot())
+        if self.snapshots is not None:
+            for other in self.snapshots.others():
+                merged.merge(other)
+        return merged
+
+    def admin_routes(self, runtime_token: str) -> list[BaseRoute]:
+        """Routes for the admin listener: /metrics, /incidents and the dashboard."""
+        from bastion.observability.dashboard import admin_routes
+
+        return admin_routes(self, runtime_token)
