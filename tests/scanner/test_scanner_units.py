@@ -235,3 +235,24 @@ def test_public_api_is_curated() -> None:
         if not name.startswith("_") and not isinstance(value, types.ModuleType)
     }
     assert sorted(scanner.__all__) == sorted(public)
+
+
+def test_spec_can_be_loaded_from_a_url() -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from tests.scanner.servers import serve
+
+    async def spec(_: object) -> PlainTextResponse:
+        return PlainTextResponse(SPEC.read_text(encoding="utf-8"), media_type="application/yaml")
+
+    with serve(Starlette(routes=[Route("/openapi.yaml", spec)])) as url:
+        loaded = load_spec(f"{url}/openapi.yaml")
+        with pytest.raises(ConfigError, match="cannot read the spec"):
+            load_spec(f"{url}/missing.yaml")
+    assert loaded.source == f"{url}/openapi.yaml"
+    assert len(loaded.operations) == 16
+    approve = loaded.operation("POST /api/v2/orders/{order_id}/approve")
+    assert approve is not None
+    assert approve.line is not None

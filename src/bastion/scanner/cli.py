@@ -61,8 +61,8 @@ def _write_reports(
     "--spec",
     "spec_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="OpenAPI 3.x document (YAML or JSON).",
+    metavar="FILE|URL",
+    help="OpenAPI 3.x document (YAML or JSON), a file or an http(s) URL.",
 )
 @click.option("--target", required=True, help="Base URL of the API; only its host is in scope.")
 @click.option(
@@ -158,7 +158,7 @@ def _write_reports(
 )
 @click.option("--quiet", is_flag=True, help="No progress bar and no terminal summary.")
 def scan(
-    spec_path: Path,
+    spec_path: str,
     target: str,
     identities_path: Path | None,
     json_path: Path | None,

@@ -9,6 +9,7 @@ numbers for SARIF) is derived here once, so the checks read plain data.
 from __future__ import annotations
 
 import re
+import urllib.request
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,16 +167,36 @@ def _location(param: Any) -> str:
     return str(getattr(param.location, "value", param.location))
 
 
+def _fetch(url: str, timeout: float = 15.0) -> str:
+    """GET a spec over http(s); 8 MiB at most."""
+    if not url.startswith(("http://", "https://")):
+        raise ValueError("only http(s) URLs are fetched")
+    accept = {"Accept": "application/json, application/yaml"}
+    request = urllib.request.Request(url, headers=accept)  # noqa: S310 - scheme checked above
+    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310
+        body: bytes = response.read(8 << 20)
+    return body.decode("utf-8")
+
+
 def load_spec(location: str | Path) -> ApiSpec:
-    """Load and validate an OpenAPI 3.x document from a file; raise ConfigError if unusable."""
+    """Load and validate an OpenAPI 3.x document from a file or an http(s) URL.
+
+    Raise ConfigError if it cannot be read or is not a usable OpenAPI document.
+    """
+    source = str(location)
     path = Path(location)
     try:
-        text = path.read_text(encoding="utf-8")
-        native = schemathesis.openapi.from_path(str(path))
+        if source.startswith(("http://", "https://")):
+            text = _fetch(source)
+            native = schemathesis.openapi.from_file(text)
+        else:
+            text = path.read_text(encoding="utf-8")
+            native = schemathesis.openapi.from_path(str(path))
     except OSError as exc:
-        raise ConfigError(f"cannot read the spec: {exc.strerror}", location=str(path)) from exc
+        why = exc.strerror or str(getattr(exc, "reason", exc))
+        raise ConfigError(f"cannot read the spec: {why}", location=source) from exc
     except Exception as exc:  # schemathesis raises its own loader errors
-        raise ConfigError(f"not a usable OpenAPI document: {exc}", location=str(path)) from exc
+        raise ConfigError(f"not a usable OpenAPI document: {exc}", location=source) from exc
     raw: dict[str, Any] = native.raw_schema
     lines = _line_index(text)
     global_security = raw.get("security") or []
@@ -185,7 +206,7 @@ def load_spec(location: str | Path) -> ApiSpec:
         try:
             st_op = result.ok()
         except Exception as exc:
-            raise ConfigError(f"invalid operation in the spec: {exc}", location=str(path)) from exc
+            raise ConfigError(f"invalid operation in the spec: {exc}", location=source) from exc
         method = str(st_op.method).lower()
         raw_op: dict[str, Any] = resolve(st_op.definition.raw, raw)
         params = tuple(
@@ -234,7 +255,7 @@ def load_spec(location: str | Path) -> ApiSpec:
                 native=st_op,
             )
         )
-    return ApiSpec(source=str(path), raw=raw, operations=operations, native=native, text=text)
+    return ApiSpec(source=source, raw=raw, operations=operations, native=native, text=text)
 
 
 def generate_cases(op: Operation, count: int, *, seed: int = 0) -> list[dict[str, Any]]:

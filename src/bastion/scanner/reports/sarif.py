@@ -39,6 +39,8 @@ _SCORE = {
 
 
 def _uri(source: str) -> str:
+    if source.startswith(("http://", "https://")):
+        return source
     path = Path(source)
     try:
         return Path(os.path.relpath(path.resolve(), Path.cwd())).as_posix()
