@@ -72,11 +72,36 @@ def strategy(schema: dict[str, Any]) -> st.SearchStrategy[Any]:
 
 
 ORDERS = strategy(ORDER)
+# derandomize: the shared gate must not fail on a fresh random draw. Set it to False locally
+# to explore (a random run found the jsonschema-rs email false positive, see formats.py).
 SETTINGS = settings(
     max_examples=50,
+    derandomize=True,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
+
+
+def _without_additional(schema: Any) -> Any:
+    """The same schema as a loose spec would write it: no additionalProperties anywhere."""
+    if isinstance(schema, dict):
+        return {k: _without_additional(v) for k, v in schema.items() if k != "additionalProperties"}
+    return schema
+
+
+@pytest.fixture(scope="module")
+def loose_order(tmp_path_factory: pytest.TempPathFactory) -> OperationContract:
+    body = {
+        "required": True,
+        "content": {"application/json": {"schema": _without_additional(ORDER)}},
+    }
+    doc = minimal(
+        {"/orders": {"post": {"requestBody": body, "responses": {"201": {"description": "ok"}}}}},
+        version="3.1.0",
+    )
+    return contract(
+        write_spec(tmp_path_factory.mktemp("loose"), doc, "loose.json"), "POST", "/orders"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,8 +137,11 @@ def _send(op: OperationContract, body: Any) -> Any:
 
 @SETTINGS
 @given(body=ORDERS)
-def test_generated_valid_bodies_are_accepted(create_order: OperationContract, body: Any) -> None:
+def test_generated_valid_bodies_are_accepted(
+    create_order: OperationContract, loose_order: OperationContract, body: Any
+) -> None:
     assert _send(create_order, body).body == body
+    assert _send(loose_order, body).body == body  # the injected hardening adds no false positive
 
 
 def _mutate(body: dict[str, Any], how: str) -> dict[str, Any]:
@@ -157,10 +185,13 @@ MUTATIONS = [
 
 @SETTINGS
 @given(body=ORDERS, how=st.sampled_from(MUTATIONS))
-def test_mutated_bodies_are_refused(create_order: OperationContract, body: Any, how: str) -> None:
-    with pytest.raises(ValidationFailed) as info:
-        _send(create_order, _mutate(body, how))
-    assert all(e["pointer"].startswith("/body") for e in info.value.extensions["errors"])
+def test_mutated_bodies_are_refused(
+    create_order: OperationContract, loose_order: OperationContract, body: Any, how: str
+) -> None:
+    for op in (create_order, loose_order):
+        with pytest.raises(ValidationFailed) as info:
+            _send(op, _mutate(body, how))
+        assert all(e["pointer"].startswith("/body") for e in info.value.extensions["errors"])
 
 
 @SETTINGS

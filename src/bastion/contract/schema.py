@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import jsonschema_rs
 
+from bastion.contract.formats import FORMATS
 from bastion.errors import ConfigError
 
 __all__ = ["SchemaCompiler", "compile_validator", "resolve_local", "schema_types"]
@@ -113,6 +114,7 @@ def compile_validator(schema: Any) -> jsonschema_rs.Validator:
     try:
         return jsonschema_rs.Draft202012Validator(
             schema,
+            formats=FORMATS,
             validate_formats=True,
             pattern_options=jsonschema_rs.RegexOptions(),
         )
