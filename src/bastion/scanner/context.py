@@ -25,20 +25,20 @@ __all__ = ["UNSET", "ObjectRef", "ScanContext", "ScanOptions"]
 
 UNSET: Any = object()
 _PARAM = re.compile(r"\{([^}]+)\}")
-OWNER_FIELDS = (
-    "owner",
-    "owner_id",
-    "user_id",
-    "userId",
-    "customer_id",
-    "customerId",
-    "created_by",
-    "createdBy",
-    "account_id",
-    "accountId",
-    "tenant_id",
-    "author",
-)
+OWNER_FIELDS = frozenset(
+    {
+        "owner",
+        "ownerid",
+        "userid",
+        "customerid",
+        "createdby",
+        "accountid",
+        "tenantid",
+        "author",
+        "authorid",
+        "uid",
+    }
+)  # compared lower-cased, without "_" or "-"
 
 
 @dataclass
@@ -86,10 +86,12 @@ def object_id(data: Any, param: str | None = None) -> Any:
 
 
 def owner_value(data: Any) -> Any:
+    """The value of the first owner-like field (``owner``, ``owner_id``, ``ownerId``, …)."""
     if isinstance(data, dict):
-        for key in OWNER_FIELDS:
-            if key in data and isinstance(data[key], str | int):
-                return data[key]
+        for key, value in data.items():
+            normal = str(key).lower().replace("_", "").replace("-", "")
+            if normal in OWNER_FIELDS and isinstance(value, str | int):
+                return value
     return None
 
 
