@@ -49,3 +49,5 @@ def print_summary(result: ScanResult, console: Console) -> None:
     for check_id, reason in result.checks_skipped.items():
         if reason != "not selected":
             console.print(f"[yellow]check {check_id} skipped:[/yellow] {reason}")
+    for note in result.notes:
+        console.print(f"[dim]note: {note}[/dim]")
