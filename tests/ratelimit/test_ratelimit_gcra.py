@@ -88,3 +88,21 @@ def test_sustained_rate_over_a_long_run_matches_the_limit() -> None:
     times = [T0 + i * 0.1 for i in range(6000)]
     admitted = sum(run("60/minute", times))
     assert admitted == 60 + 600 - 1 or admitted == 60 + 600
+
+
+@pytest.mark.parametrize("rate_text", ["3/s", "7/10s", "9/7s", "1000/s", "100/minute"])
+def test_full_burst_at_one_instant_despite_float_rounding(rate_text: str) -> None:
+    # Epoch timestamps have ~0.24 µs resolution; the last unit of a burst sits exactly on
+    # the boundary and must not be refused by rounding noise.
+    rate = parse_rate(rate_text)
+    for offset in (0.1, 0.123456, 79.3999975, 500.7):
+        now = 1_800_000_000.0 + offset
+        tat: float | None = None
+        remaining = []
+        for _ in range(rate.burst):
+            step = gcra(tat, now, rate)
+            assert step.allowed
+            tat = step.state  # type: ignore[assignment]
+            remaining.append(step.remaining)
+        assert remaining == list(range(rate.burst - 1, -1, -1))
+        assert not gcra(tat, now, rate).allowed

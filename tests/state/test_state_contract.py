@@ -222,3 +222,29 @@ async def test_published_events_reach_subscribers(store: StateStore) -> None:
 
 async def test_healthy(store: StateStore) -> None:
     assert await store.healthy()
+
+
+async def test_random_sequences_match_the_pure_reference(store: StateStore) -> None:
+    import random
+
+    rng = random.Random(20261128)
+    pool = [
+        LimitCheck("r1", parse_rate("7/10s", burst=4), "gcra"),
+        LimitCheck("r2", parse_rate("5/10s"), "sliding_window"),
+        LimitCheck("r3", parse_quota("25/day"), "quota"),
+        LimitCheck("r1", parse_rate("3/s"), "gcra"),
+    ]
+    reference: dict[str, State] = {}
+    now = NOW - 3.0
+    for i in range(150):
+        now += rng.choice([0.0, 0.0, 0.05, 0.3, 1.1, 2.7])
+        chosen = rng.sample(pool, rng.randint(1, 3))
+        cost = rng.choice([0, 1, 1, 1, 2])
+        checks = [LimitCheck(c.key, c.rate, c.algorithm, cost) for c in chosen]
+        expected, writes = evaluate_checks(checks, reference, now)
+        for key, (state, _ttl) in writes.items():
+            reference[key] = state
+        got = await store.rate_limit(checks, now)
+        assert (got.allowed, got.denied_by) == (expected.allowed, expected.denied_by), i
+        assert [o.remaining for o in got.checks] == [o.remaining for o in expected.checks], i
+        assert got.retry_after == pytest.approx(expected.retry_after, abs=1e-3), i

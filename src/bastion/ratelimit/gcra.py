@@ -9,15 +9,23 @@ Token-bucket semantics with one stored number per key, the *theoretical arrival 
 
 So a fresh key admits ``burst`` units at once, then one unit every ``T`` seconds; after
 ``burst * T`` seconds idle the bucket is full again (``reset_after``).
-The Redis implementation is the same arithmetic in Lua (``state/lua/rate_limit.lua``).
+The Redis implementation is the same arithmetic in Lua (``state/lua/rate_limit.lua``), in
+microseconds, with the same 1 µs tolerance.
 """
 
 from __future__ import annotations
 
-from bastion.ratelimit.rate import Rate
-from bastion.ratelimit.step import Step, floor_units
+import math
 
-__all__ = ["gcra"]
+from bastion.ratelimit.rate import Rate
+from bastion.ratelimit.step import Step
+
+__all__ = ["EPSILON", "gcra"]
+
+#: Time tolerance (1 µs). Unix timestamps near 1.8e9 s have a float resolution of about
+#: 0.24 µs, so exact boundaries (the last unit of a burst at one instant) need a tolerance
+#: above that or a full burst is refused by rounding noise.
+EPSILON = 1e-6
 
 
 def gcra(tat: float | None, now: float, rate: Rate, cost: int = 1) -> Step:
@@ -27,11 +35,11 @@ def gcra(tat: float | None, now: float, rate: Rate, cost: int = 1) -> Step:
     base = now if tat is None or tat < now else tat
     new_tat = base + cost * interval
     allow_at = new_tat - tolerance
-    if allow_at > now + 1e-9:
+    if allow_at > now + EPSILON:
         return Step(
             state=tat,
             allowed=False,
-            remaining=floor_units((now - (base - tolerance)) / interval),
+            remaining=max(0, math.floor((now + EPSILON - (base - tolerance)) / interval)),
             reset_after=base - now,
             retry_after=allow_at - now,
             ttl=base - now,
@@ -39,7 +47,7 @@ def gcra(tat: float | None, now: float, rate: Rate, cost: int = 1) -> Step:
     return Step(
         state=new_tat,
         allowed=True,
-        remaining=floor_units((now - allow_at) / interval),
+        remaining=max(0, math.floor((now + EPSILON - allow_at) / interval)),
         reset_after=new_tat - now,
         retry_after=0.0,
         ttl=new_tat - now,

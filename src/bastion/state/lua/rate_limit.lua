@@ -24,6 +24,8 @@ local function units(x)
 end
 
 local function gcra(raw, limit, period, burst, cost)
+  -- EPS: 1 us tolerance, above the float resolution of epoch microseconds (0.25 us).
+  local EPS = 1
   local interval = period / limit
   local tolerance = interval * burst
   local base = now
@@ -31,11 +33,14 @@ local function gcra(raw, limit, period, burst, cost)
   if tat and tat > now then base = tat end
   local new_tat = base + cost * interval
   local allow_at = new_tat - tolerance
-  if allow_at > now + 1e-3 then
-    return 0, units((now - (base - tolerance)) / interval), base - now, allow_at - now, nil, 0
+  if allow_at > now + EPS then
+    local left = math.floor((now + EPS - (base - tolerance)) / interval)
+    if left < 0 then left = 0 end
+    return 0, left, base - now, allow_at - now, nil, 0
   end
-  return 1, units((now - allow_at) / interval), new_tat - now, 0,
-    string.format('%.0f', new_tat), new_tat - now
+  local left = math.floor((now + EPS - allow_at) / interval)
+  if left < 0 then left = 0 end
+  return 1, left, new_tat - now, 0, string.format('%.17g', new_tat), new_tat - now
 end
 
 local function sliding(raw, limit, period, cost)
