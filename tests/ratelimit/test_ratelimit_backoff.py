@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bastion.ratelimit import BackoffPolicy, login_state
@@ -42,6 +44,6 @@ def test_failures_are_forgotten_after_reset_after_but_lockout_holds() -> None:
         {"reset_after": 0},
     ],
 )
-def test_invalid_policies(kwargs: dict) -> None:
+def test_invalid_policies(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"."):
         BackoffPolicy(**kwargs)

@@ -12,8 +12,8 @@ from bastion.ratelimit.calendar import civil_from_days, days_from_civil
 UTC = dt.UTC
 
 
-def ts(*args: int) -> float:
-    return dt.datetime(*args, tzinfo=UTC).timestamp()
+def ts(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0) -> float:
+    return dt.datetime(year, month, day, hour, minute, second, tzinfo=UTC).timestamp()
 
 
 def test_civil_conversions_match_the_standard_library() -> None:

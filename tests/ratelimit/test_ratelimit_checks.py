@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from bastion.errors import TooManyRequests
@@ -94,7 +96,7 @@ def test_no_checks_is_allowed() -> None:
         ({"key": ""}, "non-empty key"),
     ],
 )
-def test_invalid_checks_fail_at_construction(kwargs: dict, message: str) -> None:
+def test_invalid_checks_fail_at_construction(kwargs: dict[str, Any], message: str) -> None:
     args = {"key": "k", "rate": parse_rate("10/minute"), **kwargs}
     with pytest.raises(ValueError, match=message):
         LimitCheck(**args)

@@ -5,12 +5,14 @@ from __future__ import annotations
 import pytest
 
 from bastion.ratelimit import parse_rate, sliding_window
-from bastion.ratelimit.step import State
+from bastion.ratelimit.step import State, Step
 
 W0 = 1_700_000_040.0  # a multiple of 60: a window boundary
 
 
-def take(state: State, now: float, rate_text: str = "10/minute", cost: int = 1) -> tuple:
+def take(
+    state: State, now: float, rate_text: str = "10/minute", cost: int = 1
+) -> tuple[State, Step]:
     step = sliding_window(
         state if isinstance(state, tuple) else None, now, parse_rate(rate_text), cost
     )

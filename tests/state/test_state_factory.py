@@ -36,7 +36,7 @@ async def test_redis_store_from_config() -> None:
         ({"backend": "redis", "url": "redis://h", "pasword": "x"}, "state"),
     ],
 )
-def test_bad_config_names_the_key(config: dict, location: str) -> None:
+def test_bad_config_names_the_key(config: dict[str, object], location: str) -> None:
     with pytest.raises(ConfigError) as info:
         create_store(config)
     assert info.value.location == location
