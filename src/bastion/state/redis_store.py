@@ -116,6 +116,12 @@ class RedisStateStore:
     def mirror(self) -> SharedMirror:
         return self._sync.mirror
 
+    @property
+    def client(self) -> Redis:
+        """The shared redis-py client (bytes replies), for features that keep their own
+        keys under ``<prefix>:`` (windows, incidents). Do not close it."""
+        return self._client
+
     def on_change(self, callback: Callable[[ChangeEvent], None]) -> None:
         self._sync.callbacks.append(callback)
 
