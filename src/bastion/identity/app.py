@@ -17,6 +17,7 @@ from typing import TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -37,7 +38,7 @@ from bastion.identity.rfc7662 import introspection_endpoint
 from bastion.identity.rfc8414 import jwks_endpoint, metadata_endpoint
 from bastion.identity.service import IdentityService
 from bastion.identity.settings import IdentitySettings
-from bastion.identity.token import token_endpoint
+from bastion.identity.token import TokenEndpoint
 
 __all__ = ["create_identity_app"]
 
@@ -100,7 +101,6 @@ def create_identity_app(
         Route("/.well-known/oauth-authorization-server", metadata_endpoint, methods=["GET"]),
         Route("/.well-known/openid-configuration", metadata_endpoint, methods=["GET"]),
         Route("/.well-known/jwks.json", jwks_endpoint, methods=["GET"]),
-        Route("/token", token_endpoint, methods=["POST"]),
         Route("/revoke", revocation_endpoint, methods=["POST"]),
         Route("/introspect", introspection_endpoint, methods=["POST"]),
         Route("/authorize", authorize_get, methods=["GET"]),
@@ -112,6 +112,7 @@ def create_identity_app(
     app = Starlette(
         routes=routes,
         lifespan=lifespan,
+        middleware=[Middleware(TokenEndpoint)],
         exception_handlers={
             OAuthError: _oauth_error,
             BastionError: _bastion_error,
