@@ -1,10 +1,10 @@
 """The monitor: metrics, detectors, alerts and playbooks for one gateway process.
 
-The gateway calls :meth:`Monitor.observe` synchronously after every audit event. It costs a
-few dictionary increments (metrics) and one list append (the detector queue); everything
-else — window updates (Redis round trips), alerts, playbook actions, metric snapshots —
-runs in background tasks started by :meth:`Monitor.start`. ``observe`` never raises and
-never waits: a full queue drops the event and counts it.
+The gateway calls :meth:`Monitor.observe` synchronously after every audit event. It costs
+one bounded list append; everything else — metric aggregation (also done right before a
+scrape, so /metrics is current), window updates (Redis round trips), alerts, playbook
+actions, metric snapshots — runs in the background loop started by :meth:`Monitor.start`.
+``observe`` never raises and never waits: a full queue drops the event and counts it.
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ class Monitor:
         self._metrics_on = config.metrics or config.dashboard
         self.detectors = build_detectors(config.detectors)
         self._pending: list[Event] = []
+        self._detect_queue: list[Event] = []
+        self._dropped = 0
         self._queue_size = config.detectors.queue_size
         self._detecting = bool(self.detectors)
         redis = _redis_of(store)
@@ -101,8 +103,7 @@ class Monitor:
 
     async def start(self) -> None:
         await self.dispatcher.start()
-        if self._detecting:
-            self._tasks.append(asyncio.create_task(self._detect_loop()))
+        self._tasks.append(asyncio.create_task(self._detect_loop()))
         if self._metrics_on:
             try:
                 self.snapshots = SnapshotDir.default(self.config.metrics_options.multiprocess_dir)
@@ -128,17 +129,36 @@ class Monitor:
     # -- hot path ---------------------------------------------------------------------
 
     def observe(self, event: Event) -> None:
-        """Account one audit event. Cheap, synchronous, never raises."""
-        try:
-            if self._metrics_on:
-                self.metrics.observe(event)
-            if self._detecting:
-                if len(self._pending) < self._queue_size:
-                    self._pending.append(event)
-                else:
-                    self.metrics.inc("bastion_monitor_dropped_events", ())
-        except Exception as exc:  # monitoring must never break a request
-            self._note("observe", exc)
+        """Queue one audit event (bounded; a full queue drops and counts). Never raises.
+
+        Metrics and detectors run over the queue in the background loop, and metrics also
+        right before every scrape, so the request path only pays for one list append.
+        """
+        pending = self._pending
+        if len(pending) < self._queue_size:
+            pending.append(event)
+        else:
+            self._dropped += 1
+
+    def account(self) -> None:
+        """Move queued events into the metrics (and the detectors' queue). Synchronous."""
+        events, self._pending = self._pending, []
+        if self._dropped:
+            self.metrics.inc("bastion_monitor_dropped_events", (), self._dropped)
+            self._dropped = 0
+        if self._metrics_on:
+            observe = self.metrics.observe
+            for event in events:
+                try:
+                    observe(event)
+                except Exception as exc:  # an odd event must not stop the others
+                    self._note("metrics", exc)
+        if self._detecting:
+            room = self._queue_size - len(self._detect_queue)
+            if len(events) > room:
+                self.metrics.inc("bastion_monitor_dropped_events", (), len(events) - room)
+                events = events[: max(room, 0)]
+            self._detect_queue.extend(events)
 
     # -- background -------------------------------------------------------------------
 
@@ -156,6 +176,7 @@ class Monitor:
         while True:
             await asyncio.sleep(self.config.metrics_options.snapshot_interval)
             try:
+                self.account()
                 self.snapshots.write(self.metrics)
             except OSError as exc:
                 self._note("snapshots", exc)
@@ -166,7 +187,8 @@ class Monitor:
         Called by the background loop; tests call it directly with an injected clock.
         """
         async with self._lock:
-            events, self._pending = self._pending, []
+            self.account()
+            events, self._detect_queue = self._detect_queue, []
             if not events:
                 return []
             findings = await run_pass(self.detectors, events, self.windows, self.clock())
@@ -213,6 +235,7 @@ class Monitor:
 
     def merged_metrics(self) -> RequestMetrics:
         """This worker's live aggregate plus every other worker's last snapshot."""
+        self.account()
         merged = RequestMetrics(self.metrics.top_entries)
         merged.merge(self.metrics.snapshot())
         if self.snapshots is not None:
