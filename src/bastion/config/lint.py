@@ -130,6 +130,15 @@ def lint(loaded: LoadedConfig) -> list[Finding]:
                 ("admin", "host"),
             )
 
+    if config.state.backend == "memory" and config.listen.workers > 1:
+        add(
+            "warning",
+            "memory-state-per-process",
+            f"state.backend is memory with {config.listen.workers} workers: rate limits, "
+            "revocations and blocks are per process; use backend: redis",
+            ("state",),
+        )
+
     if config.audit.sink == "none":
         add(
             "error" if production else "warning",

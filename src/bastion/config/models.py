@@ -21,6 +21,7 @@ __all__ = [
     "ApiKeysConfig",
     "AuditConfig",
     "AuthenticationConfig",
+    "ConcurrencyConfig",
     "ContractConfig",
     "CorsConfig",
     "GatewayConfig",
@@ -240,9 +241,14 @@ class RateLimitRule(Model):
         description="What is counted: principal, api_key, ip, route, header.X, path.X, "
         "query.X, body.X, or a list of these (combined)."
     )
-    limit: str = Field(description="N/second, N/minute, N/hour or N/day.")
+    limit: str = Field(
+        description="N/second, N/minute, N/hour or N/day; for algorithm quota: N/day or "
+        "N/month (UTC calendar windows, e.g. a daily quota per API key)."
+    )
     burst: int | None = Field(None, ge=1, description="Extra requests allowed in a burst (GCRA).")
-    algorithm: Literal["gcra", "sliding_window"] = Field("gcra", description="Algorithm.")
+    algorithm: Literal["gcra", "sliding_window", "quota"] = Field(
+        "gcra", description="gcra (token bucket with burst), sliding_window, or quota."
+    )
     fail_open: bool = Field(
         False,
         description="Admit requests when the state backend is down (logged). "
@@ -259,13 +265,27 @@ class RateLimitRule(Model):
                 raise ValueError(f"unknown rate-limit key {part!r}")
         return value
 
-    @field_validator("limit")
-    @classmethod
-    def _limit(cls, value: str) -> str:
-        from bastion.ratelimit import parse_rate
+    @model_validator(mode="after")
+    def _limit(self) -> RateLimitRule:
+        from bastion.ratelimit import parse_quota, parse_rate
 
-        parse_rate(value)
-        return value
+        if self.algorithm == "quota":
+            parse_quota(self.limit)
+        else:
+            parse_rate(self.limit, burst=self.burst)
+        return self
+
+
+class ConcurrencyConfig(Model):
+    """In-flight requests allowed at once per key (slow clients, expensive operations)."""
+
+    limit: int = Field(ge=1, le=100_000, description="Requests in flight at once per key.")
+    key: Literal["principal", "ip", "api_key", "route"] = Field(
+        "principal", description="What is counted (ip approximates connections per IP)."
+    )
+    ttl: float = Field(
+        60.0, gt=0, le=3600, description="Lease lifetime: a crashed gateway's slots free up."
+    )
 
 
 class LoginConfig(Model):
@@ -303,6 +323,9 @@ class RouteConfig(Model):
         None, description="Limits for this route (replace the API's defaults)."
     )
     login: LoginConfig | None = Field(None, description="Mark as a login route.")
+    concurrency: ConcurrencyConfig | None = Field(
+        None, description="In-flight limit for this route (replaces the API's)."
+    )
 
     @field_validator("path")
     @classmethod
@@ -381,6 +404,15 @@ class ApiConfig(Model):
     rate_limit: list[RateLimitRule] = Field(
         default_factory=list, description="Default limits for every route of the API."
     )
+    concurrency: ConcurrencyConfig | None = Field(
+        None, description="Default in-flight limit for every route of the API."
+    )
+    ip_allow: list[str] = Field(
+        default_factory=list, description="Only these client CIDRs may call the API."
+    )
+    ip_deny: list[str] = Field(
+        default_factory=list, description="These client CIDRs may not call the API."
+    )
     routes: list[RouteConfig] = Field(
         default_factory=list, description="Routes (with openapi: overrides per operation)."
     )
@@ -396,6 +428,16 @@ class ApiConfig(Model):
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be 1-63 letters, digits, '.', '_' or '-'")
+        return value
+
+    @field_validator("ip_allow", "ip_deny")
+    @classmethod
+    def _api_cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"{cidr!r} is not an IP network") from exc
         return value
 
     @field_validator("base_path")
@@ -540,6 +582,13 @@ class GatewayConfig(Model):
         default_factory=list,
         description="CIDRs of proxies whose X-Forwarded-For / Forwarded headers are believed.",
     )
+    ip_allow: list[str] = Field(
+        default_factory=list,
+        description="Only these client CIDRs may use the gateway at all (empty: everyone).",
+    )
+    ip_deny: list[str] = Field(
+        default_factory=list, description="Client CIDRs refused everywhere (403)."
+    )
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig(), description="Limits.")
     audit: AuditConfig = Field(default_factory=lambda: AuditConfig(), description="Audit log.")
     security_headers: SecurityHeadersConfig = Field(
@@ -556,7 +605,7 @@ class GatewayConfig(Model):
     upstreams: dict[str, UpstreamConfig] = Field(description="Named upstream services.")
     apis: Annotated[list[ApiConfig], Field(min_length=1)] = Field(description="APIs served.")
 
-    @field_validator("trusted_proxies")
+    @field_validator("trusted_proxies", "ip_allow", "ip_deny")
     @classmethod
     def _cidrs(cls, value: list[str]) -> list[str]:
         for cidr in value:

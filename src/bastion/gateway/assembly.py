@@ -25,6 +25,7 @@ from bastion.config.loader import KeyPath
 from bastion.config.models import (
     AllowConfig,
     ApiConfig,
+    ConcurrencyConfig,
     LoginConfig,
     OwnerListRule,
     OwnerRule,
@@ -40,6 +41,7 @@ from bastion.gateway.upstream import UpstreamRuntime
 from bastion.policies.authentication import AuthenticationPolicy
 from bastion.policies.authorization import AllowPolicy, OwnerPrefetchPolicy, RequestOwnerPolicy
 from bastion.policies.contract import ContractPolicy
+from bastion.policies.ipfilter import IpFilterPolicy
 from bastion.policies.login import LoginPolicy
 from bastion.policies.ratelimit import LimitSpec, RateLimitPolicy
 from bastion.policies.response_owner import OwnerListPolicy, ResponseOwnerPolicy
@@ -76,6 +78,7 @@ class RouteSpec:
     rate_limit: list[RateLimitRule]
     rate_scope: str
     login: LoginConfig | None
+    concurrency: ConcurrencyConfig | None
     location: str
     operation: Operation | None = None
     deprecated: bool = False
@@ -147,6 +150,7 @@ def _from_config(
         rate_limit=list(route.rate_limit if route.rate_limit is not None else api.rate_limit),
         rate_scope=scope if route.rate_limit is not None else f"api:{api.name}",
         login=route.login,
+        concurrency=route.concurrency or api.concurrency,
         location=location,
     )
 
@@ -211,6 +215,7 @@ def _from_operation(
         rate_limit=rate_limit or list(api.rate_limit),
         rate_scope=f"op:{api.name}:{op.method}:{op.path}" if rate_limit else f"api:{api.name}",
         login=login,
+        concurrency=api.concurrency,
         location=location,
         operation=op,
         deprecated=op.deprecated,
@@ -234,6 +239,8 @@ def _from_operation(
             route.rate_scope = f"route:{api.name}:{r_index}"
         if config_route.login is not None:
             route.login = config_route.login
+        if config_route.concurrency is not None:
+            route.concurrency = config_route.concurrency
     return route
 
 
@@ -294,6 +301,8 @@ def policies_for(
     """The policy chain of one route, in request-path order."""
     clock = services.clock
     policies: list[Policy] = []
+    if api.ip_allow or api.ip_deny:
+        policies.append(IpFilterPolicy(api.ip_allow, api.ip_deny))
     version = api.version
     if version is not None or route.deprecated:
         policies.append(_version_policy(api, route, clock))

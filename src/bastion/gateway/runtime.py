@@ -23,6 +23,7 @@ from bastion.gateway.upstream import AiohttpTransport, UpstreamRuntime, Upstream
 from bastion.observability.audit import AuditLog
 from bastion.policies.blocklist import BlocklistPolicy
 from bastion.policies.cors import CorsPolicy
+from bastion.policies.ipfilter import IpFilterPolicy
 from bastion.policies.security_headers import SecurityHeaders
 from bastion.state.base import ChangeEvent
 from bastion.state.factory import create_store
@@ -169,7 +170,14 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
         audit=audit,
         upstreams=upstreams,
         services=services,
-        global_policies=(BlocklistPolicy(services.store, services.clock),),
+        global_policies=(
+            *(
+                (IpFilterPolicy(config.ip_allow, config.ip_deny),)
+                if config.ip_allow or config.ip_deny
+                else ()
+            ),
+            BlocklistPolicy(services.store, services.clock),
+        ),
         warnings=[
             str(f)
             for f in findings
