@@ -11,7 +11,7 @@ from typing import Any
 
 from targets import Row
 
-__all__ = ["aggregate", "print_table"]
+__all__ = ["aggregate", "markdown_table", "print_table"]
 
 _NUMBERS = ("rps", "p50_ms", "p99_ms", "cpu_us_per_request")
 
@@ -115,3 +115,31 @@ def print_table(results: list[dict[str, Any]], title: str) -> None:
             "; ".join(notes),
         )
     Console(width=220).print(table)
+
+
+def markdown_table(results: list[dict[str, Any]]) -> str:
+    """The same table as GitHub markdown (for bench/README.md)."""
+    lines = [
+        "| target | req/s | p50 ms | p99 ms | CPU µs/req | ratio | CPU ratio | vs | goal |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for r in results:
+        if r["status"] != "ok":
+            lines.append(f"| {r['target']} | n/a ({r['reason']}) | | | | | | | |")
+            continue
+        goal = ""
+        if "goal_met" in r:
+            goal = f"≥ {r['goal']:.2f} " + ("met" if r["goal_met"] else "**missed**")
+        cells = [
+            r["target"],
+            f"{r['rps']:,.0f}",
+            f"{r['p50_ms']:.1f}",
+            f"{r['p99_ms']:.1f}",
+            _fmt(r["cpu_us_per_request"], ",.0f"),
+            _fmt(r["ratio"], ".2f"),
+            _fmt(r["cpu_ratio"], ".2f"),
+            r["reference"] or "",
+            goal,
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -31,7 +31,7 @@ if str(HERE) not in sys.path:  # imported by tests or run from elsewhere
 import fixtures  # noqa: E402
 from loaddriver import LoadSpec, Measurement, run_load  # noqa: E402
 from procs import StartFailed, exit_on_sigterm, group_cpu_seconds, stop  # noqa: E402
-from report import aggregate, print_table  # noqa: E402
+from report import aggregate, markdown_table, print_table  # noqa: E402
 from targets import Env, Row, Running, Unavailable, all_rows, http, start_upstream_process  # noqa: E402
 
 
@@ -54,6 +54,7 @@ def _parse(argv: list[str] | None, rows: list[Row]) -> argparse.Namespace:
         "--rounds", type=int, default=1, help="repeat every row N times (interleaved); medians"
     )
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
+    parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     parser.add_argument("--only", nargs="+", metavar="ROW", help="run only these rows (by name)")
     parser.add_argument("--json", type=Path, default=HERE / "results" / "latest.json")
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -192,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
         f"Bastion bench: {args.generator}, {args.connections} connections, {args.duration:g} s "
         f"per row after {args.warmup:g} s warm-up{rounds_note}",
     )
+    if args.markdown:
+        print(markdown_table(results))
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},

@@ -11,6 +11,7 @@ import contextlib
 import shutil
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -82,16 +83,17 @@ class Row:
 def http(
     url: str, method: str = "GET", headers: dict[str, str] | None = None, body: bytes | None = None
 ) -> tuple[int, dict[str, str], bytes]:
+    """One request (any status is an answer); no answer within 10 s is :class:`Unavailable`."""
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
-            return (
-                response.status,
-                {k.lower(): v for k, v in response.headers.items()},
-                response.read(),
-            )
+            answer = {k.lower(): v for k, v in response.headers.items()}
+            return response.status, answer, response.read()
     except urllib.error.HTTPError as exc:
         return exc.code, {k.lower(): v for k, v in exc.headers.items()}, exc.read()
+    except TimeoutError:
+        path = urllib.parse.urlsplit(url).path
+        raise Unavailable(f"{method} {path}: no answer within 10 s") from None
 
 
 def _send(running: Running, spec: LoadSpec, path: str | None = None) -> tuple[int, bytes]:
