@@ -52,7 +52,8 @@ async def test_code_flow_issues_user_token_refresh_token_and_iss(live: Live) -> 
     assert info["aud"] == "api://orders"
 
 
-async def test_existing_session_skips_the_login_page(live: Live) -> None:
+async def test_existing_session_skips_the_login_page(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     browser = Browser(live)
@@ -173,7 +174,8 @@ async def test_redirect_uri_variants_are_refused_without_redirecting(
 
 
 @pytest.mark.rfc("8252-7.3")
-async def test_loopback_redirect_accepts_any_port(live: Live) -> None:
+async def test_loopback_redirect_accepts_any_port(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     verifier, challenge = pkce_pair()
@@ -262,7 +264,8 @@ async def test_code_bound_to_client(live_sqlite: Live) -> None:
 
 
 @pytest.mark.rfc("9700-2.1.1")
-async def test_public_client_with_pkce(live: Live) -> None:
+async def test_public_client_with_pkce(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     spa = live.clients["spa"][0]
     verifier, challenge = pkce_pair()

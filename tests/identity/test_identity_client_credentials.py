@@ -109,7 +109,8 @@ async def test_grant_not_allowed_for_client(live_sqlite: Live) -> None:
 
 
 @pytest.mark.rfc("6749-2.3")
-async def test_client_authentication_failures(live: Live) -> None:
+async def test_client_authentication_failures(live_sqlite: Live) -> None:
+    live = live_sqlite
     await seed(live)
     entry, secret = live.clients["svc"]
     assert secret is not None

@@ -52,7 +52,8 @@ async def _try(
     return status, html
 
 
-async def test_session_cookie_attributes(live: Live) -> None:
+async def test_session_cookie_attributes(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     browser = Browser(live)
     fields = await _login_page(live, browser, seeded)
@@ -67,7 +68,8 @@ async def test_session_cookie_attributes(live: Live) -> None:
     assert "Domain" not in session
 
 
-async def test_missing_or_forged_csrf_token_is_refused(live: Live) -> None:
+async def test_missing_or_forged_csrf_token_is_refused(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     browser = Browser(live)
     fields = await _login_page(live, browser, seeded)
@@ -81,7 +83,8 @@ async def test_missing_or_forged_csrf_token_is_refused(live: Live) -> None:
     assert status == 400
 
 
-async def test_one_generic_message_for_unknown_user_and_wrong_password(live: Live) -> None:
+async def test_one_generic_message_for_unknown_user_and_wrong_password(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     browser = Browser(live)
     fields = await _login_page(live, browser, seeded)
@@ -122,7 +125,8 @@ async def test_brute_force_reaches_lockout_then_recovers(live: Live) -> None:
     assert status == 303
 
 
-async def test_throttling_refuses_guesses_during_the_delay(live: Live) -> None:
+async def test_throttling_refuses_guesses_during_the_delay(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     browser = Browser(live)
     fields = await _login_page(live, browser, seeded)
@@ -171,7 +175,8 @@ async def test_totp_login_replay_refused_and_recovery_code_single_use(live: Live
     assert web.client_id
 
 
-async def test_mfa_enforced_per_client_without_enrolment_is_refused(live: Live) -> None:
+async def test_mfa_enforced_per_client_without_enrolment_is_refused(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live, mfa_client=True)
     browser = Browser(live)
     fields = await _login_page(live, browser, seeded)
@@ -180,7 +185,8 @@ async def test_mfa_enforced_per_client_without_enrolment_is_refused(live: Live) 
     assert "Two-step verification is required" in html
 
 
-async def test_session_idle_and_absolute_timeouts(live: Live) -> None:
+async def test_session_idle_and_absolute_timeouts(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded = await seed(live)
     web = live.clients["web"][0]
     browser = Browser(live)

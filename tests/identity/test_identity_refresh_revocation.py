@@ -91,7 +91,8 @@ async def test_concurrent_refresh_one_wins_and_reuse_revokes(live: Live) -> None
     assert (await _introspect(live, winner["access_token"]))["active"] is False
 
 
-async def test_refresh_is_bound_to_client_and_scope_cannot_grow(live: Live) -> None:
+async def test_refresh_is_bound_to_client_and_scope_cannot_grow(live_sqlite: Live) -> None:
+    live = live_sqlite
     _, first, _ = await _tokens(live)
     status, body = await live.token(
         "spa", grant_type="refresh_token", refresh_token=first["refresh_token"]
@@ -103,7 +104,8 @@ async def test_refresh_is_bound_to_client_and_scope_cannot_grow(live: Live) -> N
     assert (status, body["error"]) == (400, "invalid_scope")
 
 
-async def test_refresh_idle_and_absolute_expiry(live: Live) -> None:
+async def test_refresh_idle_and_absolute_expiry(live_sqlite: Live) -> None:
+    live = live_sqlite
     _, first, _ = await _tokens(live)
     live.clock.advance(14 * 86400 + 1)
     status, _ = await live.token(
@@ -210,7 +212,8 @@ async def test_logout_ends_session_and_revokes_its_families(live: Live) -> None:
     assert "Sign in" in html
 
 
-async def test_logout_without_csrf_token_is_refused(live: Live) -> None:
+async def test_logout_without_csrf_token_is_refused(live_sqlite: Live) -> None:
+    live = live_sqlite
     _, tokens, browser = await _tokens(live)
     status, _, _ = await browser.post("/logout", {"csrf_token": "forged"})
     assert status == 400
@@ -231,7 +234,8 @@ async def test_password_change_revokes_everything_and_sets_not_before(live: Live
     assert live.events.subjects == [(seeded.user_id, live.clock.now)]
 
 
-async def test_disabled_user_tokens_become_inactive(live: Live) -> None:
+async def test_disabled_user_tokens_become_inactive(live_sqlite: Live) -> None:
+    live = live_sqlite
     seeded, tokens, _ = await _tokens(live)
     live.clock.advance(1)
     await live.service.disable_user(seeded.user_id)
