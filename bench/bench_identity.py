@@ -25,6 +25,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -70,16 +71,22 @@ async def _register(config: Path) -> tuple[str, str]:
     return client.client_id, secret
 
 
-def start_token_service(workdir: Path, server: str = "granian") -> tuple[Running, LoadSpec]:
+@dataclass
+class Prepared:
+    """A configured token service with one registered client, not yet started."""
+
+    workdir: Path
+    config: Path
+    port: int
+    server: str
+    spec: LoadSpec
+
+
+def prepare(workdir: Path, server: str = "granian") -> Prepared:
+    workdir.mkdir(parents=True, exist_ok=True)
     port = free_port()
     config = _write_config(workdir, port, server)
     client_id, secret = asyncio.run(_register(config))
-    proc = start(
-        f"identity-{server}",
-        [BASTION, "identity", "serve", "--config", str(config), "--server", server],
-        logdir=workdir,
-        ready_url=f"http://127.0.0.1:{port}/.well-known/jwks.json",
-    )
     basic = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     spec = LoadSpec(
         "/token",
@@ -90,7 +97,25 @@ def start_token_service(workdir: Path, server: str = "granian") -> tuple[Running
         ),
         body=b"grant_type=client_credentials&scope=read",
     )
-    return Running(f"http://127.0.0.1:{port}", [proc]), spec
+    return Prepared(workdir, config, port, server, spec)
+
+
+def launch(prepared: Prepared) -> Running:
+    proc = start(
+        f"identity-{prepared.server}",
+        [
+            BASTION,
+            "identity",
+            "serve",
+            "--config",
+            str(prepared.config),
+            "--server",
+            prepared.server,
+        ],
+        logdir=prepared.workdir,
+        ready_url=f"http://127.0.0.1:{prepared.port}/.well-known/jwks.json",
+    )
+    return Running(f"http://127.0.0.1:{prepared.port}", [proc])
 
 
 def argon2_login_ms(rounds: int = 15) -> tuple[str, float]:
@@ -111,27 +136,27 @@ def argon2_login_ms(rounds: int = 15) -> tuple[str, float]:
 
 
 # -- make bench integration ------------------------------------------------------------------
+# bench/run.py calls ``load`` before ``start`` for every round: ``load`` prepares a fresh
+# service (database, client) and ``start`` launches the one prepared last.
+
+_PREPARED: list[Prepared] = []
 
 
 def _row_load(env: Env) -> LoadSpec:
-    return _SPECS[-1]
+    prepared = prepare(env.workdir / f"identity-{len(_PREPARED)}")
+    _PREPARED.append(prepared)
+    return prepared.spec
 
 
-_SPECS: list[LoadSpec] = []
-
-
-def _row_start_and_remember(env: Env) -> Running:
-    (env.workdir / "identity").mkdir(exist_ok=True)
-    running, spec = start_token_service(env.workdir / "identity", "granian")
-    _SPECS.append(spec)
-    return running
+def _row_start(env: Env) -> Running:
+    return launch(_PREPARED[-1])
 
 
 ROWS = [
     Row(
         name="identity token endpoint (client credentials)",
         load=_row_load,
-        start=_row_start_and_remember,
+        start=_row_start,
     )
 ]
 
@@ -148,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     exit_on_sigterm()
     with tempfile.TemporaryDirectory(prefix="bastion-bench-identity-") as tmp:
         workdir = Path(tmp)
-        running, spec = start_token_service(workdir, args.server)
+        prepared = prepare(workdir, args.server)
+        spec = prepared.spec
+        running = launch(prepared)
         try:
             pgids = running.pgids()
             result = run_load(
