@@ -241,3 +241,47 @@ def test_versions_report_shows_who_calls_v1(
     assert usage[("u-bob", "/v1/orders/{order_id}")] == 2
     assert usage[("u-alice", "/v1/users/{user_id}")] >= 1
     assert all(route.startswith("/v1/") for _, route in usage)
+
+
+def test_valid_bodies_are_validated_then_forwarded(anonymous: Client, alice: Client) -> None:
+    status, _, user = anonymous(
+        "POST",
+        "/v2/users",
+        {
+            "username": "carol",
+            "email": "carol@example.com",
+            "password": "correct horse battery staple 2026",
+            "display_name": "Carol",
+        },
+    )
+    assert status == 201, user
+    assert user["username"] == "carol"
+    assert "password" not in user  # writeOnly never leaves
+    assert "password_hash" not in user
+    status, _, order = alice(
+        "POST", "/v2/orders", {"items": [{"sku": "BOOK-001", "quantity": 2, "unit_price": 12.5}]}
+    )
+    assert status == 201, order
+    assert order["customer_id"] == "u-alice"
+    status, _, patched = alice("PATCH", "/v2/users/u-alice", {"display_name": "Alice A."})
+    assert status == 200, patched
+    assert patched["display_name"] == "Alice A."
+
+
+def test_chunked_body_is_buffered_then_forwarded(
+    shop_gateway: GatewayProc, issuer: KeyIssuer
+) -> None:
+    from tests.support.rawhttp import raw_request
+
+    token = issuer.token("u-alice", ["customer"])
+    payload = json.dumps({"display_name": "Alice Chunked"}).encode()
+    body = b"%x\r\n%s\r\n0\r\n\r\n" % (len(payload), payload)
+    raw = (
+        b"PATCH /v2/users/u-alice HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"Authorization: Bearer " + token.encode() + b"\r\n"
+        b"Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n" + body
+    )
+    response = raw_request(shop_gateway.port, raw, timeout=10)
+    assert response is not None
+    assert response.status == 200
+    assert response.json()["display_name"] == "Alice Chunked"

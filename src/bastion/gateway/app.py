@@ -279,20 +279,10 @@ class Gateway:
         send: Send,
         declared_length: int | None,
     ) -> None:
-        max_body = rt.limits[1]
-        has_body = (declared_length is not None and declared_length > 0) or (
-            "transfer-encoding" in ctx.headers
-        )
-        body: bytes | AsyncIterator[bytes] | None = None
-        if has_body:
-            if target.needs_request_body or declared_length is None:
-                # Policies need it, or its length is unknown: buffer under the cap, so an
-                # oversized body is refused before anything reaches the upstream.
-                body = await _read_body(receive, max_body)
-                ctx.body = body
-                ctx.bytes_in = len(body)
-            else:
-                body = _stream_body(receive, max_body, ctx)
+        body: bytes | AsyncIterator[bytes] | None = ctx.body
+        if body is None and declared_length:
+            # Declared and within the limit, and no policy reads it: stream it through.
+            body = _stream_body(receive, rt.limits[1], ctx)
         upstream = target.api.upstream
         out_headers = request_headers_for_upstream(
             ctx.headers,
