@@ -1,6 +1,6 @@
 """A separate gateway process for the multi-process state tests.
 
-``python -m tests.state._state_worker limit URL PREFIX N TIME_SOURCE NOW`` waits for a line
+``python -m tests.state._state_worker limit URL PREFIX N TIME_SOURCE NOW RATE`` waits for a line
 on stdin (the start signal), fires N concurrent ``rate_limit`` calls and prints how many
 were admitted. ``... write URL PREFIX`` blocks an IP and revokes a token, then exits.
 """
@@ -15,12 +15,12 @@ from bastion.ratelimit import LimitCheck, parse_rate
 from bastion.state import RedisStateStore
 
 
-async def limit(url: str, prefix: str, n: int, time_source: str, now: float) -> None:
+async def limit(url: str, prefix: str, n: int, time_source: str, now: float, rate: str) -> None:
     store = RedisStateStore(url, prefix=prefix, time_source=time_source)  # type: ignore[arg-type]
     await store.start()
     checks = [
-        LimitCheck("route:/orders", parse_rate("100/minute"), "gcra"),
-        LimitCheck("ip:192.0.2.1", parse_rate("100/minute"), "sliding_window"),
+        LimitCheck("route:/orders", parse_rate(rate), "gcra"),
+        LimitCheck("ip:192.0.2.1", parse_rate(rate), "sliding_window"),
     ]
     print("ready", flush=True)
     sys.stdin.readline()
@@ -40,7 +40,7 @@ async def write(url: str, prefix: str) -> None:
 def main() -> None:
     mode, url, prefix, *rest = sys.argv[1:]
     if mode == "limit":
-        asyncio.run(limit(url, prefix, int(rest[0]), rest[1], float(rest[2])))
+        asyncio.run(limit(url, prefix, int(rest[0]), rest[1], float(rest[2]), rest[3]))
     else:
         asyncio.run(write(url, prefix))
 

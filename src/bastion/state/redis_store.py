@@ -217,8 +217,12 @@ class RedisStateStore:
         if raw is None:
             return LoginState()
         text = raw.decode() if isinstance(raw, bytes) else str(raw)
-        failures, last = text.split(" ", 1)
-        return login_state(int(failures), float(last), now, policy)
+        try:
+            failures, last = text.split(" ", 1)
+            return login_state(int(failures), float(last), now, policy)
+        except ValueError:
+            # Unreadable state must not read as "no failures": fail closed.
+            raise ServiceUnavailable(reason="state.corrupt") from None
 
     # -- shared sets ------------------------------------------------------------------
 
