@@ -27,15 +27,16 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import fixtures  # noqa: E402
+from gateways import jwt_changes, openapi_changes, rate_limit_changes  # noqa: E402
 from procs import exit_on_sigterm, stop  # noqa: E402
 from targets import ROWS, Env, gateway_config, start_upstream_process  # noqa: E402
 
 _CHANGES = {
     "bastion routing": lambda env: {},
     "bastion routing (POST 2 KB)": lambda env: {},
-    "JWT (ES256) + roles + owner rule": lambda env: __import__("targets")._jwt_changes(env),
-    "rate limit (memory)": lambda env: __import__("targets")._rate_limit("100000000/second"),
-    "validation + response filtering": lambda env: __import__("targets")._openapi_changes(env),
+    "JWT (ES256) + roles + owner rule": jwt_changes,
+    "rate limit (memory)": lambda env: rate_limit_changes("100000000/second"),
+    "validation + response filtering": openapi_changes,
 }
 
 
