@@ -116,3 +116,48 @@ def test_bad_config_names_file_and_line(tmp_path: Path) -> None:
     code, out = _run(["check", "--config", str(cfg)])
     assert code == 1
     assert f"{cfg}:6: sessions" in out
+
+
+def test_serve_runs_on_granian_and_uvicorn(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+    import urllib.request
+
+    from tests.conftest import free_port
+
+    bastion = str(Path(sys.executable).with_name("bastion"))
+    for server in ("granian", "uvicorn"):
+        port = free_port()
+        cfg = tmp_path / f"{server}.yaml"
+        cfg.write_text(
+            f"issuer: http://127.0.0.1:{port}\nmode: development\nsecret_key: {KEY}\n"
+            f"listen: {{port: {port}}}\n"
+            f'database: {{url: "sqlite+aiosqlite:///{tmp_path / (server + ".db")}"}}\n'
+        )
+        proc = subprocess.Popen(
+            [bastion, "identity", "serve", "--config", str(cfg), "--server", server],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            env={**os.environ},
+        )
+        try:
+            url = f"http://127.0.0.1:{port}/.well-known/openid-configuration"
+            for _ in range(300):
+                try:
+                    with urllib.request.urlopen(url, timeout=1) as resp:
+                        assert resp.status == 200
+                        assert f"127.0.0.1:{port}/.well-known/jwks.json".encode() in resp.read()
+                        break
+                except OSError:
+                    assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+                    time.sleep(0.1)
+            else:
+                raise AssertionError(f"{server} did not start")
+        finally:
+            os.killpg(proc.pid, 15)
+            proc.wait(timeout=15)
+            if proc.stderr:
+                proc.stderr.close()
