@@ -74,10 +74,21 @@ def test_errors_name_file_line_and_key(
     assert KEY not in str(info.value)
 
 
-def test_check_fails_insecure_production_settings(tmp_path: Path) -> None:
+def test_inline_secret_refused_in_production(tmp_path: Path) -> None:
+    path = write(tmp_path, f"issuer: https://id.example.com\nmode: production\nsecret_key: {KEY}\n")
+    with pytest.raises(ConfigError, match=r"identity.yaml:3: secret_key: in production"):
+        load_identity_settings(path)
+    dev = write(tmp_path, f"issuer: http://127.0.0.1:9\nmode: development\nsecret_key: {KEY}\n")
+    assert load_identity_settings(dev).mode == "development"
+
+
+def test_check_fails_insecure_production_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TEST_IDENTITY_KEY", KEY)
     path = write(
         tmp_path,
-        f"issuer: https://id.example.com\nsecret_key: {KEY}\naudit: none\n"
+        "issuer: https://id.example.com\nsecret_key: ${TEST_IDENTITY_KEY}\naudit: none\n"
         "passwords:\n  min_length: 10\n  argon2: {time_cost: 1, memory_cost: 1024}\n"
         "tokens:\n  access_token_ttl: 7200\n",
     )

@@ -229,6 +229,7 @@ def load_identity_settings(path: str | Path) -> IdentitySettings:
         _key_lines(root, (), lines)
     except _Duplicate as dup:
         raise ConfigError("duplicate key", location=f"{file}:{dup.line}: {dup.key}") from None
+    raw_secret = data.get("secret_key")
     try:
         data = _expand(data, "")
     except KeyError as exc:
@@ -236,7 +237,7 @@ def load_identity_settings(path: str | Path) -> IdentitySettings:
             f"environment variable {exc.args[0]} is not set", location=str(file)
         ) from None
     try:
-        return IdentitySettings.model_validate(data)
+        settings = IdentitySettings.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         loc = tuple(p for p in first["loc"] if isinstance(p, str | int))
@@ -249,3 +250,12 @@ def load_identity_settings(path: str | Path) -> IdentitySettings:
         if first["type"] == "extra_forbidden":
             message = "unknown key"
         raise ConfigError(message, location=f"{file}:{line_no}: {key}") from None
+    if settings.mode == "production" and not (
+        isinstance(raw_secret, str) and _ENV_REF.fullmatch(raw_secret.strip())
+    ):
+        line_no = lines.get(("secret_key",), 1)
+        raise ConfigError(
+            "in production the secret key must come from the environment: secret_key: ${NAME}",
+            location=f"{file}:{line_no}: secret_key",
+        )
+    return settings
