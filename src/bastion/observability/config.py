@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 __all__ = [
     "AlertsConfig",
+    "AuditDbConfig",
     "AuthFailureConfig",
     "CredentialStuffingConfig",
     "DataExposureConfig",
@@ -255,6 +256,22 @@ class PlaybookConfig(_Model):
         return self
 
 
+class AuditDbConfig(_Model):
+    url: str = Field(
+        description="SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db (use ${ENV} "
+        "for credentials); sqlite+aiosqlite:///audit.db also works."
+    )
+    table: str = Field("bastion_audit", description="Table name (created if missing).")
+    batch_size: int = Field(500, ge=1, le=10_000, description="Rows per INSERT.")
+    flush_interval: float = Field(1.0, gt=0, le=60, description="Seconds between inserts.")
+    max_buffer: int = Field(
+        100_000,
+        ge=100,
+        description="Events buffered while the database is slow or down; "
+        "beyond, events are dropped from the database (the audit file still has them).",
+    )
+
+
 class MonitoringConfig(_Model):
     metrics: bool = Field(True, description="Expose Prometheus metrics on the admin listener.")
     metrics_options: MetricsConfig = Field(
@@ -272,6 +289,9 @@ class MonitoringConfig(_Model):
     dashboard: bool = Field(True, description="Serve the dashboard at /dashboard (admin).")
     session_ttl: float = Field(
         8 * 3600.0, gt=60, le=7 * 86_400, description="Dashboard session lifetime, seconds."
+    )
+    audit_db: AuditDbConfig | None = Field(
+        None, description="Also write audit events to a database (batched inserts)."
     )
     incidents_kept: int = Field(
         500, ge=10, le=100_000, description="Recent alerts/incidents kept for the dashboard/CLI."

@@ -292,7 +292,7 @@ def _audit(
     actor: str | None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    monitor.audit.emit(
+    monitor.emit(
         {
             "event": "admin_action",
             "action": action,

@@ -23,6 +23,7 @@ from starlette.routing import BaseRoute
 
 from bastion.observability.alerts import Alert, AlertDispatcher
 from bastion.observability.audit import AuditLog
+from bastion.observability.audit_db import AuditDbSink
 from bastion.observability.config import MonitoringConfig
 from bastion.observability.detectors import Finding, build_detectors, run_pass
 from bastion.observability.incidents import AlertGate, IncidentLog
@@ -88,12 +89,24 @@ class Monitor:
         self.playbooks = PlaybookRunner(
             config.playbooks,
             store,
-            audit,
+            self.emit,
             clock,
             count=lambda action, outcome: self.metrics.inc(
                 "bastion_incident_actions", (action, outcome)
             ),
         )
+        self.audit_db: AuditDbSink | None = None
+        if config.audit_db is not None:
+            db = config.audit_db
+            self.audit_db = AuditDbSink(
+                db.url,
+                table=db.table,
+                batch_size=db.batch_size,
+                flush_interval=db.flush_interval,
+                max_buffer=db.max_buffer,
+                redactor=audit.redactor,
+                clock=clock,
+            )
         self.snapshots: SnapshotDir | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._errors: set[str] = set()
@@ -102,6 +115,8 @@ class Monitor:
     # -- lifecycle --------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.audit_db is not None:
+            await self.audit_db.start()
         await self.dispatcher.start()
         self._tasks.append(asyncio.create_task(self._detect_loop()))
         if self._metrics_on:
@@ -125,6 +140,8 @@ class Monitor:
             with contextlib.suppress(OSError):
                 self.snapshots.write(self.metrics)
         await self.dispatcher.close()
+        if self.audit_db is not None:
+            await self.audit_db.close()
 
     # -- hot path ---------------------------------------------------------------------
 
@@ -140,12 +157,22 @@ class Monitor:
         else:
             self._dropped += 1
 
+    def emit(self, event: dict[str, Any]) -> None:
+        """Audit an event of the monitor's own (alerts, incident actions, dashboard actions):
+        to the audit log and, when configured, the audit database."""
+        self.audit.emit(event)
+        if self.audit_db is not None:
+            self.audit_db.add(event)
+
     def account(self) -> None:
         """Move queued events into the metrics (and the detectors' queue). Synchronous."""
         events, self._pending = self._pending, []
         if self._dropped:
             self.metrics.inc("bastion_monitor_dropped_events", (), self._dropped)
             self._dropped = 0
+        if self.audit_db is not None:
+            for event in events:
+                self.audit_db.add(event)
         if self._metrics_on:
             observe = self.metrics.observe
             for event in events:
@@ -208,7 +235,7 @@ class Monitor:
         actions = await self.playbooks.run(finding, alert.id)
         alert = replace(alert, actions=tuple(actions))
         self.metrics.inc("bastion_alerts", (finding.detector,))
-        self.audit.emit(
+        self.emit(
             {
                 "event": "alert",
                 "alert_id": alert.id,

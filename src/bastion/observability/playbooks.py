@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from bastion.errors import BastionError
-from bastion.observability.audit import AuditLog
 from bastion.observability.config import PlaybookConfig
 from bastion.observability.detectors import Finding
 from bastion.state.base import StateStore
@@ -29,12 +28,12 @@ class PlaybookRunner:
         self,
         playbooks: Sequence[PlaybookConfig],
         store: StateStore,
-        audit: AuditLog,
+        emit: Callable[[dict[str, Any]], None],
         clock: Callable[[], float] = time.time,
         count: Callable[[str, str], None] = lambda action, outcome: None,
     ) -> None:
         self.playbooks = tuple(playbooks)
-        self.store, self.audit, self.clock, self.count = store, audit, clock, count
+        self.store, self.emit, self.clock, self.count = store, emit, clock, count
 
     def matching(self, detector: str) -> list[PlaybookConfig]:
         return [p for p in self.playbooks if detector in p.when]
@@ -92,7 +91,7 @@ class PlaybookRunner:
                 record["error"] = getattr(exc, "reason", None) or type(exc).__name__
         record["outcome"] = outcome
         self.count(action, outcome)
-        self.audit.emit(
+        self.emit(
             {
                 "event": "incident_action",
                 "actor": f"playbook:{playbook.name}",
