@@ -52,6 +52,8 @@ CASES = [
     ("query", "spaceDelimited", False, "object", "id=R%20admin%20n%207"),
     ("query", "pipeDelimited", False, "array", "id=3|4|5"),
     ("query", "pipeDelimited", False, "object", "id=R%7Cadmin%7Cn%7C7"),
+    ("query", "spaceDelimited", True, "array", "id=3&id=4&id=5"),
+    ("query", "pipeDelimited", True, "array", "id=3&id=4&id=5"),
     ("query", "deepObject", True, "object", "id%5BR%5D=admin&id[n]=7"),
     ("header", "simple", False, "primitive", "5"),
     ("header", "simple", False, "array", "3, 4, 5"),

@@ -270,7 +270,7 @@ class ParameterRule:
         if not values:
             return False, None
         claimed.update(i for i, _ in values)
-        if self.shape == "array" and self.explode and self.style == "form":
+        if self.shape == "array" and self.explode:  # form; space/pipe explode like form
             return True, self._finish([v for _, v in values])
         if len(values) > 1:
             raise StyleError("parameter repeated")
