@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from bastion.observability.alerts import SIGNATURE_HEADER, verify_signature
+from bastion.observability.cli import incidents
 from tests.observability.receiver import Receiver
 from tests.support.keys import KeyIssuer, make_issuer
 from tests.support.procs import ROOT, free_port, stop, wait_for_port
@@ -37,6 +39,7 @@ class Proc:
     admin_port: int
     audit: Path
     proc: subprocess.Popen[bytes]
+    config: Path
 
     def audit_events(self) -> list[dict[str, object]]:
         if not self.audit.exists():
@@ -104,7 +107,7 @@ playbooks:
             "--admin-port", str(admin_port)]  # fmt: skip
     with spawn(args, port, tmp / f"gateway-{port}.stderr") as proc:
         wait_for_port(admin_port, proc)
-        yield Proc(port, admin_port, audit, proc)
+        yield Proc(port, admin_port, audit, proc, config)
 
 
 def get(port: int, path: str, token: str | None = None, admin: bool = False) -> tuple[int, bytes]:
@@ -176,6 +179,17 @@ def test_enumeration_alerts_and_blocks_on_every_gateway(
     status, listing = get(two.admin_port, "/incidents", admin=True)
     assert status == 200
     assert any(i["subject"] == "principal:u-eve" for i in json.loads(listing)["incidents"])
+
+    # `bastion incidents` reads the same list through the admin API named in the config.
+    cli_config = two.config.with_name("cli.yaml")
+    cli_config.write_text(
+        two.config.read_text() + f"admin: {{port: {two.admin_port}, token: '{ADMIN_TOKEN}'}}\n"
+    )
+    result = CliRunner().invoke(incidents, ["--config", str(cli_config)])
+    assert result.exit_code == 0, result.output
+    assert "enumeration" in result.output
+    assert "principal:u-eve" in result.output
+    assert "block_principal:done" in result.output
 
 
 def test_alerts_are_retried_while_the_receiver_is_down(

@@ -90,6 +90,7 @@ class AuditDbSink:
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
+        self._flushing = asyncio.Lock()
         self.dropped = 0
         self.failed_batches = 0
 
@@ -150,13 +151,15 @@ class AuditDbSink:
                           file=sys.stderr)  # fmt: skip
 
     async def flush(self) -> int:
+        """Insert everything buffered; one flush at a time (rows are never written twice)."""
         written = 0
-        while self._buffer:
-            batch = self._buffer[: self.batch_size]
-            async with self._engine.begin() as conn:
-                await conn.execute(insert(self.table), batch)
-            del self._buffer[: len(batch)]
-            written += len(batch)
+        async with self._flushing:
+            while self._buffer:
+                batch = self._buffer[: self.batch_size]
+                async with self._engine.begin() as conn:
+                    await conn.execute(insert(self.table), batch)
+                del self._buffer[: len(batch)]
+                written += len(batch)
         return written
 
 
