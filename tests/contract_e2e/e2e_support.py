@@ -12,10 +12,12 @@ import http.client
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from bastion.demo import SHOP_OPENAPI_PATH
+from tests.support.procs import GatewayProc
 
 PROBLEM = "application/problem+json"
 CONTRACT_CODES = frozenset({"validation_failed", "unsupported_media_type"})
@@ -154,3 +156,17 @@ class Client:
                 self.close()
             return answer
         raise AssertionError("unreachable")
+
+
+def audit_event(gw: GatewayProc, answer: Answer, timeout: float = 5.0) -> dict[str, Any]:
+    """The audit event of the request that got ``answer`` (written just after the answer)."""
+    request_id = answer.headers.get("x-request-id") or (answer.json or {}).get("request_id")
+    assert request_id, answer.describe()
+    deadline = time.monotonic() + timeout
+    while True:
+        for event in reversed(gw.audit_events(at_least=0, timeout=0)):
+            if event.get("request_id") == request_id:
+                return event
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no audit event for request {request_id}")
+        time.sleep(0.02)
