@@ -246,3 +246,30 @@ def test_string_parameters_get_the_length_cap(tmp_path: Path) -> None:
         op.validate_request(
             path_params={}, query_string=b"q=0123456789A", headers=Headers([]), body=None
         )
+
+
+def test_json_parameter_with_lone_surrogate_is_400(tmp_path: Path) -> None:
+    doc = minimal(
+        {
+            "/s": {
+                "get": {
+                    "parameters": [
+                        {
+                            "name": "filter",
+                            "in": "query",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
+                    ],
+                    "responses": {"200": {"description": "ok"}},
+                }
+            }
+        }
+    )
+    op = contract(write_spec(tmp_path, doc), "GET", "/s")
+    with pytest.raises(ValidationFailed) as info:
+        op.validate_request(
+            path_params={}, query_string=b'filter={"\\ud800":1}', headers=Headers([]), body=None
+        )
+    assert info.value.extensions["errors"] == [
+        {"pointer": "/query/filter", "detail": "invalid JSON: unpaired UTF-16 surrogate escape"}
+    ]

@@ -530,3 +530,19 @@ def test_naughty_strings_in_headers_and_cookies_end_in_400_or_pass(tmp_path: Pat
             statuses.add(exc.status)
     assert statuses <= {200, 400}
     assert 400 in statuses
+
+
+def test_lone_surrogates_are_a_400_not_a_crash(create_user: OperationContract) -> None:
+    for raw in (b'{"\\ud800x": 1}', b'{"name": "\\udfff"}', b'["\\ud83d"]'):
+        errors = _errors(create_user, raw)
+        assert errors == [{"pointer": "/body", "detail": "unpaired UTF-16 surrogate escape"}]
+    # A correctly paired escape is an ordinary character.
+    body = b'{"email": "a@example.com", "name": "\\ud83d\\ude00", "password": "longenough"}'
+    ok = create_user.validate_request(path_params={}, query_string=b"", headers=JSON, body=body)
+    assert ok.body["name"] == "\U0001f600"
+
+
+def test_pointer_tokens_are_always_utf8_encodable() -> None:
+    from bastion.contract.documents import escape_pointer
+
+    assert escape_pointer("\ud800x/~") == "?x~1~0"

@@ -280,3 +280,13 @@ def test_removed_pointers_are_escaped_per_rfc_6901() -> None:
     create = contract(SHOP, "POST", "/users")
     out = _filter(create, 201, {**USER, "a/b": 1, "c~d": 2, "address": {"city": "x", "e/~f": 3}})
     assert out.removed == ("/a~1b", "/c~0d", "/address/e~1~0f")
+
+
+def test_lone_surrogates_from_upstream_are_invalid_json() -> None:
+    raw = b'{"id": "%s", "email": "a@example.com", "name": "\\udc00"}' % UUID.encode()
+    with pytest.raises(BadGateway) as info:
+        contract(SHOP, "POST", "/users").filter_response(201, "application/json", raw)
+    assert info.value.reason == "contract.response_invalid"
+    out = contract(SHOP, "POST", "/users", MONITOR).filter_response(201, "application/json", raw)
+    assert out.body == raw
+    assert out.schema_errors == ("response is not valid JSON",)

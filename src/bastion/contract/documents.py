@@ -32,8 +32,15 @@ _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")
 
 
 def escape_pointer(token: str | int) -> str:
-    """One RFC 6901 reference token."""
-    return str(token).replace("~", "~0").replace("/", "~1")
+    """One RFC 6901 reference token, always encodable as UTF-8.
+
+    JSON may spell lone surrogates (``"\\ud800"``); such a key, echoed in an error pointer
+    or an audit field, would make every UTF-8 serialiser fail, so it becomes ``?``.
+    """
+    text = str(token)
+    if not text.isascii():
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text.replace("~", "~0").replace("/", "~1")
 
 
 def unescape_pointer(token: str) -> str:

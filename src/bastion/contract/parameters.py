@@ -28,6 +28,7 @@ import jsonschema_rs
 
 from bastion.contract.documents import escape_pointer
 from bastion.contract.schema import resolve_local, schema_types
+from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
 from bastion.jsonutil import JSONError, loads_strict
 
 __all__ = [
@@ -312,6 +313,9 @@ class ParameterRule:
 
     def _json(self, text: str) -> Any:
         try:
-            return loads_strict(text, max_depth=32)
+            value = loads_strict(text, max_depth=32)
         except JSONError as exc:
             raise StyleError(f"invalid JSON: {exc}") from exc
+        if may_contain_surrogates(text) and has_lone_surrogate(value):
+            raise StyleError("invalid JSON: unpaired UTF-16 surrogate escape")
+        return value

@@ -21,6 +21,7 @@ from bastion.contract.media import is_json, match_media, parse_media_type
 from bastion.contract.messages import ErrorEntry, entries_for
 from bastion.contract.parameters import Coercer, StyleError, make_coercer, parse_query
 from bastion.contract.schema import resolve_local, schema_types
+from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
 from bastion.jsonutil import JSONError, loads_strict
 
 __all__ = ["BodyRule", "FormDecoder", "depth_exceeds", "parse_json"]
@@ -58,7 +59,10 @@ def parse_json(body: bytes, max_depth: int) -> Any:
     """
     if depth_exceeds(body, max_depth):
         raise JSONError(f"nesting deeper than {max_depth} levels")
-    return loads_strict(body, max_depth=len(body) + 1)
+    value = loads_strict(body, max_depth=len(body) + 1)
+    if may_contain_surrogates(body) and has_lone_surrogate(value):
+        raise JSONError("unpaired UTF-16 surrogate escape")
+    return value
 
 
 @dataclass(frozen=True)

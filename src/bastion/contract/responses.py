@@ -22,6 +22,7 @@ from bastion.contract.media import is_json, match_media, parse_media_type
 from bastion.contract.messages import entries_for
 from bastion.contract.projection import Plan
 from bastion.contract.sensitive import Scanner
+from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
 from bastion.errors import BadGateway
 from bastion.jsonutil import JSONError, loads_strict
 
@@ -49,8 +50,12 @@ def _parse(body: bytes) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
-        # orjson refuses integers beyond 64 bits and very deep documents: retry strictly.
-        return loads_strict(body, max_depth=256)
+        # orjson refuses integers beyond 64 bits, lone surrogates and very deep documents:
+        # retry strictly, and still refuse what the validators could not even read.
+        value = loads_strict(body, max_depth=256)
+        if may_contain_surrogates(body) and has_lone_surrogate(value):
+            raise JSONError("unpaired UTF-16 surrogate escape") from None
+        return value
 
 
 def _dump(value: Any) -> bytes:

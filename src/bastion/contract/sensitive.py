@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from bastion.contract.documents import escape_pointer
+
 __all__ = [
     "MAX_FINDINGS",
     "Scanner",
@@ -104,8 +106,8 @@ def _token(token: str | int) -> str:
     if type(token) is int:
         return str(token)
     text = str(token)
-    if "~" in text or "/" in text:
-        return text.replace("~", "~0").replace("/", "~1")
+    if "~" in text or "/" in text or not text.isascii():
+        return escape_pointer(text)
     return text
 
 
