@@ -273,3 +273,13 @@ def test_json_parameter_with_lone_surrogate_is_400(tmp_path: Path) -> None:
     assert info.value.extensions["errors"] == [
         {"pointer": "/query/filter", "detail": "invalid JSON: unpaired UTF-16 surrogate escape"}
     ]
+
+
+def test_path_value_with_escaped_invalid_utf8_is_400(tmp_path: Path) -> None:
+    op = _operation(tmp_path, "path", "simple", False, "primitive")
+    raw = b"5\xff".decode("utf-8", "surrogateescape")  # how some routers hand over bad bytes
+    with pytest.raises(ValidationFailed) as info:
+        _call(op, "path", raw)
+    assert info.value.extensions["errors"] == [
+        {"pointer": "/path/id", "detail": "path segment is not valid UTF-8"}
+    ]

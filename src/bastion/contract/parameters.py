@@ -214,6 +214,8 @@ class ParameterRule:
 
     def from_path(self, raw: str) -> Any:
         """simple ``a,b`` / label ``.a.b`` / matrix ``;id=a;id=b``."""
+        if not raw.isascii() and has_lone_surrogate(raw):
+            raise StyleError("path segment is not valid UTF-8")  # surrogateescape'd bytes
         if self.json_content:
             return self._json(raw)
         if self.style == "label":
