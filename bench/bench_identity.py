@@ -204,7 +204,13 @@ def main(argv: list[str] | None = None) -> int:
         f"{result.requests} requests, {result.non2xx} non-2xx, {result.errors} errors{cpu} "
         f"-> {verdict} the {TARGET_TOKENS_PER_SECOND:.0f}/s target"
     )
+    if result.cpu_us_per_request:
+        print(
+            f"CPU-bound capacity of the service process: "
+            f"{1e6 / result.cpu_us_per_request:.0f} tokens/s per fully available core"
+        )
     print(f"argon2id {label}: login verification {login_ms:.0f} ms (median)")
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     return 0 if result.non2xx == 0 and result.errors == 0 else 1
 
 
