@@ -241,3 +241,16 @@ async def test_disabled_user_tokens_become_inactive(live_sqlite: Live) -> None:
     await live.service.disable_user(seeded.user_id)
     assert (await _introspect(live, tokens["access_token"]))["active"] is False
     assert live.events.subjects[-1][0] == seeded.user_id
+
+
+async def test_housekeeping_removes_only_what_expired(live_sqlite: Live) -> None:
+    live = live_sqlite
+    _, tokens, _ = await _tokens(live)
+    assert await live.service.housekeeping() == 0  # nothing expired yet
+    assert (await _introspect(live, tokens["refresh_token"]))["active"] is True
+    live.clock.advance(31 * 86400)
+    assert await live.service.housekeeping() >= 4  # code, access token, family, refresh, session
+    status, _ = await live.token(
+        "web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert status == 400

@@ -66,6 +66,7 @@ async def _maintain(service: IdentityService) -> None:
         await asyncio.sleep(_MAINTENANCE_INTERVAL)
         try:
             rotated = await service.keys.maintain()
+            await service.housekeeping()
         except SQLAlchemyError as exc:
             _log.error("key maintenance failed: %s", type(exc).__name__)
             continue

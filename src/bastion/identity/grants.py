@@ -29,6 +29,7 @@ from bastion.identity.schema import (
     refresh_families,
     refresh_tokens,
     revoked_jtis,
+    seen_assertions,
 )
 from bastion.identity.sealing import Sealer, new_token
 from bastion.identity.settings import TokenSettings
@@ -401,3 +402,26 @@ class Grants:
                 await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
         await conn.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
         return Revoked(tuple(families), tuple(live))
+
+    async def purge_expired(self, now: float) -> int:
+        """Housekeeping: delete rows that can no longer matter. Returns rows removed."""
+        removed = 0
+        async with self._db.write() as conn:
+            for table, column in (
+                (access_tokens, access_tokens.c.expires_at),
+                (revoked_jtis, revoked_jtis.c.expires_at),
+                (seen_assertions, seen_assertions.c.expires_at),
+                (auth_codes, auth_codes.c.expires_at),
+            ):
+                result = await conn.execute(delete(table).where(column < now))
+                removed += result.rowcount or 0
+            ended = select(refresh_families.c.family_id).where(refresh_families.c.expires_at < now)
+            result = await conn.execute(
+                delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(ended))
+            )
+            removed += result.rowcount or 0
+            result = await conn.execute(
+                delete(refresh_families).where(refresh_families.c.expires_at < now)
+            )
+            removed += result.rowcount or 0
+        return removed

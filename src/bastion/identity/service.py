@@ -37,8 +37,6 @@ from bastion.identity.users import User, Users
 
 __all__ = ["IdentityService"]
 
-_NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-
 
 class IdentityService:
     def __init__(
@@ -345,5 +343,7 @@ class IdentityService:
         await self.users.set_disabled(user_id, True, self.clock())
         await self.revoke_user_tokens(user_id, "disabled")
 
-    def headers(self) -> dict[str, str]:
-        return dict(_NO_STORE)
+    async def housekeeping(self) -> int:
+        """Delete expired codes, tokens, families, sessions and replay-cache entries."""
+        now = self.clock()
+        return await self.grants.purge_expired(now) + await self.sessions.purge_expired(now)

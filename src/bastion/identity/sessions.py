@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 
 from bastion.identity.schema import sessions
 from bastion.identity.sealing import Sealer, new_token
@@ -86,6 +86,18 @@ class Sessions:
                 .where(sessions.c.user_id == user_id, sessions.c.revoked_at.is_(None))
                 .values(revoked_at=now)
             )
+
+    async def purge_expired(self, now: float) -> int:
+        async with self._db.write() as conn:
+            result = await conn.execute(
+                delete(sessions).where(
+                    or_(
+                        sessions.c.created_at < now - self.settings.absolute_ttl,
+                        sessions.c.revoked_at < now - 86400,
+                    )
+                )
+            )
+        return result.rowcount or 0
 
     def cookie(self, raw: str) -> str:
         return (
