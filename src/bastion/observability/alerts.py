@@ -30,7 +30,14 @@ import orjson
 from bastion.observability.config import AlertsConfig, SinkConfig
 from bastion.observability.detectors import Finding
 
-__all__ = ["Alert", "AlertDispatcher", "sign", "slack_payload", "verify_signature"]
+__all__ = [
+    "SIGNATURE_HEADER",
+    "Alert",
+    "AlertDispatcher",
+    "sign",
+    "slack_payload",
+    "verify_signature",
+]
 
 SIGNATURE_HEADER = "X-Bastion-Signature"
 

@@ -32,7 +32,7 @@ from typing import Any
 from bastion.observability.config import DetectorsConfig
 from bastion.observability.windows import Batch, Readings
 
-__all__ = ["Detector", "Finding", "build_detectors", "object_id"]
+__all__ = ["Detector", "Finding", "build_detectors", "object_id", "run_pass"]
 
 Event = Mapping[str, Any]
 

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
 from bisect import bisect_left
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -261,6 +262,19 @@ def render(source: Any) -> bytes:
     return generate_latest(registry)
 
 
+def _forget_old_runs(base: Path, keep: str, age: float = 86_400.0) -> None:
+    """Remove snapshot directories of gateway runs untouched for a day."""
+    if not base.is_dir():
+        return
+    horizon = time.time() - age
+    for directory in base.iterdir():
+        with contextlib.suppress(OSError):
+            if directory.name != keep and directory.stat().st_mtime < horizon:
+                for file in directory.iterdir():
+                    file.unlink()
+                directory.rmdir()
+
+
 class SnapshotDir:
     """Per-worker snapshot files ``metrics-<pid>.json`` in one directory."""
 
@@ -279,6 +293,7 @@ class SnapshotDir:
         config = os.environ.get("BASTION_CONFIG", "")
         tag = hashlib.sha256(f"{os.getppid()}:{config}".encode()).hexdigest()[:16]
         base = Path(tempfile.gettempdir()) / f"bastion-metrics-{os.getuid()}"
+        _forget_old_runs(base, keep=tag)
         return cls(base / tag)
 
     def write(self, metrics: RequestMetrics) -> None:

@@ -1,0 +1,21 @@
+"""Every observability module has a curated, sorted ``__all__`` whose names exist."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+
+MODULES = [
+    "alerts", "audit_db", "audit_search", "cli", "config", "dashboard", "detectors",
+    "incidents", "metrics", "monitor", "playbooks", "windows",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_all_is_sorted_and_complete(name: str) -> None:
+    module = importlib.import_module(f"bastion.observability.{name}")
+    names = list(module.__all__)
+    assert names == sorted(names)
+    for item in names:
+        assert hasattr(module, item), item
