@@ -1,4 +1,5 @@
-"""Every observability module has a curated, sorted ``__all__`` whose names exist."""
+"""Every observability module has a curated ``__all__`` (ordered by ruff's RUF022) whose
+names exist."""
 
 from __future__ import annotations
 
@@ -13,9 +14,9 @@ MODULES = [
 
 
 @pytest.mark.parametrize("name", MODULES)
-def test_all_is_sorted_and_complete(name: str) -> None:
+def test_all_is_complete(name: str) -> None:
     module = importlib.import_module(f"bastion.observability.{name}")
     names = list(module.__all__)
-    assert names == sorted(names)
+    assert len(names) == len(set(names))
     for item in names:
         assert hasattr(module, item), item
