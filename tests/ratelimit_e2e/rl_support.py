@@ -62,9 +62,16 @@ def call(
     headers: dict[str, str] | None = None,
     body: Any = None,
     timeout: float = 10.0,
+    source: str | None = None,
 ) -> Answer:
-    """One request on its own connection; header names come back lower-cased."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    """One request on its own connection; header names come back lower-cased.
+
+    ``source`` binds the client socket to another loopback address (127.0.0.0/8), so the
+    gateway sees a different peer IP.
+    """
+    conn = http.client.HTTPConnection(
+        "127.0.0.1", port, timeout=timeout, source_address=(source, 0) if source else None
+    )
     sent = dict(headers or {})
     data = None
     if body is not None:
