@@ -23,15 +23,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from bastion.errors import BastionError
-from bastion.identity.authorize import (
-    authorize_get,
-    authorize_post,
-    logout_get,
-    logout_post,
-    mfa_post,
-)
+from bastion.identity.authorize import authorize_get, authorize_post, mfa_post
 from bastion.identity.events import IdentityEvents
 from bastion.identity.http import json_response, oauth_error_response
+from bastion.identity.logout import logout_get, logout_post
 from bastion.identity.oautherrors import OAuthError
 from bastion.identity.rfc7009 import revocation_endpoint
 from bastion.identity.rfc7662 import introspection_endpoint

@@ -14,27 +14,22 @@ carries the half-finished login to the TOTP page.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
-from urllib.parse import urlencode
 
-import jinja2
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import Response
 
 from bastion.identity.clients import Client
 from bastion.identity.http import Form, parse_params, read_form
 from bastion.identity.oautherrors import InvalidRequest, OAuthError, UnsupportedResponseType
+from bastion.identity.pages import csrf, csrf_ok, error_page, page, redirect
 from bastion.identity.redirects import RedirectError, match_redirect_uri
 from bastion.identity.rfc7636 import check_challenge
-from bastion.identity.sealing import new_token
 from bastion.identity.service import IdentityService
 from bastion.identity.users import GENERIC_LOGIN_ERROR, LoginFailed, User
 from bastion.jsonutil import JSONError, dumps, loads_strict
 
-__all__ = ["authorize_get", "authorize_post", "logout_get", "logout_post", "mfa_post"]
+__all__ = ["authorize_get", "authorize_post", "mfa_post"]
 
-CSRF_COOKIE = "__Host-bastion-csrf"
 _PARAMS = (
     "response_type",
     "client_id",
@@ -46,19 +41,6 @@ _PARAMS = (
     "resource",
 )
 _MFA_TICKET_TTL = 300
-_ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-    autoescape=True,
-    undefined=jinja2.StrictUndefined,
-)
-PAGE_HEADERS = {
-    "Cache-Control": "no-store",
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
-    "frame-ancestors 'none'; base-uri 'none'",
-    "X-Frame-Options": "DENY",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "no-referrer",
-}
 
 
 class PageError(Exception):
@@ -74,31 +56,6 @@ class AuthRequest:
     resource: str | None
     code_challenge: str
     params: list[tuple[str, str]]
-
-
-def _page(
-    template: str, status: int = 200, cookies: list[str] | None = None, **ctx: Any
-) -> Response:
-    ctx.setdefault("error", None)
-    html = _ENV.get_template(template).render(**ctx)
-    response = HTMLResponse(html, status_code=status, headers=PAGE_HEADERS)
-    for cookie in cookies or []:
-        response.headers.append("set-cookie", cookie)
-    return response
-
-
-def _error_page(message: str, status: int = 400) -> Response:
-    return _page("message.html", status, title="Cannot continue", message=message)
-
-
-def _redirect(uri: str, params: dict[str, str], cookies: list[str] | None = None) -> Response:
-    separator = "&" if "?" in uri else "?"
-    response = RedirectResponse(uri + separator + urlencode(params), status_code=303)
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Referrer-Policy"] = "no-referrer"
-    for cookie in cookies or []:
-        response.headers.append("set-cookie", cookie)
-    return response
 
 
 async def _parse(service: IdentityService, form: Form) -> AuthRequest:
@@ -147,23 +104,7 @@ def _error_redirect(service: IdentityService, exc: _Redirected) -> Response:
     if exc.state is not None:
         params["state"] = exc.state
     params["iss"] = service.settings.issuer
-    return _redirect(exc.redirect_uri, params)
-
-
-def _csrf(request: Request, service: IdentityService) -> tuple[str, list[str]]:
-    """The CSRF token for this browser, and a Set-Cookie if the binding cookie is new."""
-    binding = request.cookies.get(CSRF_COOKIE)
-    cookies: list[str] = []
-    if not binding or len(binding) > 64:
-        binding = new_token(24)
-        cookies.append(f"{CSRF_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Strict")
-    return service.sealer.csrf(binding), cookies
-
-
-def _csrf_ok(request: Request, service: IdentityService, form: Form) -> bool:
-    binding = request.cookies.get(CSRF_COOKIE)
-    token = form.get("csrf_token", "")
-    return bool(binding) and service.sealer.csrf_ok(str(binding), token)
+    return redirect(exc.redirect_uri, params)
 
 
 def _mfa_required(service: IdentityService, client: Client, user: User) -> bool:
@@ -187,26 +128,26 @@ async def _finish(
     if req.state is not None:
         params["state"] = req.state
     params["iss"] = service.settings.issuer
-    return _redirect(req.redirect_uri, params, cookies)
+    return redirect(req.redirect_uri, params, cookies)
 
 
 def _login_page(
     service: IdentityService,
     req: AuthRequest,
-    csrf: str,
+    token: str,
     cookies: list[str],
     error: str | None = None,
     username: str = "",
     status: int = 200,
 ) -> Response:
-    return _page(
+    return page(
         "login.html",
         status,
         cookies,
         title="Sign in",
         client_name=req.client.name,
         action="authorize",
-        csrf=csrf,
+        csrf=token,
         params=req.params,
         username=username,
         max_password=service.settings.passwords.max_length,
@@ -220,9 +161,9 @@ async def authorize_get(request: Request) -> Response:
         form = parse_params(request.url.query)
         req = await _parse(service, form)
     except PageError as exc:
-        return _error_page(str(exc))
+        return error_page(str(exc))
     except OAuthError as exc:
-        return _error_page(exc.detail or "The request is malformed.")
+        return error_page(exc.detail or "The request is malformed.")
     except _Redirected as exc:
         return _error_redirect(service, exc)
     now = service.clock()
@@ -237,8 +178,8 @@ async def authorize_get(request: Request) -> Response:
             and (session.mfa or not _mfa_required(service, req.client, user))
         ):
             return await _finish(service, req, user.id, session.id_hash, [])
-    csrf, cookies = _csrf(request, service)
-    return _login_page(service, req, csrf, cookies)
+    token, cookies = csrf(request, service)
+    return _login_page(service, req, token, cookies)
 
 
 async def _parse_post(request: Request) -> tuple[IdentityService, Form, AuthRequest | Response]:
@@ -247,7 +188,7 @@ async def _parse_post(request: Request) -> tuple[IdentityService, Form, AuthRequ
     try:
         return service, form, await _parse(service, form)
     except PageError as exc:
-        return service, form, _error_page(str(exc))
+        return service, form, error_page(str(exc))
     except _Redirected as exc:
         return service, form, _error_redirect(service, exc)
 
@@ -257,10 +198,10 @@ async def authorize_post(request: Request) -> Response:
     if isinstance(parsed, Response):
         return parsed
     req = parsed
-    csrf, cookies = _csrf(request, service)
-    if not _csrf_ok(request, service, form):
+    token, cookies = csrf(request, service)
+    if not csrf_ok(request, service, form):
         return _login_page(
-            service, req, csrf, cookies, "Your sign-in form expired. Please try again.", status=400
+            service, req, token, cookies, "Your sign-in form expired. Please try again.", status=400
         )
     username = form.get("username", "")
     now = service.clock()
@@ -275,25 +216,25 @@ async def authorize_post(request: Request) -> Response:
         )
         if failure.reason == "login.locked_now":
             service.audit.emit("login.locked", user=failure.user_id)
-        return _login_page(service, req, csrf, cookies, GENERIC_LOGIN_ERROR, username[:128], 401)
+        return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, username[:128], 401)
     if _mfa_required(service, req.client, user):
         if not user.mfa_enrolled:
             service.audit.emit("login.failure", cause="mfa.not_enrolled", user=user.id)
-            return _error_page(
+            return error_page(
                 "Two-step verification is required for this account but is not "
                 "set up. Please contact your administrator.",
                 403,
             )
         ticket = service.sealer.seal(
-            dumps({"u": user.id, "exp": now + _MFA_TICKET_TTL, "c": csrf}), "mfa-ticket"
+            dumps({"u": user.id, "exp": now + _MFA_TICKET_TTL, "c": token}), "mfa-ticket"
         )
-        return _page(
+        return page(
             "mfa.html",
             200,
             cookies,
             title="Two-step verification",
             action="authorize/mfa",
-            csrf=csrf,
+            csrf=token,
             ticket=ticket,
             params=req.params,
         )
@@ -309,38 +250,38 @@ async def mfa_post(request: Request) -> Response:
     if isinstance(parsed, Response):
         return parsed
     req = parsed
-    csrf, cookies = _csrf(request, service)
+    token, cookies = csrf(request, service)
     now = service.clock()
     try:
         ticket = loads_strict(service.sealer.open(form.get("mfa_ticket", ""), "mfa-ticket"))
     except (ValueError, JSONError):
         ticket = None
     if (
-        not _csrf_ok(request, service, form)
+        not csrf_ok(request, service, form)
         or not isinstance(ticket, dict)
-        or ticket.get("c") != csrf
+        or ticket.get("c") != token
         or not isinstance(ticket.get("exp"), float | int)
         or ticket["exp"] <= now
     ):
         return _login_page(
-            service, req, csrf, cookies, "Your sign-in expired. Please try again.", status=400
+            service, req, token, cookies, "Your sign-in expired. Please try again.", status=400
         )
     user = await service.users.get(str(ticket.get("u")))
     if user is None or user.disabled or user.mfa_seed is None or user.locked_until > now:
-        return _login_page(service, req, csrf, cookies, GENERIC_LOGIN_ERROR, status=401)
+        return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
     if not await service.totp.verify(user.id, user.mfa_seed, form.get("otp", ""), now):
         locked = await service.users.record_failure(user.id, now)
         service.audit.emit("mfa.failure", user=user.id, client_id=req.client.client_id)
         if locked:
             service.audit.emit("login.locked", user=user.id)
-            return _login_page(service, req, csrf, cookies, GENERIC_LOGIN_ERROR, status=401)
-        return _page(
+            return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
+        return page(
             "mfa.html",
             401,
             cookies,
             title="Two-step verification",
             action="mfa",
-            csrf=csrf,
+            csrf=token,
             ticket=form.get("mfa_ticket", ""),
             params=req.params,
             error="The code is not valid. Please try again.",
@@ -351,36 +292,4 @@ async def mfa_post(request: Request) -> Response:
     service.audit.emit("login.success", user=user.id, client_id=req.client.client_id, mfa=True)
     return await _finish(
         service, req, user.id, session.id_hash, [*cookies, service.sessions.cookie(raw)]
-    )
-
-
-async def logout_get(request: Request) -> Response:
-    service: IdentityService = request.app.state.identity
-    csrf, cookies = _csrf(request, service)
-    return _page(
-        "message.html",
-        200,
-        cookies,
-        title="Sign out",
-        message="End your session?",
-        logout_form=True,
-        action="logout",
-        csrf=csrf,
-    )
-
-
-async def logout_post(request: Request) -> Response:
-    service: IdentityService = request.app.state.identity
-    form = await read_form(request)
-    if not _csrf_ok(request, service, form):
-        return _error_page("Your sign-out form expired. Please try again.")
-    raw = request.cookies.get(service.sessions.settings.cookie_name)
-    if raw:
-        await service.logout(raw)
-    return _page(
-        "message.html",
-        200,
-        [service.sessions.clear_cookie()],
-        title="Signed out",
-        message="You are signed out. Tokens issued in this session were revoked.",
     )
