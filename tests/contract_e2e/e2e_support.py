@@ -164,9 +164,10 @@ def audit_event(gw: GatewayProc, answer: Answer, timeout: float = 5.0) -> dict[s
     assert request_id, answer.describe()
     deadline = time.monotonic() + timeout
     while True:
-        for event in reversed(gw.audit_events(at_least=0, timeout=0)):
+        events: list[dict[str, Any]] = gw.audit_events(at_least=0, timeout=0)
+        for event in reversed(events):
             if event.get("request_id") == request_id:
-                return event
+                return dict(event)
         if time.monotonic() > deadline:
             raise AssertionError(f"no audit event for request {request_id}")
         time.sleep(0.02)
