@@ -14,14 +14,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.identity.oautherrors import OAuthError
+from bastion.identity.revocation import Revoked, revoke_families
 from bastion.identity.rfc9068 import IssuedToken
 from bastion.identity.schema import (
     access_tokens,
@@ -29,13 +30,12 @@ from bastion.identity.schema import (
     refresh_families,
     refresh_tokens,
     revoked_jtis,
-    seen_assertions,
 )
 from bastion.identity.sealing import Sealer, new_token
 from bastion.identity.settings import TokenSettings
 from bastion.identity.storage import Database
 
-__all__ = ["CodeGrant", "Grants", "RefreshGrant", "Revoked"]
+__all__ = ["CodeGrant", "Grants", "RefreshGrant", "ReuseDetected"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,14 +57,6 @@ class RefreshGrant:
     user_id: str
     scope: str
     resource: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class Revoked:
-    """What a revocation ended: access tokens (jti, exp) to announce to gateways."""
-
-    families: tuple[str, ...]
-    access_tokens: tuple[tuple[str, float], ...]
 
 
 class ReuseDetected(Exception):
@@ -144,7 +136,7 @@ class Grants:
             if row is None:
                 return None
             if won.rowcount != 1:
-                revoked = await self._revoke_families(conn, [row.family_id], "code_reuse", now)
+                revoked = await revoke_families(conn, [row.family_id], "code_reuse", now)
                 reuse = ReuseDetected(row.family_id, revoked)
             elif row.expires_at <= now:
                 return None
@@ -256,7 +248,7 @@ class Grants:
             if row is None or row.client_id != client_id:
                 return None
             if row.consumed_at is not None:
-                revoked = await self._revoke_families(conn, [row.family_id], "refresh_reuse", now)
+                revoked = await revoke_families(conn, [row.family_id], "refresh_reuse", now)
                 reuse = ReuseDetected(row.family_id, revoked)
             elif row.revoked_at is not None or row.expires_at <= now or row.family_exp <= now:
                 return None
@@ -326,102 +318,3 @@ class Grants:
             if not live:
                 await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
         return live
-
-    async def revoke_jti(self, jti: str, exp: float, now: float) -> bool:
-        async with self._db.write() as conn:
-            await conn.execute(delete(revoked_jtis).where(revoked_jtis.c.expires_at < now))
-            exists = (
-                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
-            ).first()
-            if exists is None:
-                await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
-        return exists is None
-
-    async def is_revoked(self, jti: str) -> bool:
-        async with self._db.read() as conn:
-            row = (
-                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
-            ).first()
-        return row is not None
-
-    async def revoke_family(self, family_id: str, reason: str, now: float) -> Revoked:
-        async with self._db.write() as conn:
-            return await self._revoke_families(conn, [family_id], reason, now)
-
-    async def revoke_for(
-        self,
-        *,
-        user_id: str | None = None,
-        session_hash: str | None = None,
-        reason: str,
-        now: float,
-    ) -> Revoked:
-        """Revoke every live family of a user or of a session."""
-        column = (
-            refresh_families.c.user_id if user_id is not None else refresh_families.c.session_hash
-        )
-        value = user_id if user_id is not None else session_hash
-        async with self._db.write() as conn:
-            rows = await conn.execute(
-                select(refresh_families.c.family_id).where(
-                    and_(column == value, refresh_families.c.revoked_at.is_(None))
-                )
-            )
-            return await self._revoke_families(conn, [r.family_id for r in rows], reason, now)
-
-    async def _revoke_families(
-        self, conn: AsyncConnection, families: Sequence[str], reason: str, now: float
-    ) -> Revoked:
-        if not families:
-            return Revoked((), ())
-        await conn.execute(
-            update(refresh_families)
-            .where(
-                refresh_families.c.family_id.in_(families), refresh_families.c.revoked_at.is_(None)
-            )
-            .values(revoked_at=now, revoked_reason=reason)
-        )
-        await conn.execute(
-            update(refresh_tokens)
-            .where(refresh_tokens.c.family_id.in_(families), refresh_tokens.c.consumed_at.is_(None))
-            .values(consumed_at=now)
-        )
-        live = [
-            (r.jti, r.expires_at)
-            for r in await conn.execute(
-                select(access_tokens.c.jti, access_tokens.c.expires_at).where(
-                    access_tokens.c.family_id.in_(families), access_tokens.c.expires_at > now
-                )
-            )
-        ]
-        for jti, exp in live:
-            exists = (
-                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
-            ).first()
-            if exists is None:
-                await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
-        await conn.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
-        return Revoked(tuple(families), tuple(live))
-
-    async def purge_expired(self, now: float) -> int:
-        """Housekeeping: delete rows that can no longer matter. Returns rows removed."""
-        removed = 0
-        async with self._db.write() as conn:
-            for table, column in (
-                (access_tokens, access_tokens.c.expires_at),
-                (revoked_jtis, revoked_jtis.c.expires_at),
-                (seen_assertions, seen_assertions.c.expires_at),
-                (auth_codes, auth_codes.c.expires_at),
-            ):
-                result = await conn.execute(delete(table).where(column < now))
-                removed += result.rowcount or 0
-            ended = select(refresh_families.c.family_id).where(refresh_families.c.expires_at < now)
-            result = await conn.execute(
-                delete(refresh_tokens).where(refresh_tokens.c.family_id.in_(ended))
-            )
-            removed += result.rowcount or 0
-            result = await conn.execute(
-                delete(refresh_families).where(refresh_families.c.expires_at < now)
-            )
-            removed += result.rowcount or 0
-        return removed

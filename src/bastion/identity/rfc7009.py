@@ -34,14 +34,14 @@ async def revoke(service: IdentityService, client_id: str, token: str, hint: str
             if claims is None or claims.get("client_id") != client_id:
                 continue
             jti, exp = str(claims["jti"]), float(claims["exp"])
-            if await service.grants.revoke_jti(jti, exp, now):
+            if await service.revocations.revoke_jti(jti, exp, now):
                 await service.events.token_revoked(jti, exp)
             service.audit.emit("token.revoked", kind="access_token", jti=jti, client_id=client_id)
             return True
         grant = await service.grants.refresh_info(token, now) if len(token) <= 256 else None
         if grant is None or grant.client_id != client_id:
             continue
-        revoked = await service.grants.revoke_family(grant.family_id, "revoked", now)
+        revoked = await service.revocations.revoke_family(grant.family_id, "revoked", now)
         for jti, exp in revoked.access_tokens:
             await service.events.token_revoked(jti, exp)
         service.audit.emit(

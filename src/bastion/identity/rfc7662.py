@@ -29,7 +29,7 @@ async def introspect(
     now = service.clock()
     claims = service.tokens.verify(token, now) if hint != "refresh_token" or "." in token else None
     if claims is not None:
-        if await service.grants.is_revoked(str(claims.get("jti"))):
+        if await service.revocations.is_revoked(str(claims.get("jti"))):
             return _INACTIVE
         if not await _subject_live(service, claims):
             return _INACTIVE

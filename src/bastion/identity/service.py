@@ -15,7 +15,7 @@ from typing import Any, TextIO
 
 from bastion.identity.clients import Client, ClientRegistry
 from bastion.identity.events import Audit, IdentityEvents, NoEvents
-from bastion.identity.grants import CodeGrant, Grants, RefreshGrant, ReuseDetected, Revoked
+from bastion.identity.grants import CodeGrant, Grants, RefreshGrant, ReuseDetected
 from bastion.identity.keys import KeyStore
 from bastion.identity.oautherrors import (
     InvalidGrant,
@@ -26,6 +26,7 @@ from bastion.identity.oautherrors import (
     UnauthorizedClient,
 )
 from bastion.identity.passwords import PasswordHasher, PasswordPolicy
+from bastion.identity.revocation import Revocations, Revoked
 from bastion.identity.rfc7636 import verify as verify_pkce
 from bastion.identity.rfc9068 import AccessTokens, IssuedToken
 from bastion.identity.sealing import Sealer
@@ -74,6 +75,7 @@ class IdentityService:
         self.users = Users(self.db, self.hasher, self.policy, settings.lockout)
         self.sessions = Sessions(self.db, self.sealer, settings.sessions)
         self.grants = Grants(self.db, self.sealer, settings.tokens)
+        self.revocations = Revocations(self.db)
         self.totp = Totp(
             self.db, self.sealer, settings.mfa.issuer_name, settings.mfa.recovery_codes
         )
@@ -318,7 +320,9 @@ class IdentityService:
     async def revoke_user_tokens(self, user_id: str, reason: str) -> None:
         """Password change / disable: every family ends and a not-before is announced."""
         now = self.clock()
-        await self._announce(await self.grants.revoke_for(user_id=user_id, reason=reason, now=now))
+        await self._announce(
+            await self.revocations.revoke_for(user_id=user_id, reason=reason, now=now)
+        )
         await self.sessions.end_all(user_id, now)
         await self.events.subject_revoked(user_id, now)
 
@@ -328,7 +332,7 @@ class IdentityService:
         if digest is None:
             return False
         await self._announce(
-            await self.grants.revoke_for(session_hash=digest, reason="logout", now=now)
+            await self.revocations.revoke_for(session_hash=digest, reason="logout", now=now)
         )
         self.audit.emit("session.logout", session=digest)
         return True
@@ -346,4 +350,4 @@ class IdentityService:
     async def housekeeping(self) -> int:
         """Delete expired codes, tokens, families, sessions and replay-cache entries."""
         now = self.clock()
-        return await self.grants.purge_expired(now) + await self.sessions.purge_expired(now)
+        return await self.revocations.purge_expired(now) + await self.sessions.purge_expired(now)
