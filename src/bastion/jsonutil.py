@@ -25,39 +25,33 @@ def _reject_constant(name: str) -> Any:
 
 
 def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise JSONError(f"duplicate key {key!r}")
-        result[key] = value
+    result = dict(pairs)
+    if len(result) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise JSONError(f"duplicate key {key!r}")
+            seen.add(key)
     return result
 
 
 _DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
 
 
-def _depth_ok(data: str, max_depth: int) -> bool:
-    """Cheap pre-scan: bracket depth outside strings never exceeds ``max_depth``."""
-    depth = 0
-    in_string = False
-    escaped = False
-    for char in data:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif char == "\\":
-                escaped = True
-            elif char == '"':
-                in_string = False
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            depth += 1
-            if depth > max_depth:
-                return False
-        elif char in "]}":
-            depth -= 1
-    return True
+def _too_deep(value: Any, max_depth: int) -> bool:
+    """Iterative depth check of a parsed value (no recursion, stops at the first excess)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > max_depth:
+            return True
+        if isinstance(node, dict):
+            stack.extend(
+                (child, depth + 1) for child in node.values() if isinstance(child, dict | list)
+            )
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node if isinstance(child, dict | list))
+    return False
 
 
 def loads_strict(data: bytes | str, *, max_depth: int = 64) -> Any:
@@ -69,16 +63,20 @@ def loads_strict(data: bytes | str, *, max_depth: int = 64) -> Any:
             raise JSONError("body is not valid UTF-8") from exc
     else:
         text = data
-    if ("[" in text or "{" in text) and max_depth < len(text) and not _depth_ok(text, max_depth):
-        raise JSONError(f"nesting deeper than {max_depth} levels")
     try:
         value, end = _DECODER.raw_decode(text, _skip_ws(text, 0))
     except JSONError:
         raise
-    except (ValueError, RecursionError) as exc:
+    except RecursionError:
+        raise JSONError(f"nesting deeper than {max_depth} levels") from None
+    except ValueError as exc:
         raise JSONError("malformed JSON") from exc
     if _skip_ws(text, end) != len(text):
         raise JSONError("trailing data after JSON value")
+    # Only a document with more brackets than the cap can be too deep: skip the walk
+    # for the common small ones.
+    if text.count("{") + text.count("[") > max_depth and _too_deep(value, max_depth):
+        raise JSONError(f"nesting deeper than {max_depth} levels")
     return value
 
 

@@ -130,13 +130,20 @@ class GatewayProc:
                 return events
             time.sleep(0.02)
 
-    def mark(self) -> int:
-        """How many audit events exist now (use with :meth:`events_since`)."""
-        return len(self.audit_events(at_least=0, timeout=0))
+    def wait_event(self, predicate: Any, timeout: float = 5.0) -> dict[str, Any]:
+        """The first audit event matching ``predicate`` (events are written in batches, so
+        a test waits for the one it means instead of taking the last line)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for event in self.audit_events(at_least=0, timeout=0):
+                if predicate(event):
+                    return event
+            if time.monotonic() > deadline:
+                raise AssertionError("no matching audit event was written")
+            time.sleep(0.02)
 
-    def events_since(self, mark: int, count: int = 1) -> list[dict[str, Any]]:
-        """The ``count`` audit events written after ``mark`` (waits for them, bounded)."""
-        return self.audit_events(at_least=mark + count)[mark:]
+    def event_for(self, request_id: str) -> dict[str, Any]:
+        return self.wait_event(lambda e: e.get("request_id") == request_id)
 
     def stderr_text(self) -> str:
         return self._stderr.read_text() if self._stderr.exists() else ""

@@ -12,6 +12,7 @@ exception is a generic 500, never a pass-through.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import sys
 import time
@@ -21,7 +22,6 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from bastion.errors import (
-    BadGateway,
     BastionError,
     InternalError,
     MethodNotAllowed,
@@ -36,13 +36,11 @@ from bastion.gateway.upstream import (
     UpstreamRequest,
     UpstreamRuntime,
     UpstreamTimeouts,
-    map_upstream_errors,
 )
 from bastion.jsonutil import dumps
 from bastion.observability.audit import event_from_context
 from bastion.types import (
     Headers,
-    Message,
     Receive,
     RequestContext,
     Response,
@@ -55,6 +53,8 @@ __all__ = ["Gateway"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _HEALTH_PREFIX = "/_bastion/health/"
+#: Bodies up to this size are moved in one piece rather than streamed.
+_SMALL_BODY = 65_536
 
 
 class Gateway:
@@ -180,7 +180,7 @@ class Gateway:
         peer = client[0] if client else "0.0.0.0"
         incoming_id = headers.get("x-request-id")
         request_id = (
-            incoming_id if incoming_id and _REQUEST_ID.match(incoming_id) else uuid.uuid4().hex
+            incoming_id if incoming_id and _REQUEST_ID.match(incoming_id) else _next_request_id()
         )
         ctx = RequestContext(
             request_id=request_id,
@@ -194,17 +194,7 @@ class Gateway:
             started=started,
             started_wall=time.time(),
         )
-        response_started = False
         target: RouteTarget | None = None
-
-        async def send_tracking(message: Message) -> None:
-            nonlocal response_started
-            if message["type"] == "http.response.start":
-                response_started = True
-                ctx.status = message["status"]
-            else:
-                ctx.bytes_out += len(message.get("body", b""))
-            await send(message)
 
         try:
             max_header, max_body, _ = rt.limits
@@ -215,10 +205,10 @@ class Gateway:
             for policy in rt.global_policies:
                 local = await policy.on_request(ctx)
                 if local is not None:
-                    await self._send(rt, ctx, local, send_tracking)
+                    await self._send(rt, ctx, local, send)
                     return
             if path.startswith(_HEALTH_PREFIX):
-                await self._send(rt, ctx, await self._health(rt, path), send_tracking)
+                await self._send(rt, ctx, await self._health(rt, path), send)
                 return
             match = rt.router.match(ctx.method, path)
             target = match.target
@@ -229,26 +219,29 @@ class Gateway:
                 cors = target.api.cors
                 if cors is None or "access-control-request-method" not in headers:
                     raise MethodNotAllowed(target.methods, reason="route.method_not_allowed")
-                await self._send(rt, ctx, cors.preflight(ctx), send_tracking)
+                await self._send(rt, ctx, cors.preflight(ctx), send)
                 return
             has_body = bool(declared) or "transfer-encoding" in headers
-            if has_body and (target.needs_request_body or declared is None):
+            if has_body and (
+                target.needs_request_body or declared is None or declared <= _SMALL_BODY
+            ):
                 # Policies need it, or its length is unknown: buffer it under the cap, so an
-                # oversized body is refused before anything reaches the upstream.
+                # oversized body is refused before anything reaches the upstream. Small
+                # bodies are buffered too: sent as bytes, they keep upstream connections
+                # pooled (a streamed body made aiohttp open new ones).
                 ctx.body = await _read_body(receive, max_body)
                 ctx.bytes_in = len(ctx.body)
             for policy in target.request_policies:
                 local = await policy.on_request(ctx)
                 if local is not None:
-                    await self._send(rt, ctx, local, send_tracking, target)
+                    await self._send(rt, ctx, local, send, target)
                     return
-            await self._forward(rt, ctx, target, receive, send_tracking, declared)
+            await self._forward(rt, ctx, target, receive, send, declared)
         except BastionError as error:
             ctx.error_reason = error.reason
-            ctx.status = ctx.status or error.status
-            if not response_started and not isinstance(error, _ClientGone):
+            if not ctx.status and not isinstance(error, _ClientGone):
                 problem = render_problem(error, request_id=ctx.request_id)
-                await self._send(rt, ctx, problem, send_tracking, target)
+                await self._send(rt, ctx, problem, send, target)
         except Exception as exc:
             ctx.error_reason = "internal_error"
             _log(
@@ -257,9 +250,9 @@ class Gateway:
                 error=type(exc).__name__,
                 trace=traceback.format_exc(limit=8),
             )
-            if not response_started:
+            if not ctx.status:
                 problem = render_problem(InternalError(), request_id=ctx.request_id)
-                await self._send(rt, ctx, problem, send_tracking, target)
+                await self._send(rt, ctx, problem, send, target)
         finally:
             if target is not None:
                 for policy in target.complete_policies:
@@ -318,7 +311,9 @@ class Gateway:
             and ctx.method != "HEAD"
             and any(p.wants_response_body(ctx, response) for p in target.response_policies)
         ):
-            response.body = await _buffer_reply(reply.chunks, rt.limits[2])
+            response.body = await reply.read(rt.limits[2])
+        elif reply.body is not None:
+            response.body = reply.body
         else:
             response.stream = reply.chunks
             length = next((v for k, v in reply.headers if k.lower() == "content-length"), None)
@@ -337,19 +332,18 @@ class Gateway:
         response: UpstreamResponse,
         send: Send,
     ) -> None:
-        headers = self._final_headers(rt, ctx, response.headers, target)
-        if response.body is not None:
-            headers = [(k, v) for k, v in headers if k != "content-length"]
-            headers.append(("content-length", str(len(response.body))))
-        await send(
-            {"type": "http.response.start", "status": response.status, "headers": _encode(headers)}
-        )
-        if response.body is not None:
-            await send({"type": "http.response.body", "body": response.body})
+        body = response.body
+        headers = self._final_headers(rt, ctx, response.headers, target, body)
+        ctx.status = response.status
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        if body is not None:
+            ctx.bytes_out = len(body)
+            await send({"type": "http.response.body", "body": body})
             return
         assert response.stream is not None
         try:
             async for chunk in response.stream:
+                ctx.bytes_out += len(chunk)
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         except BastionError as error:
             # Headers are gone already: all we can do is end the response and record why.
@@ -364,11 +358,10 @@ class Gateway:
         send: Send,
         target: RouteTarget | None = None,
     ) -> None:
-        headers = self._final_headers(rt, ctx, response.headers, target)
-        headers.append(("content-length", str(len(response.body))))
-        await send(
-            {"type": "http.response.start", "status": response.status, "headers": _encode(headers)}
-        )
+        headers = self._final_headers(rt, ctx, response.headers, target, response.body)
+        ctx.status = response.status
+        ctx.bytes_out = len(response.body)
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": response.body})
 
     def _final_headers(
@@ -377,13 +370,20 @@ class Gateway:
         ctx: RequestContext,
         headers: list[tuple[str, str]],
         target: RouteTarget | None,
-    ) -> list[tuple[str, str]]:
-        out = rt.security.apply(headers, authenticated=ctx.principal is not None)
-        out.append(("x-request-id", ctx.request_id))
-        if ctx.response_headers:
-            out.extend(ctx.response_headers)
+        body: bytes | None,
+    ) -> list[tuple[bytes, bytes]]:
+        """Encoded response headers: ours (precomputed) after the upstream's."""
+        authenticated = ctx.principal is not None
+        out = rt.security.encode(
+            headers, authenticated=authenticated, replace_length=body is not None
+        )
+        if body is not None:
+            out.append((b"content-length", str(len(body)).encode()))
+        out.append((b"x-request-id", ctx.request_id.encode("latin-1")))
+        extra = ctx.response_headers
         if target is not None and target.api.cors is not None:
-            out.extend(target.api.cors.response_headers(ctx))
+            extra = [*extra, *target.api.cors.response_headers(ctx)]
+        out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra)
         return out
 
     async def _health(self, rt: Runtime, path: str) -> Response:
@@ -413,8 +413,7 @@ async def _probe(upstream: UpstreamRuntime) -> bool:
                     UpstreamTimeouts(connect=2.0, read=2.0, total=3.0),
                 )
             )
-            async for _ in reply.chunks:
-                pass
+            await reply.read(1_048_576)
             return bool(reply.status < 500)
         host, _, port = upstream.host_header.rpartition(":")
         if not host:
@@ -461,18 +460,6 @@ async def _stream_body(receive: Receive, limit: int, ctx: RequestContext) -> Asy
             return
 
 
-async def _buffer_reply(chunks: AsyncIterator[bytes], limit: int) -> bytes:
-    parts: list[bytes] = []
-    size = 0
-    with map_upstream_errors():
-        async for chunk in chunks:
-            size += len(chunk)
-            if size > limit:
-                raise BadGateway(reason="upstream.response_too_large")
-            parts.append(chunk)
-    return b"".join(parts)
-
-
 class _ClientGone(BastionError):
     """The client disconnected mid-request; nothing is sent, the audit records it."""
 
@@ -481,12 +468,17 @@ class _ClientGone(BastionError):
     title = "Client closed request"
 
 
+_ID_PREFIX = uuid.uuid4().hex[:16]
+_id_counter = itertools.count(1)
+
+
+def _next_request_id() -> str:
+    """Unique without a syscall: a random per-process prefix and a counter."""
+    return f"{_ID_PREFIX}{next(_id_counter):016x}"
+
+
 def _json(status: int, body: Any) -> Response:
     return Response(status, [("content-type", "application/json")], dumps(body))
-
-
-def _encode(headers: list[tuple[str, str]]) -> list[tuple[bytes, bytes]]:
-    return [(k.encode("latin-1"), v.encode("latin-1")) for k, v in headers]
 
 
 def _log(event: str, **fields: Any) -> None:

@@ -127,18 +127,21 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
     config = loaded.config
     upstreams: dict[str, UpstreamRuntime] = {}
     for name, upstream in config.upstreams.items():
-        timeouts = upstream.timeout
+        timeout = upstream.timeout
         parts = urlsplit(upstream.url)
+        timeouts = (
+            UpstreamTimeouts(timeout.connect, timeout.read, timeout.total)
+            if timeout
+            else UpstreamTimeouts()
+        )
         upstreams[name] = UpstreamRuntime(
             name=name,
             base_url=f"{parts.scheme}://{parts.netloc}",
             host_header=parts.netloc,
-            timeouts=UpstreamTimeouts(timeouts.connect, timeouts.read, timeouts.total)
-            if timeouts
-            else UpstreamTimeouts(),
+            timeouts=timeouts,
             headers=tuple((k.lower(), v) for k, v in upstream.headers.items()),
             health_path=upstream.health_path,
-            transport=AiohttpTransport(max_connections=upstream.max_connections),
+            transport=AiohttpTransport(max_connections=upstream.max_connections, timeouts=timeouts),
         )
         if parts.path not in ("", "/"):
             raise ConfigError(

@@ -52,7 +52,27 @@ class UpstreamReply:
 
     status: int
     headers: list[tuple[str, str]]
-    chunks: AsyncIterator[bytes]
+    #: The body, chunk by chunk (None when ``body`` holds all of it).
+    chunks: AsyncIterator[bytes] | None
+    #: The whole body, when it was small and declared (read in one go, connection released).
+    body: bytes | None = None
+
+    async def read(self, limit: int) -> bytes:
+        """The whole body, refusing (502) more than ``limit`` bytes."""
+        if self.body is not None:
+            if len(self.body) > limit:
+                raise BadGateway(reason="upstream.response_too_large")
+            return self.body
+        assert self.chunks is not None
+        parts: list[bytes] = []
+        size = 0
+        with map_upstream_errors():
+            async for chunk in self.chunks:
+                size += len(chunk)
+                if size > limit:
+                    raise BadGateway(reason="upstream.response_too_large")
+                parts.append(chunk)
+        return b"".join(parts)
 
 
 class Transport(Protocol):
@@ -101,11 +121,26 @@ def _timeout_kind(exc: BaseException) -> str:
     return "total"
 
 
-class AiohttpTransport:
-    """Pooled HTTP/1.1 client. One session per process, created lazily in the loop."""
+#: Responses with a declared length up to this are read whole (one read, no generator).
+SMALL_RESPONSE = 65_536
 
-    def __init__(self, *, max_connections: int = 256) -> None:
+
+class AiohttpTransport:
+    """Pooled HTTP/1.1 client. One session per process, created lazily in the loop.
+
+    ``timeouts`` become the session's default, so no timeout object is built per request.
+    """
+
+    def __init__(
+        self, *, max_connections: int = 256, timeouts: UpstreamTimeouts | None = None
+    ) -> None:
         self._max_connections = max_connections
+        self._timeouts = timeouts or UpstreamTimeouts()
+        self._default = aiohttp.ClientTimeout(
+            total=self._timeouts.total,
+            sock_connect=self._timeouts.connect,
+            sock_read=self._timeouts.read,
+        )
         self._session: aiohttp.ClientSession | None = None
 
     def _get_session(self) -> aiohttp.ClientSession:
@@ -123,14 +158,17 @@ class AiohttpTransport:
                 skip_auto_headers=("User-Agent", "Accept", "Accept-Encoding", "Content-Type"),
                 cookie_jar=aiohttp.DummyCookieJar(),
                 raise_for_status=False,
+                timeout=self._default,
             )
         return self._session
 
     async def send(self, request: UpstreamRequest) -> UpstreamReply:
         timeouts = request.timeouts
-        timeout = aiohttp.ClientTimeout(
-            total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
-        )
+        timeout = self._default
+        if timeouts != self._timeouts:
+            timeout = aiohttp.ClientTimeout(
+                total=timeouts.total, sock_connect=timeouts.connect, sock_read=timeouts.read
+            )
         session = self._get_session()
         with map_upstream_errors():
             response = await session.request(
@@ -138,12 +176,19 @@ class AiohttpTransport:
                 request.url,
                 headers=request.headers,
                 data=request.body,
-                timeout=timeout,
                 allow_redirects=False,
                 compress=None,
                 chunked=None,
+                timeout=timeout,
             )
-        headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
+            headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
+            length = response.content_length
+            if length is not None and length <= SMALL_RESPONSE and request.method != "HEAD":
+                try:
+                    body = await response.read()
+                finally:
+                    response.release()
+                return UpstreamReply(response.status, headers, None, body)
         return UpstreamReply(response.status, headers, _iterate(response))
 
     async def close(self) -> None:

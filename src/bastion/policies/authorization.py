@@ -28,6 +28,8 @@ from bastion.types import Decision, Policy, RequestContext, Response
 
 __all__ = ["AllowPolicy", "OwnerPrefetchPolicy", "RequestOwnerPolicy", "deny_object"]
 
+_PREFETCH_LIMIT = 4_194_304
+
 
 def deny_object(ctx: RequestContext, decision: Decision, status: Literal[403, 404]) -> None:
     ctx.decision = decision
@@ -105,11 +107,11 @@ class OwnerPrefetchPolicy(Policy):
                 "GET", upstream.base_url + ctx.upstream_path, headers, None, upstream.timeouts
             )
         )
-        chunks = [chunk async for chunk in reply.chunks]
+        document = await reply.read(_PREFETCH_LIMIT)
         owner = MISSING
         if 200 <= reply.status < 300:
             try:
-                owner = lookup_path(loads_strict(b"".join(chunks)), self.field.path)
+                owner = lookup_path(loads_strict(document), self.field.path)
             except JSONError:
                 owner = MISSING
         decision = decide_owner(ctx.principal, owner, self.spec)

@@ -31,14 +31,22 @@ class SecurityHeaders:
         base.extend((k.lower(), v) for k, v in config.extra.items())
         self.headers: tuple[tuple[str, str], ...] = tuple(base)
         self._names = frozenset(name for name, _ in base)
+        self._encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in base]
+        self._encoded_auth = [*self._encoded, (b"cache-control", b"no-store")]
+        self._names_auth = self._names | {"cache-control", "pragma"}
 
-    def apply(
-        self, headers: list[tuple[str, str]], *, authenticated: bool
-    ) -> list[tuple[str, str]]:
-        """Return ``headers`` with ours set (an upstream's weaker values are replaced)."""
-        names = self._names | ({"cache-control", "pragma"} if authenticated else set())
-        out = [(k, v) for k, v in headers if k not in names]
-        out.extend(self.headers)
-        if authenticated:
-            out.append(("cache-control", "no-store"))
+    def encode(
+        self, headers: list[tuple[str, str]], *, authenticated: bool, replace_length: bool
+    ) -> list[tuple[bytes, bytes]]:
+        """``headers`` encoded for ASGI minus the ones we set, then ours (pre-encoded).
+
+        An upstream's weaker values (framing, caching of authenticated answers) are replaced.
+        """
+        names = self._names_auth if authenticated else self._names
+        out = [
+            (k.encode("latin-1"), v.encode("latin-1"))
+            for k, v in headers
+            if k not in names and not (replace_length and k == "content-length")
+        ]
+        out.extend(self._encoded_auth if authenticated else self._encoded)
         return out
