@@ -341,3 +341,34 @@ async def test_smtp_sink_against_a_local_fake_server() -> None:
 def test_config_rejects_mistakes(bad: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match="validation error"):
         MonitoringConfig.model_validate(bad)
+
+
+class _DownRedis:
+    """A client whose every call fails like an unreachable Redis."""
+
+    def __getattr__(self, name: str) -> Any:
+        def fail(*args: Any, **kwargs: Any) -> Any:
+            raise ConnectionError("redis down")
+
+        return fail
+
+
+async def test_detection_and_alerts_continue_when_redis_is_down() -> None:
+    from bastion.observability.config import DetectorsConfig
+    from bastion.observability.detectors import build_detectors, run_pass
+    from bastion.observability.incidents import AlertGate, IncidentLog
+    from bastion.observability.windows import FallbackWindows, RedisWindows
+
+    windows = FallbackWindows(RedisWindows(_DownRedis(), "bastion"))
+    detectors = build_detectors(DetectorsConfig())
+    burst = [request(ip="203.0.113.4", principal=None, status=401, route=None)] * 25
+    findings = await run_pass(detectors, burst, windows, 1000.0)
+    assert [f.detector for f in findings] == ["auth_failure_ip"]
+    assert windows.failures == 1
+    gate = AlertGate(300, 10, Clock(), client=_DownRedis())
+    assert await gate.admit("k") is None
+    assert await gate.admit("k") == "duplicate"  # deduplicated locally meanwhile
+    log = IncidentLog(10, client=_DownRedis())
+    with pytest.raises(ConnectionError):
+        await log.add({"id": "al_1"})
+    assert await log.recent() == [{"id": "al_1"}]

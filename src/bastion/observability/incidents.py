@@ -27,6 +27,7 @@ class IncidentLog:
         self._local: deque[dict[str, Any]] = deque(maxlen=kept)
 
     async def add(self, incident: dict[str, Any]) -> None:
+        """Keep the incident here and, with Redis, in the shared list (may raise)."""
         self._local.appendleft(incident)
         if self._client is not None:
             pipe = self._client.pipeline(transaction=False)
@@ -38,7 +39,10 @@ class IncidentLog:
         limit = max(1, min(limit, self.kept))
         if self._client is None:
             return list(self._local)[:limit]
-        raw = await self._client.lrange(self._key, 0, limit - 1)
+        try:
+            raw = await self._client.lrange(self._key, 0, limit - 1)
+        except Exception:  # Redis is down: what this process saw
+            return list(self._local)[:limit]
         out = []
         for item in raw:
             try:
@@ -66,6 +70,7 @@ class AlertGate:
         self._client = client
         self._prefix = f"{prefix}:mon:dedup"
         self._claims: dict[str, float] = {}
+        self.shared_failures = 0
         self._minute = -1
         self._sent = 0
 
@@ -88,10 +93,13 @@ class AlertGate:
         if self._client is not None:
             digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
             ttl_ms = max(1, int(self.window * 1000))
-            claimed = await self._client.set(
-                f"{self._prefix}:{digest.hexdigest()}", b"1", nx=True, px=ttl_ms
-            )
-            return bool(claimed)
+            try:
+                claimed = await self._client.set(
+                    f"{self._prefix}:{digest.hexdigest()}", b"1", nx=True, px=ttl_ms
+                )
+                return bool(claimed)
+            except Exception:  # Redis is down: dedup in this process rather than go silent
+                self.shared_failures += 1
         until = self._claims.get(key)
         if until is not None and until > now:
             return False

@@ -29,7 +29,7 @@ from bastion.observability.detectors import Finding, build_detectors, run_pass
 from bastion.observability.incidents import AlertGate, IncidentLog
 from bastion.observability.metrics import RequestMetrics, SnapshotDir
 from bastion.observability.playbooks import PlaybookRunner
-from bastion.observability.windows import LocalWindows, RedisWindows, Windows
+from bastion.observability.windows import FallbackWindows, LocalWindows, RedisWindows, Windows
 from bastion.state.base import StateStore
 
 __all__ = ["Monitor"]
@@ -71,7 +71,7 @@ class Monitor:
         redis = _redis_of(store)
         client, prefix = redis if redis is not None else (None, "bastion")
         self.windows: Windows = (
-            RedisWindows(client, prefix)
+            FallbackWindows(RedisWindows(client, prefix))
             if client is not None and config.detectors.shared
             else LocalWindows()
         )

@@ -19,7 +19,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-__all__ = ["BUCKETS", "Batch", "LocalWindows", "Readings", "RedisWindows", "WindowKey", "Windows"]
+__all__ = [
+    "BUCKETS",
+    "Batch",
+    "FallbackWindows",
+    "LocalWindows",
+    "Readings",
+    "RedisWindows",
+    "WindowKey",
+    "Windows",
+]
 
 BUCKETS = 10
 
@@ -151,3 +160,20 @@ class RedisWindows:
             else:
                 distinct[wk] = int(value)
         return Readings(counts, distinct)
+
+
+class FallbackWindows:
+    """Shared windows, falling back to this process's own while the shared ones fail (a
+    Redis outage must not blind the detectors: each gateway still sees its own traffic)."""
+
+    def __init__(self, shared: Windows, local: Windows | None = None) -> None:
+        self.shared = shared
+        self.local = local or LocalWindows()
+        self.failures = 0
+
+    async def apply(self, batch: Batch, now: float) -> Readings:
+        try:
+            return await self.shared.apply(batch, now)
+        except Exception:
+            self.failures += 1
+            return await self.local.apply(batch, now)
