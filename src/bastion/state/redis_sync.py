@@ -171,19 +171,28 @@ class MirrorSync:
     def _apply(self, version: int, op: str, data: Mapping[str, Any]) -> None:
         if version <= self.version:
             return
+        # Decode fully before touching the version: a malformed change changes nothing.
+        mirror = self.mirror
+        change: Callable[[], None]
+        if op == "revoke_token":
+            jti, expires_at = str(data["jti"]), float(data["expires_at"])
+            change = lambda: mirror.revoke_token(jti, expires_at)  # noqa: E731
+        elif op == "revoke_subject":
+            subject, not_before = str(data["subject"]), float(data["not_before"])
+            change = lambda: mirror.revoke_subject(subject, not_before)  # noqa: E731
+        elif op == "block":
+            entry = BlockEntry.from_json(data)
+            change = lambda: mirror.block(entry)  # noqa: E731
+        elif op == "unblock":
+            kind_value = (str(data["kind"]), str(data["value"]))
+            change = lambda: mirror.unblock(*kind_value)  # noqa: E731
+        else:
+            raise ValueError(f"unknown op {op!r}")
         if version != self.version + 1:
             self._dirty = True
             self._wake.set()
         self.version = version
-        mirror = self.mirror
-        if op == "revoke_token":
-            mirror.revoke_token(str(data["jti"]), float(data["expires_at"]))
-        elif op == "revoke_subject":
-            mirror.revoke_subject(str(data["subject"]), float(data["not_before"]))
-        elif op == "block":
-            mirror.block(BlockEntry.from_json(data))
-        elif op == "unblock":
-            mirror.unblock(str(data["kind"]), str(data["value"]))
+        change()
         kind: ChangeKind = op  # type: ignore[assignment]
         self._emit(ChangeEvent(kind, dict(data)))
 

@@ -12,7 +12,8 @@ local key, ttl = KEYS[1], tonumber(ARGV[4])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
 if redis.call('ZSCORE', key, ARGV[3]) or redis.call('ZCARD', key) < tonumber(ARGV[2]) then
   redis.call('ZADD', key, string.format('%.0f', now + ttl), ARGV[3])
-  local ms = math.ceil(ttl / 1000)
+  -- The set outlives its newest lease by a grace (leases expire by score, not by TTL).
+  local ms = math.ceil(ttl / 1000) + 30000
   if redis.call('PTTL', key) < ms then redis.call('PEXPIRE', key, ms) end
   return 1
 end

@@ -1,0 +1,117 @@
+"""How the mirror stays in step: pub/sub for speed, the version resync for repair."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+
+import pytest
+import redis.asyncio as aioredis
+
+from bastion.jsonutil import dumps
+from bastion.state import ChangeEvent, RedisStateStore
+from tests.state._redis_helpers import delete_prefix, unique_prefix
+
+pytestmark = pytest.mark.services
+
+
+@pytest.fixture
+async def prefix(redis_url: str) -> AsyncIterator[str]:
+    value = unique_prefix()
+    yield value
+    delete_prefix(redis_url, value)
+
+
+async def poll(predicate: Callable[[], bool], deadline: float) -> bool:
+    end = time.monotonic() + deadline
+    for _ in range(10_000):
+        if predicate() or time.monotonic() > end:
+            break
+        await asyncio.sleep(0.01)
+    return predicate()
+
+
+async def test_pubsub_delivers_changes_without_waiting_for_a_resync(
+    redis_url: str, prefix: str
+) -> None:
+    reader = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    writer = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    await reader.start()
+    await writer.start()
+    events: list[ChangeEvent] = []
+    reader.on_change(events.append)
+    try:
+        await asyncio.sleep(0.2)  # let the reader's subscription settle
+        await writer.block("principal", "mallory", None, "fraud")
+        await writer.revoke_subject("alice", 1_800_000_000.0)
+        await writer.publish_event({"type": "incident", "id": 7})
+        mirror = reader.mirror
+        assert await poll(
+            lambda: (
+                mirror.is_blocked("principal", "mallory", time.time()) is not None
+                and mirror.subject_not_before("alice") == 1_800_000_000.0
+                and any(e.kind == "event" for e in events)
+            ),
+            deadline=1.0,
+        )
+        kinds = [e.kind for e in events]
+        assert "block" in kinds
+        assert "revoke_subject" in kinds
+        event = next(e for e in events if e.kind == "event")
+        assert dict(event.data) == {"type": "incident", "id": 7}
+    finally:
+        await writer.close()
+        await reader.close()
+
+
+async def test_a_missed_message_is_repaired_by_the_periodic_resync(
+    redis_url: str, prefix: str
+) -> None:
+    reader = RedisStateStore(redis_url, prefix=prefix, resync_interval=0.2)
+    await reader.start()
+    events: list[ChangeEvent] = []
+    reader.on_change(events.append)
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        # A change that was never published (as if the message had been lost).
+        tag = f"{{{prefix}:shared}}"
+        entry = {
+            "kind": "ip",
+            "value": "192.0.2.0/24",
+            "until": None,
+            "reason": "lost message",
+            "created_at": 0.0,
+        }
+        await raw.hset(f"{tag}:blocks", "ip|192.0.2.0/24", dumps(entry))
+        await raw.incr(f"{tag}:version")
+        mirror = reader.mirror
+        assert await poll(lambda: mirror.is_blocked("ip", "192.0.2.9", time.time()) is not None, 5)
+        assert any(e.kind == "resync" for e in events)
+    finally:
+        await raw.aclose()
+        await reader.close()
+
+
+async def test_malformed_channel_messages_are_ignored_and_trigger_a_resync(
+    redis_url: str, prefix: str
+) -> None:
+    reader = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    writer = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    await reader.start()
+    await writer.start()
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        await asyncio.sleep(0.2)
+        await raw.publish(f"{prefix}:changes", b"not a change")
+        await raw.publish(f"{prefix}:changes", b'999 {"op": "block", "kind": "ip"}')
+        await writer.block("ip", "198.51.100.1", None, "after garbage")
+        mirror = reader.mirror
+        assert await poll(
+            lambda: mirror.is_blocked("ip", "198.51.100.1", time.time()) is not None, 3
+        )
+        assert mirror.fresh(time.time())
+    finally:
+        await raw.aclose()
+        await writer.close()
+        await reader.close()
