@@ -11,6 +11,7 @@ audit event even when the projection removed it.
 from __future__ import annotations
 
 from bastion.contract.compiled import OperationContract
+from bastion.contract.responses import ResponseContractViolation
 from bastion.types import Policy, RequestContext, Response, UpstreamResponse
 
 __all__ = ["ContractPolicy"]
@@ -41,9 +42,13 @@ class ContractPolicy(Policy):
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
         if response.body is None:
             return
-        filtered = self.contract.filter_response(
-            response.status, response.header("content-type"), response.body
-        )
+        try:
+            filtered = self.contract.filter_response(
+                response.status, response.header("content-type"), response.body
+            )
+        except ResponseContractViolation as violation:
+            ctx.audit["response_schema_errors"] = list(violation.schema_errors)
+            raise
         response.body = filtered.body
         if filtered.removed:
             ctx.audit["fields_removed"] = list(filtered.removed)
