@@ -136,6 +136,14 @@ async def test_session_cookie_csrf_and_auth_without_a_browser(
         assert blocked is not None
         async with http.get(s.admin + "/metrics") as r:
             assert r.status == 200  # the session also reads the metrics
+        statuses = []
+        for _ in range(11):  # guessing the admin token is throttled
+            async with http.post(
+                s.admin + "/dashboard/login", data={"token": "guess"}, allow_redirects=False
+            ) as r:
+                statuses.append(r.status)
+        assert statuses[:9] == [303] * 9
+        assert statuses[-1] == 429
 
 
 @pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}")
@@ -152,6 +160,8 @@ async def test_dashboard_in_headless_chromium(tmp_path: Path, upstream: Upstream
             page = await browser.new_page()
             requested: list[str] = []
             page.on("request", lambda request: requested.append(request.url))
+            errors: list[str] = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
             await page.goto(s.admin + "/dashboard")
             await page.fill("#token", "wrong")
             await page.click("#login")
@@ -185,5 +195,6 @@ async def test_dashboard_in_headless_chromium(tmp_path: Path, upstream: Upstream
             await page.wait_for_selector("#action-result >> text=unblock: done")
             assert await traffic(s.gateway, ok=1, missing=0) == [200]
             assert all(url.startswith(s.admin) for url in requested), requested
+            assert errors == []  # no script errors, no CSP violations thrown
         finally:
             await browser.close()

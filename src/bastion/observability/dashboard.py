@@ -33,7 +33,7 @@ from bastion.state.base import BLOCK_KINDS
 if TYPE_CHECKING:
     from bastion.observability.monitor import Monitor
 
-__all__ = ["SESSION_COOKIE", "Sessions", "admin_routes"]
+__all__ = ["SESSION_COOKIE", "LoginThrottle", "Sessions", "admin_routes"]
 
 SESSION_COOKIE = "bastion_session"
 _HEADERS = {
@@ -82,8 +82,27 @@ class Sessions:
         return self._mac(f"csrf.{nonce}")
 
 
+class LoginThrottle:
+    """At most ``limit`` failed sign-ins per client IP per minute (per process)."""
+
+    def __init__(self, limit: int = 10, clock: Any = time.time) -> None:
+        self.limit, self._clock = limit, clock
+        self._failures: dict[str, list[float]] = {}
+
+    def blocked(self, ip: str) -> bool:
+        recent = [t for t in self._failures.get(ip, ()) if t > self._clock() - 60]
+        self._failures[ip] = recent
+        return len(recent) >= self.limit
+
+    def failed(self, ip: str) -> None:
+        if len(self._failures) > 10_000:
+            self._failures.clear()  # bounded under spoofed sources
+        self._failures.setdefault(ip, []).append(self._clock())
+
+
 def admin_routes(monitor: Monitor, admin_token: str) -> list[BaseRoute]:
     sessions = Sessions(admin_token, monitor.config.session_ttl)
+    throttle = LoginThrottle()
     actor_fp = "dashboard:" + hashlib.sha256(admin_token.encode()).hexdigest()[:12]
 
     def bearer_ok(request: Request) -> bool:
@@ -126,11 +145,17 @@ def admin_routes(monitor: Monitor, admin_token: str) -> list[BaseRoute]:
     async def login(request: Request) -> Response:
         if not _same_origin(request):
             return JSONResponse({"code": "bad_origin"}, status_code=403, headers=_HEADERS)
+        ip = request.client.host if request.client else ""
+        if throttle.blocked(ip):
+            _audit(monitor, "dashboard_login", request, 429, None)
+            return JSONResponse({"code": "too_many_attempts"}, status_code=429,
+                                headers={"Retry-After": "60", **_HEADERS})  # fmt: skip
         form = await request.form()
         supplied = form.get("token")
         ok = isinstance(supplied, str) and constant_time_equals(supplied, admin_token)
         _audit(monitor, "dashboard_login", request, 200 if ok else 401, actor_fp if ok else None)
         if not ok:
+            throttle.failed(ip)
             return RedirectResponse("/dashboard?failed=1", status_code=303, headers=_HEADERS)
         response = RedirectResponse("/dashboard", status_code=303, headers=_HEADERS)
         response.set_cookie(
@@ -333,8 +358,8 @@ def _dashboard_page(csrf: str) -> str:
 </section>
 <section><h2>Request and denial rate (per second)</h2><svg id="chart" viewBox="0 0 600 160"
  role="img" aria-label="request rate"></svg></section>
-<section class="two"><div><h2>Denials by reason</h2><svg id="reasons" viewBox="0 0 300 160"
- role="img" aria-label="denials by reason"></svg></div>
+<section class="two"><div><h2>Denials by reason (total, rate)</h2>
+<svg id="reasons" viewBox="0 0 300 160" role="img" aria-label="denials by reason"></svg></div>
 <div><h2>Alerts and incidents</h2><ul id="incidents"></ul></div></section>
 <section class="two"><div><h2>Top principals</h2><table id="principals"></table></div>
 <div><h2>Top client IPs</h2><table id="ips"></table></div></section>

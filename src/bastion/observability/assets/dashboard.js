@@ -42,7 +42,7 @@
     svg.appendChild(el("text", { x: 4, y: 12 }, `max ${max.toFixed(1)}/s`));
   }
 
-  function drawBars(svg, byReason) {
+  function drawBars(svg, byReason, before, dt) {
     svg.replaceChildren();
     const entries = Object.entries(byReason).sort((a, b) => b[1] - a[1]).slice(0, 8);
     const max = Math.max(1, ...entries.map((e) => e[1]));
@@ -50,7 +50,8 @@
       const y = i * 19 + 2;
       svg.appendChild(el("rect", { x: 120, y, height: 14, width: Math.max(1, (170 * count) / max) }));
       svg.appendChild(el("text", { x: 0, y: y + 11 }, reason.slice(0, 22)));
-      svg.appendChild(el("text", { x: 124, y: y + 11 }, fmt(count)));
+      const rate = before && dt ? Math.max(0, (count - (before[reason] || 0)) / dt) : 0;
+      svg.appendChild(el("text", { x: 124, y: y + 11 }, `${fmt(count)} (${rate.toFixed(1)}/s)`));
     });
   }
 
@@ -80,9 +81,10 @@
       if (res.status === 401) { location.reload(); return; }
       s = await res.json();
     } catch (e) { setText("updated", "disconnected"); return; }
-    let rate = 0, denyRate = 0;
+    let rate = 0, denyRate = 0, dt = 0;
+    const before = previous ? previous.by_reason : null;
     if (previous) {
-      const dt = Math.max(0.001, s.time - previous.time);
+      dt = Math.max(0.001, s.time - previous.time);
       rate = Math.max(0, (s.requests - previous.requests) / dt);
       denyRate = Math.max(0, (s.denied - previous.denied) / dt);
       history.push({ rate, denyRate });
@@ -100,7 +102,7 @@
       { cls: "req", values: history.map((h) => h.rate) },
       { cls: "deny", values: history.map((h) => h.denyRate) },
     ]);
-    drawBars(document.getElementById("reasons"), s.by_reason);
+    drawBars(document.getElementById("reasons"), s.by_reason, before, dt);
     rows(document.getElementById("principals"), ["principal", "requests", "denied"],
       s.top_principals.map((r) => [r.value, fmt(r.requests), fmt(r.denied)]));
     rows(document.getElementById("ips"), ["client IP", "requests", "denied"],
