@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,10 +55,13 @@ def setup(
 ) -> Iterator[tuple[GatewayProc, Key, Key]]:
     tmp = tmp_path_factory.mktemp("rl-quota")
     store = f"sqlite:///{tmp / 'keys.db'}"
-    first, second = create_key(store, "partner-a"), create_key(store, "partner-b")
+    first = create_key(store, "partner-a")  # creates the store
     extra = f"authentication: {{api_keys: {{store: '{store}'}}}}\n"
-    with run_gateway(config(upstream.url, ROUTES, extra=extra), tmp) as gw:
-        yield gw, first, second
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        # The gateway looks keys up per request: the second key may be made while it starts.
+        second_key = pool.submit(create_key, store, "partner-b")
+        with run_gateway(config(upstream.url, ROUTES, extra=extra), tmp) as gw:
+            yield gw, first, second_key.result()
 
 
 def _seconds_to_utc_midnight() -> float:
