@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 __all__ = [
     "AdminConfig",
@@ -44,6 +44,20 @@ __all__ = [
 HttpMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _TEMPLATE = re.compile(r"^(/([A-Za-z0-9._~!$&'()*+,;=:@-]+|\{[A-Za-z_][A-Za-z0-9_]*\}))+/?$|^/$")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _cidrs(value: list[str]) -> list[str]:
+    """Validate a list of CIDR networks (shared by every field that holds one)."""
+    for cidr in value:
+        try:
+            ipaddress.ip_network(cidr, strict=False)
+        except ValueError as exc:
+            raise ValueError(f"{cidr!r} is not an IP network") from exc
+    return value
+
+
+#: A list of CIDR networks, validated on load.
+CidrList = Annotated[list[str], AfterValidator(_cidrs)]
 
 
 class Model(BaseModel):
@@ -407,10 +421,10 @@ class ApiConfig(Model):
     concurrency: ConcurrencyConfig | None = Field(
         None, description="Default in-flight limit for every route of the API."
     )
-    ip_allow: list[str] = Field(
+    ip_allow: CidrList = Field(
         default_factory=list, description="Only these client CIDRs may call the API."
     )
-    ip_deny: list[str] = Field(
+    ip_deny: CidrList = Field(
         default_factory=list, description="These client CIDRs may not call the API."
     )
     routes: list[RouteConfig] = Field(
@@ -428,16 +442,6 @@ class ApiConfig(Model):
     def _name(cls, value: str) -> str:
         if not _NAME.match(value):
             raise ValueError("must be 1-63 letters, digits, '.', '_' or '-'")
-        return value
-
-    @field_validator("ip_allow", "ip_deny")
-    @classmethod
-    def _api_cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP network") from exc
         return value
 
     @field_validator("base_path")
@@ -578,15 +582,15 @@ class GatewayConfig(Model):
         description="production refuses insecure settings; development allows plain HTTP.",
     )
     listen: ListenConfig = Field(default_factory=lambda: ListenConfig(), description="Listener.")
-    trusted_proxies: list[str] = Field(
+    trusted_proxies: CidrList = Field(
         default_factory=list,
         description="CIDRs of proxies whose X-Forwarded-For / Forwarded headers are believed.",
     )
-    ip_allow: list[str] = Field(
+    ip_allow: CidrList = Field(
         default_factory=list,
         description="Only these client CIDRs may use the gateway at all (empty: everyone).",
     )
-    ip_deny: list[str] = Field(
+    ip_deny: CidrList = Field(
         default_factory=list, description="Client CIDRs refused everywhere (403)."
     )
     limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig(), description="Limits.")
@@ -604,16 +608,6 @@ class GatewayConfig(Model):
     admin: AdminConfig | None = Field(None, description="Admin API listener (off when absent).")
     upstreams: dict[str, UpstreamConfig] = Field(description="Named upstream services.")
     apis: Annotated[list[ApiConfig], Field(min_length=1)] = Field(description="APIs served.")
-
-    @field_validator("trusted_proxies", "ip_allow", "ip_deny")
-    @classmethod
-    def _cidrs(cls, value: list[str]) -> list[str]:
-        for cidr in value:
-            try:
-                ipaddress.ip_network(cidr, strict=False)
-            except ValueError as exc:
-                raise ValueError(f"{cidr!r} is not an IP network") from exc
-        return value
 
     @model_validator(mode="after")
     def _references(self) -> GatewayConfig:
