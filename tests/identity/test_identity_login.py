@@ -217,3 +217,26 @@ async def test_session_idle_and_absolute_timeouts(live_sqlite: Live) -> None:
     live.clock.advance(3601)
     status, _, _ = await browser2.get("/authorize?" + query)
     assert status == 200
+
+
+async def test_known_password_does_not_reset_the_totp_guess_budget(live_sqlite: Live) -> None:
+    live = live_sqlite
+    seeded = await seed(live)
+    enrolment = await live.service.totp.enroll(seeded.user_id, seeded.username)
+    threshold = live.service.settings.lockout.lockout_threshold
+    for guess in range(threshold):
+        browser = Browser(live)
+        fields = await _login_page(live, browser, seeded)
+        status, html = await _try(live, browser, fields, seeded.username, USER_PASSWORD)
+        if status != 200:  # the account is locked: even the right password stops here
+            break
+        wrong = f"{guess:06d}"
+        if wrong == pyotp.TOTP(enrolment.seed).at(live.clock.now):
+            wrong = "999999"
+        status, _, _ = await browser.post("/authorize/mfa", [*form_fields(html), ("otp", wrong)])
+        assert status == 401
+        live.clock.advance(400)  # wait out each growing delay
+    user = await live.service.users.get(seeded.user_id)
+    assert user is not None
+    assert user.failed_logins >= threshold
+    assert user.locked_until > live.clock.now

@@ -238,6 +238,7 @@ async def authorize_post(request: Request) -> Response:
             ticket=ticket,
             params=req.params,
         )
+    await service.users.reset_failures(user.id)
     raw, session = await service.sessions.create(user.id, mfa=False, now=now)
     service.audit.emit("login.success", user=user.id, client_id=req.client.client_id, mfa=False)
     return await _finish(
@@ -267,7 +268,13 @@ async def mfa_post(request: Request) -> Response:
             service, req, token, cookies, "Your sign-in expired. Please try again.", status=400
         )
     user = await service.users.get(str(ticket.get("u")))
-    if user is None or user.disabled or user.mfa_seed is None or user.locked_until > now:
+    if (
+        user is None
+        or user.disabled
+        or user.mfa_seed is None
+        or user.locked_until > now
+        or user.next_attempt_at > now
+    ):
         return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
     if not await service.totp.verify(user.id, user.mfa_seed, form.get("otp", ""), now):
         locked = await service.users.record_failure(user.id, now)

@@ -168,7 +168,11 @@ class Users:
             )
 
     async def authenticate(self, username: str, password: str, now: float) -> User:
-        """The user whose password this is, or :class:`LoginFailed` (generic)."""
+        """The user whose password this is, or :class:`LoginFailed` (generic).
+
+        Success does not reset the failure counter; call :meth:`reset_failures` when the
+        login is complete.
+        """
         user = await self.by_username(username) if len(username) <= 512 else None
         if user is None:
             await self.hasher.averify(None, password)
@@ -184,7 +188,8 @@ class Users:
             raise LoginFailed("login.locked_now" if locked else "login.bad_password", user.id)
         if user.disabled:
             raise LoginFailed("login.disabled", user.id)
-        await self.reset_failures(user.id)
+        # The failure counter is reset by the caller once the whole login (including a
+        # second factor) succeeded: a known password must not reset the TOTP guess budget.
         if self.hasher.needs_rehash(user.password_hash):
             async with self._db.write() as conn:
                 await conn.execute(
