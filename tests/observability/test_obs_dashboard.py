@@ -198,3 +198,44 @@ async def test_dashboard_in_headless_chromium(tmp_path: Path, upstream: Upstream
             assert errors == []  # no script errors, no CSP violations thrown
         finally:
             await browser.close()
+
+
+async def test_demo_traffic_mixes_users_and_a_late_attacker() -> None:
+    from aiohttp import web
+
+    from bastion.observability.demo_traffic import Actor, run_traffic
+
+    seen: list[tuple[str, str]] = []
+
+    async def handle(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("authorization", ""), request.path))
+        return web.Response(status=200 if request.path.startswith("/mine") else 404)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", handle)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    slept: list[float] = []
+
+    async def no_wait(seconds: float) -> None:
+        slept.append(seconds)
+
+    try:
+        report = await run_traffic(
+            f"http://127.0.0.1:{port}",
+            [Actor("alice-token", ["/mine/1", "/mine/2"])],
+            Actor("eve-token", [f"/orders/{n}" for n in range(100, 120)]),
+            asyncio.Event(),
+            attack_after=3,
+            sleep=no_wait,
+            max_rounds=10,
+        )
+    finally:
+        await runner.cleanup()
+    assert report.statuses == {200: 10, 404: 7}
+    assert report.attack_statuses == [404] * 7
+    assert seen[0] == ("Bearer alice-token", "/mine/1")
+    assert ("Bearer eve-token", "/orders/100") in seen
+    assert len(slept) == 10

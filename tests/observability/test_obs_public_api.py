@@ -8,7 +8,7 @@ import importlib
 import pytest
 
 MODULES = [
-    "alerts", "audit_db", "audit_search", "cli", "config", "dashboard", "detectors",
+    "alerts", "audit_db", "audit_search", "cli", "config", "dashboard", "demo_traffic", "detectors",
     "incidents", "metrics", "monitor", "playbooks", "windows",
 ]  # fmt: skip
 
