@@ -84,16 +84,18 @@ class RequestMetrics:
         series[labels] = series.get(labels, 0.0) + amount
 
     def observe(self, event: Mapping[str, Any]) -> None:
-        """Account one audit event. Never raises on odd values (they are skipped)."""
-        kind = event.get("event")
+        """Account one audit event. Odd values are skipped or raise TypeError (callers
+        catch it); label values come from the config and the gateway, never raw input."""
+        get = event.get
+        kind = get("event")
         if kind != "request":
             self.inc("bastion_events", (str(kind),))
             return
-        api = event.get("api") or ""
-        route = event.get("route") or ""
-        status = event.get("status") or 0
-        reason = event.get("reason") or ""
-        decision = event.get("decision") or ""
+        api = get("api") or ""
+        route = get("route") or ""
+        status = get("status") or 0
+        reason = get("reason") or ""
+        decision = get("decision") or ""
         counters = self.counters
         key = (api, route, str(status), decision, reason)
         series = counters["bastion_requests"]
@@ -102,12 +104,12 @@ class RequestMetrics:
             self.inc("bastion_auth_failures", (reason,))
         elif status == 429 and reason.startswith("ratelimit"):
             self.inc("bastion_rate_limited", (api, route))
-        if event.get("deprecated"):
+        if get("deprecated"):
             self.inc("bastion_deprecated_calls", (api, route))
-        total = event.get("total_ms")
-        upstream_ms = event.get("upstream_ms")
-        upstream = event.get("upstream")
-        if isinstance(upstream_ms, int | float):
+        total = get("total_ms")
+        upstream_ms = get("upstream_ms")
+        if type(upstream_ms) is float or type(upstream_ms) is int:
+            upstream = get("upstream")
             if upstream:
                 self._hist("bastion_upstream_seconds", (api, str(upstream)), upstream_ms)
                 self.inc(
@@ -116,13 +118,16 @@ class RequestMetrics:
                 )
         else:
             upstream_ms = 0.0
-        if isinstance(total, int | float):
-            self._hist("bastion_gateway_overhead_seconds", (api,), max(0.0, total - upstream_ms))
+        if type(total) is float or type(total) is int:
+            overhead = total - upstream_ms
+            self._hist(
+                "bastion_gateway_overhead_seconds", (api,), overhead if overhead > 0 else 0.0
+            )
         denied = decision != "allow"
-        principal = event.get("principal")
+        principal = get("principal")
         if principal:
             _top(self.principals, str(principal), denied, self.top_entries)
-        ip = event.get("client_ip")
+        ip = get("client_ip")
         if ip:
             _top(self.ips, str(ip), denied, self.top_entries)
 
