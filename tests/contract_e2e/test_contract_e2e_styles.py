@@ -1,0 +1,133 @@
+"""A 3.0 and a 3.1 spec, both enforced THROUGH the gateway, one parameter of each style.
+
+The echo upstream (tests/support/upstream.py) logs every request it receives, so each case
+checks both sides: a valid request is forwarded as sent (path and query unchanged) and
+answered 200; an invalid one is a 400 problem with the failing parameter's JSON pointer and
+never reaches the upstream. ``specs/styles_30.yaml`` and ``specs/styles_31.yaml`` describe
+the same API, the 3.0 one with its own spellings (boolean ``exclusiveMinimum``, ``nullable``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.contract_e2e.e2e_support import Client
+from tests.support.procs import GatewayProc, Upstream, run_gateway, run_upstream
+
+SPECS = Path(__file__).with_name("specs")
+
+
+@pytest.fixture(scope="module")
+def upstream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Upstream]:
+    with run_upstream(tmp_path_factory.mktemp("styles-upstream")) as up:
+        yield up
+
+
+@pytest.fixture(scope="module", params=["3.0", "3.1"])
+def styles_gateway(
+    request: pytest.FixtureRequest, upstream: Upstream, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[GatewayProc]:
+    spec = SPECS / f"styles_{str(request.param).replace('.', '')}.yaml"
+    config = f"""version: 1
+mode: development
+audit: {{sink: file, path: "{{AUDIT}}"}}
+upstreams:
+  echo:
+    url: {upstream.url}
+    timeout: {{connect: 2, read: 5, total: 10}}
+apis:
+  - name: styles
+    upstream: echo
+    openapi: "{spec}"
+"""
+    with run_gateway(config, tmp_path_factory.mktemp("styles-gw")) as gw:
+        yield gw
+
+
+@pytest.fixture
+def client(styles_gateway: GatewayProc) -> Iterator[Client]:
+    c = Client(styles_gateway.port)
+    yield c
+    c.close()
+
+
+@dataclass(frozen=True)
+class Case:
+    style: str
+    target: str  # path with query, exactly as sent
+    pointer: str | None = None  # None: valid, else the pointer the 400 must name
+    headers: dict[str, str] = field(default_factory=dict)
+    body: object = None
+
+
+CASES = [
+    # path, style simple (array, not exploded)
+    Case("simple", "/items/1,2,3"),
+    Case("simple", "/items/1,x,3", "/path/ids/1"),
+    Case("simple", "/items/1,2,3,4", "/path/ids"),
+    # header, style simple (integer, exclusiveMinimum 0)
+    Case("header simple", "/items/7", headers={"X-Limit": "50"}),
+    Case("header simple", "/items/7", "/header/X-Limit", headers={"X-Limit": "0"}),
+    Case("header simple", "/items/7", "/header/X-Limit", headers={"X-Limit": "many"}),
+    # path, style label (array of enum)
+    Case("label", "/labels/.red,blue"),
+    Case("label", "/labels/red,blue", "/path/colors"),  # a label value starts with '.'
+    Case("label", "/labels/.red,pink", "/path/colors/1"),
+    # path, style matrix, exploded object
+    Case("matrix", "/points/;x=3;y=-4"),
+    Case("matrix", "/points/;x=3;y=north", "/path/point/y"),
+    Case("matrix", "/points/;x=3", "/path/point/y"),
+    # query, style form, exploded array
+    Case("form explode", "/search?q=a&tag=red&tag=blue"),
+    Case("form explode", "/search?q=a&tag=red&tag=Blue1", "/query/tag/1"),
+    # query, style form, not exploded
+    Case("form", "/search?q=a&ids=1,2,3"),
+    Case("form", "/search?q=a&ids=1,0", "/query/ids/1"),
+    # query, spaceDelimited
+    Case("spaceDelimited", "/search?q=a&sp=1%202%203"),
+    Case("spaceDelimited", "/search?q=a&sp=1%20two", "/query/sp/1"),
+    # query, pipeDelimited
+    Case("pipeDelimited", "/search?q=a&pp=1%7C2%7C3"),
+    Case("pipeDelimited", "/search?q=a&pp=1%7C2%7C3%7C4", "/query/pp"),
+    # query, deepObject
+    Case("deepObject", "/search?q=a&filter%5Bcolor%5D=red&filter%5Bsize%5D=3"),
+    Case("deepObject", "/search?q=a&filter%5Bcolor%5D=pink", "/query/filter/color"),
+    Case("deepObject", "/search?q=a&filter%5Bsize%5D=11", "/query/filter/size"),
+    # required query parameter, unknown query parameter, repeated primitive (pollution)
+    Case("form", "/search", "/query/q"),
+    Case("form", "/search?q=a&debug=1", "/query/debug"),
+    Case("form", "/search?q=a&q=b", "/query/q"),
+    # body: 3.0 nullable / 3.1 type list, exclusiveMinimum spellings, injected maxLength
+    Case("body", "/notes", body={"text": "hi", "rating": 5, "parent": None}),
+    Case("body", "/notes", body={"text": "hi", "rating": 0.5, "parent": 3}),
+    Case("body", "/notes", "/body/rating", body={"text": "hi", "rating": 0}),
+    Case("body", "/notes", "/body/parent", body={"text": "hi", "rating": 1, "parent": "x"}),
+    Case("body", "/notes", "/body/text", body={"text": "t" * 10_001, "rating": 1}),
+    Case("body", "/notes", "/body/admin", body={"text": "hi", "rating": 1, "admin": True}),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[f"{c.style}:{c.target[:40]}" for c in CASES])
+def test_parameter_styles_are_enforced(client: Client, upstream: Upstream, case: Case) -> None:
+    upstream.clear()
+    method = "GET" if case.body is None else "POST"
+    answer = client.request(method, case.target, json_body=case.body, headers=case.headers)
+    received = upstream.received()
+    if case.pointer is None:
+        assert answer.status == 200, answer.describe()
+        assert len(received) == 1
+        assert received[0]["raw_path"] == case.target  # forwarded exactly as sent
+        if case.body is not None:
+            assert json.loads(received[0]["body"]) == case.body
+        for name, value in case.headers.items():
+            assert [name.lower(), value] in [[k.lower(), v] for k, v in received[0]["headers"]]
+        return
+    assert answer.contract_refusal, answer.describe()
+    pointers = [e["pointer"] for e in answer.json["errors"]]
+    assert case.pointer in pointers, answer.describe()
+    assert not received, received
