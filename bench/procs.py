@@ -56,16 +56,23 @@ def free_port() -> int:
 
 
 def _first_line(log: Path) -> str:
+    """The line that names the problem (with the next one when it ends with a colon)."""
     try:
         text = log.read_text(errors="replace")
     except OSError:
         return "no output"
     lines = [line.strip() for line in text.splitlines() if line.strip()]
-    for line in lines:  # prefer the line that names the problem
-        lowered = line.lower()
-        if "error" in lowered or line.startswith("bastion:"):
-            return line[:200]
-    return (lines[-1] if lines else "no output")[:200]
+    chosen = len(lines) - 1
+    for index, line in enumerate(lines):  # prefer the line that names the problem
+        if "error" in line.lower() or line.startswith("bastion:"):
+            chosen = index
+            break
+    if chosen < 0:
+        return "no output"
+    line = lines[chosen]
+    if line.endswith(":") and chosen + 1 < len(lines):
+        line += " " + lines[chosen + 1]
+    return line[:240]
 
 
 def start(
