@@ -372,3 +372,26 @@ async def test_detection_and_alerts_continue_when_redis_is_down() -> None:
     with pytest.raises(ConnectionError):
         await log.add({"id": "al_1"})
     assert await log.recent() == [{"id": "al_1"}]
+
+
+def test_workers_of_one_gateway_share_a_snapshot_dir_single_processes_do_not() -> None:
+    import os
+    import subprocess
+    import sys
+
+    from bastion.observability.metrics import _server_pid
+
+    assert _server_pid() == os.getpid()  # pytest's parent is not a `bastion gateway`
+    child = "from bastion.observability.metrics import _server_pid; print(_server_pid())"
+    parent = (
+        "import os, subprocess\n"
+        f"out = subprocess.run([{sys.executable!r}, '-c', {child!r}], capture_output=True)\n"
+        "print(os.getpid(), out.stdout.decode().strip())\n"
+    )
+    # A parent that looks like the supervisor: argv `bastion - gateway`.
+    script = f"exec -a bastion {sys.executable} - gateway"
+    done = subprocess.run(
+        ["bash", "-c", script], input=parent.encode(), capture_output=True, check=True
+    )
+    supervisor, seen_by_worker = done.stdout.decode().split()
+    assert supervisor == seen_by_worker

@@ -267,6 +267,21 @@ def render(source: Any) -> bytes:
     return generate_latest(registry)
 
 
+def _server_pid() -> int:
+    """The supervisor's pid when this is a worker of ``bastion gateway`` (granian spawns
+    workers from it), else this process's own pid (a single-process server: uvicorn, tests,
+    or a parent that is just a shell or systemd, shared by unrelated gateways)."""
+    parent = os.getppid()
+    try:
+        cmdline = Path(f"/proc/{parent}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return os.getpid()
+    words = [Path(word.decode(errors="replace")).name for word in cmdline]
+    if any(w == "bastion" or w.startswith("bastion.") for w in words) and "gateway" in words:
+        return parent
+    return os.getpid()
+
+
 def _forget_old_runs(base: Path, keep: str, age: float = 86_400.0) -> None:
     """Remove snapshot directories of gateway runs untouched for a day."""
     if not base.is_dir():
@@ -293,10 +308,10 @@ class SnapshotDir:
         chosen = configured or os.environ.get("PROMETHEUS_MULTIPROC_DIR")
         if chosen:
             return cls(Path(chosen))
-        # Workers of one server share their parent (granian's supervisor); key by it and by
-        # the config so two gateways on one machine never add up each other's numbers.
+        # Workers of one server share their parent (the `bastion gateway` supervisor); key
+        # by it and by the config so two gateways never add up each other's numbers.
         config = os.environ.get("BASTION_CONFIG", "")
-        tag = hashlib.sha256(f"{os.getppid()}:{config}".encode()).hexdigest()[:16]
+        tag = hashlib.sha256(f"{_server_pid()}:{config}".encode()).hexdigest()[:16]
         base = Path(tempfile.gettempdir()) / f"bastion-metrics-{os.getuid()}"
         _forget_old_runs(base, keep=tag)
         return cls(base / tag)
