@@ -71,6 +71,12 @@ def run_checks(settings: IdentitySettings) -> list[Finding]:
             "ok" if settings.issuer.startswith("https://") else bad,
         ),
         Finding(
+            "TLS: served here, or terminated by a trusted proxy in front",
+            "listen.tls_cert set" if settings.listen.tls_cert else "plain HTTP listener",
+            "ok" if settings.listen.tls_cert or not prod else "warn",
+            "" if settings.listen.tls_cert else "the issuer is https: put TLS in front",
+        ),
+        Finding(
             "secret key strength (>= 256 bits, not trivial)",
             f"{len(key) * 8} bits",
             "ok" if len(key) >= 32 and key[:32] not in _WEAK_KEYS and len(set(key)) > 8 else "fail",

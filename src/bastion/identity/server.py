@@ -47,28 +47,36 @@ def serve(
     os.environ[CONFIG_ENV] = str(Path(path).resolve())
     chosen = server or settings.listen.server
     bind_port = settings.listen.port if port is None else port
+    base = Path(path).resolve().parent
+    listen = settings.listen
+    cert = str(base / listen.tls_cert) if listen.tls_cert else None
+    key = str(base / listen.tls_key) if listen.tls_key else None
     if chosen == "uvicorn":
         import uvicorn
 
         uvicorn.run(
             create_identity_app(settings),
-            host=settings.listen.host,
+            host=listen.host,
             port=bind_port,
             lifespan="on",
             server_header=False,
             access_log=False,
             log_level="warning",
+            ssl_certfile=cert,
+            ssl_keyfile=key,
         )
         return
     from granian import Granian
     from granian.constants import Interfaces
 
+    tls = {"ssl_cert": Path(cert), "ssl_key": Path(key)} if cert and key else {}
     Granian(
         "bastion.identity.server:create_app_from_env",
-        address=settings.listen.host,
+        address=listen.host,
         port=bind_port,
         interface=Interfaces.ASGI,
         factory=True,
         workers=workers,
         log_access=False,
+        **tls,  # type: ignore[arg-type]
     ).serve()

@@ -41,6 +41,14 @@ class ListenSettings(_Frozen):
     host: str = Field("127.0.0.1", description="Address the service binds to.")
     port: int = Field(9443, ge=0, le=65535, description="TCP port (0 = any free port).")
     server: Literal["granian", "uvicorn"] = Field("granian", description="ASGI server.")
+    tls_cert: Path | None = Field(None, description="PEM certificate chain (TLS served here).")
+    tls_key: Path | None = Field(None, description="PEM private key of tls_cert.")
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ListenSettings:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("tls_cert and tls_key go together")
+        return self
 
 
 class DatabaseSettings(_Frozen):
