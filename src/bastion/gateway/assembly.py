@@ -40,13 +40,14 @@ from bastion.errors import ConfigError
 from bastion.gateway.upstream import UpstreamRuntime
 from bastion.policies.authentication import AuthenticationPolicy
 from bastion.policies.authorization import AllowPolicy, OwnerPrefetchPolicy, RequestOwnerPolicy
+from bastion.policies.concurrency import ConcurrencyPolicy
 from bastion.policies.contract import ContractPolicy
 from bastion.policies.ipfilter import IpFilterPolicy
 from bastion.policies.login import LoginPolicy
 from bastion.policies.ratelimit import LimitSpec, RateLimitPolicy
 from bastion.policies.response_owner import OwnerListPolicy, ResponseOwnerPolicy
 from bastion.policies.versioning import VersionPolicy
-from bastion.ratelimit import BackoffPolicy, parse_rate
+from bastion.ratelimit import BackoffPolicy, parse_quota, parse_rate
 from bastion.types import Policy
 
 __all__ = ["RouteSpec", "Services", "policies_for", "route_specs"]
@@ -324,7 +325,9 @@ def policies_for(
                     LimitSpec(
                         scope=f"{route.rate_scope}:{i}",
                         keys=tuple([rule.key] if isinstance(rule.key, str) else rule.key),
-                        rate=parse_rate(rule.limit, burst=rule.burst),
+                        rate=parse_quota(rule.limit)
+                        if rule.algorithm == "quota"
+                        else parse_rate(rule.limit, burst=rule.burst),
                         algorithm=rule.algorithm,
                         fail_open=rule.fail_open,
                     )
@@ -332,6 +335,17 @@ def policies_for(
                 ],
                 services.store,
                 clock,
+            )
+        )
+    if route.concurrency is not None:
+        policies.append(
+            ConcurrencyPolicy(
+                scope=f"{api.name}:{route.template}",
+                key=route.concurrency.key,
+                limit=route.concurrency.limit,
+                ttl=route.concurrency.ttl,
+                store=services.store,
+                clock=clock,
             )
         )
     if route.login is not None:

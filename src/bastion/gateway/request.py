@@ -9,6 +9,7 @@ parsers could read differently (``/admin/..%2fusers``, ``/%2e%2e/``, ``/a%5cb``,
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from urllib.parse import quote, unquote_to_bytes
 
@@ -21,6 +22,9 @@ _HEX = frozenset("0123456789abcdefABCDEF")
 # Characters left unescaped when re-encoding a decoded path for the upstream (RFC 3986 pchar).
 _PCHAR_SAFE = "/!$&'()*+,;=:@-._~"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_FORBIDDEN_BYTE = re.compile(rb"[^\x21-\x7e]|\\")
+#: Paths made only of unreserved characters and sub-delimiters need no decoding.
+_PLAIN = re.compile(r"[A-Za-z0-9/!$&'()*+,=:@._~-]*\Z")
 
 
 def normalize_path(raw_path: bytes) -> tuple[str, str]:

@@ -201,6 +201,8 @@ def _build_services(loaded: LoadedConfig) -> Services:
             "url": state.url,
             "prefix": state.prefix,
             "max_staleness": state.max_staleness,
+            # Resync well within the staleness bound, so a healthy mirror never goes stale.
+            "resync_interval": min(1.0, state.max_staleness / 3),
         }
     )
     verifier = None

@@ -23,6 +23,8 @@ from bastion.types import Policy, RequestContext, Response
 
 __all__ = ["LimitSpec", "RateLimitPolicy"]
 
+_KNOWN_CHECKS = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class LimitSpec:
@@ -47,6 +49,8 @@ class RateLimitPolicy(Policy):
         }
         self.needs_request_body = any(ref.source == "body" for ref in self._refs.values())
         self._fail_open = all(spec.fail_open for spec in self.limits)
+        #: Checks built for recently seen identities (immutable, so safely reused).
+        self._known: dict[tuple[int, str], LimitCheck] = {}
 
     def _identity(self, ctx: RequestContext, key: str) -> str | None:
         if key == "ip":
@@ -66,23 +70,32 @@ class RateLimitPolicy(Policy):
 
     def checks(self, ctx: RequestContext) -> list[LimitCheck]:
         checks = []
-        for spec in self.limits:
+        for index, spec in enumerate(self.limits):
             parts = [self._identity(ctx, key) for key in spec.keys]
             if any(part is None for part in parts):
                 continue  # the key does not apply to this request (e.g. no username sent)
             identity = "\x1f".join(p for p in parts if p is not None)
-            digest = hashlib.blake2b(
-                identity.encode("utf-8", "surrogatepass"), digest_size=16
-            ).hexdigest()
-            checks.append(
-                LimitCheck(
-                    key=f"{spec.scope}:{digest}",
-                    rate=spec.rate,
-                    algorithm=spec.algorithm,
-                    name="+".join(spec.keys),
-                )
-            )
+            check = self._known.get((index, identity))
+            if check is None:
+                check = self._check(spec, identity)
+                if len(self._known) >= _KNOWN_CHECKS:
+                    self._known.clear()
+                self._known[(index, identity)] = check
+            checks.append(check)
         return checks
+
+    @staticmethod
+    def _check(spec: LimitSpec, identity: str) -> LimitCheck:
+        """The check for one identity; the identity is hashed so keys have a fixed size."""
+        digest = hashlib.blake2b(
+            identity.encode("utf-8", "surrogatepass"), digest_size=16
+        ).hexdigest()
+        return LimitCheck(
+            key=f"{spec.scope}:{digest}",
+            rate=spec.rate,
+            algorithm=spec.algorithm,
+            name="+".join(spec.keys),
+        )
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
         checks = self.checks(ctx)
