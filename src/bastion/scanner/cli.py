@@ -19,7 +19,7 @@ from bastion.errors import ConfigError
 from bastion.scanner.context import ScanOptions
 from bastion.scanner.engine import ScanError, ScanResult, run_scan
 from bastion.scanner.findings import CHECKS, Severity
-from bastion.scanner.identities import ANONYMOUS, Identity, load_identities
+from bastion.scanner.identities import ANONYMOUS, Identity, load_identities_file
 from bastion.scanner.reports import print_summary, render_html, render_junit, to_json, to_sarif
 from bastion.scanner.rules import load_rules
 from bastion.scanner.spec import ApiSpec, load_spec
@@ -186,11 +186,16 @@ def scan(
         raise click.BadParameter(f"unknown check(s) {', '.join(unknown)}", param_hint="--checks")
     try:
         spec = load_spec(spec_path)
-        identities = (
-            load_identities(identities_path)
-            if identities_path
-            else [Identity(ANONYMOUS, ("anonymous",))]
-        )
+        identities = [Identity(ANONYMOUS, ("anonymous",))]
+        if identities_path:
+            config = load_identities_file(identities_path)
+            identities = config.identities
+            for pattern in config.admin_operations:
+                if not spec.label_admin([pattern]):
+                    raise ConfigError(
+                        f"admin_operations: {pattern!r} matches no operation of the spec",
+                        location=str(identities_path),
+                    )
         rules = load_rules(rules_path) if rules_path else []
     except ConfigError as exc:
         err.print(f"[red]error:[/red] {exc}")

@@ -18,7 +18,7 @@ from bastion.scanner.findings import CHECKS, Confidence, Evidence, Finding, Seve
 from bastion.scanner.identities import ANONYMOUS, Identity
 from bastion.scanner.probe import Exchange, OutOfScope, Probe, UnsafeRequest
 from bastion.scanner.redact import Redactor
-from bastion.scanner.sampling import sample
+from bastion.scanner.sampling import sample, unique_tag
 from bastion.scanner.spec import ApiSpec, Operation
 
 __all__ = ["UNSET", "ObjectRef", "ScanContext", "ScanOptions"]
@@ -126,6 +126,23 @@ class ScanContext:
         return [i for i in self.users() if not i.privileged]
 
     # -- objects --------------------------------------------------------------------------
+    def owner_values(self, who: Identity) -> set[str]:
+        """Owner-field values that mean "``who``'s": from the file, and from its creations."""
+        values = {str(v) for v in who.owner_values}
+        for obj in self.objects:
+            if obj.owner == who.name and obj.created:
+                value = owner_value(obj.data)
+                if value is not None:
+                    values.add(str(value))
+        return values
+
+    def owner_of(self, data: Any) -> str | None:
+        """The user an object's owner field (``owner``, ``customer_id``, …) names, if any."""
+        value = owner_value(data)
+        if value is None:
+            return None
+        return next((u.name for u in self.users() if str(value) in self.owner_values(u)), None)
+
     def add_object(
         self,
         collection: str,
@@ -135,18 +152,28 @@ class ScanContext:
         created: bool,
         param: str | None = None,
     ) -> ObjectRef | None:
+        """Record an object ``owner`` created, or saw (then its owner field, if any, decides)."""
         oid = object_id(data, param)
         if oid is None:
             return None
         path = f"{concrete_collection.rstrip('/')}/{quote(str(oid), safe='')}"
+        claimed = None if created else self.owner_of(data)
         for ref in self.objects:
             if ref.path == path:
                 ref.seen_by.add(owner)
                 if created and not ref.created:
                     ref.created, ref.owner = True, owner
+                elif not ref.created and claimed is not None:
+                    ref.owner = claimed
                 return ref
         ref = ObjectRef(
-            collection, oid, path, owner, created, data if isinstance(data, dict) else {}, {owner}
+            collection,
+            oid,
+            path,
+            claimed or owner,
+            created,
+            data if isinstance(data, dict) else {},
+            {owner},
         )
         self.objects.append(ref)
         if created:
@@ -209,7 +236,10 @@ class ScanContext:
             send_headers.update(identity.headers)
         send_headers.update(headers or {})
         if body is UNSET:
-            body = op.sample_body() if (method or op.method) in {"POST", "PUT", "PATCH"} else None
+            verb = method or op.method
+            # a POST creates: unique free-text fields, so usernames and e-mails do not collide
+            tag = unique_tag() if verb == "POST" else ""
+            body = op.sample_body(tag) if verb in {"POST", "PUT", "PATCH"} else None
         return await self.probe.send(
             method or op.method,
             path or self.concrete_path(op, obj),

@@ -14,6 +14,7 @@ identities:
   - name: ops
     roles: [admin]
     headers: {X-API-Key: "${OPS_KEY}"}
+admin_operations: ["GET /api/v2/reports/*"]   # optional: admin-only besides the spec's labels
 ```
 
 ``${VAR}`` is read from the environment. An ``anonymous`` identity (no credentials) is always
@@ -34,9 +35,17 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bastion.errors import ConfigError
 from bastion.scanner.probe import Probe, ProbeError
-from bastion.scanner.redact import SENSITIVE_NAME, Redactor
+from bastion.scanner.redact import SENSITIVE_NAME, Redactor, is_credential_header
+from bastion.scanner.spec import PRIVILEGED_ROLES
 
-__all__ = ["ANONYMOUS", "Identity", "load_identities", "login_all"]
+__all__ = [
+    "ANONYMOUS",
+    "IdentitiesConfig",
+    "Identity",
+    "load_identities",
+    "load_identities_file",
+    "login_all",
+]
 
 ANONYMOUS = "anonymous"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -78,6 +87,10 @@ class IdentitySpec(_Strict):
 class IdentitiesFile(_Strict):
     version: Literal[1] = 1
     identities: list[IdentitySpec]
+    admin_operations: list[str] = Field(
+        default_factory=list,
+        description='"METHOD /path" globs of operations only administrators may call',
+    )
 
 
 @dataclass
@@ -98,11 +111,19 @@ class Identity:
 
     @property
     def privileged(self) -> bool:
-        return any(r.lower() in {"admin", "administrator", "superuser", "root"} for r in self.roles)
+        return any(r.lower() in PRIVILEGED_ROLES for r in self.roles)
 
     @property
     def usable(self) -> bool:
         return self.anonymous or (self.problem is None and bool(self.headers))
+
+
+@dataclass
+class IdentitiesConfig:
+    """The identities file: who the scanner acts as, and what it treats as admin-only."""
+
+    identities: list[Identity]
+    admin_operations: tuple[str, ...] = ()
 
 
 def _expand(value: Any, where: str) -> Any:
@@ -122,7 +143,7 @@ def _expand(value: Any, where: str) -> Any:
     return value
 
 
-def load_identities(path: str | Path) -> list[Identity]:
+def load_identities_file(path: str | Path) -> IdentitiesConfig:
     """Parse and validate the identities file; ``anonymous`` is appended."""
     location = str(path)
     try:
@@ -147,7 +168,12 @@ def load_identities(path: str | Path) -> list[Identity]:
         for i in parsed.identities
     ]
     out.append(Identity(ANONYMOUS, ("anonymous",)))
-    return out
+    return IdentitiesConfig(out, tuple(parsed.admin_operations))
+
+
+def load_identities(path: str | Path) -> list[Identity]:
+    """The identities of the file (see :func:`load_identities_file`)."""
+    return load_identities_file(path).identities
 
 
 def _pointer(document: Any, pointer: str) -> Any:
@@ -211,6 +237,8 @@ async def login_all(probe: Probe, identities: list[Identity], redactor: Redactor
     for identity in identities:
         identity.headers = dict(identity.static_headers)
         for name, value in identity.static_headers.items():
+            if not is_credential_header(name):
+                continue  # X-Tenant: acme is not a secret, and must not hide "acme" in paths
             redactor.add_secret(value, f"BASTION_{identity.name}_{name}")
             if name.lower() == "authorization" and value.lower().startswith("bearer "):
                 identity.token = value[7:]

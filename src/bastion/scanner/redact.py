@@ -16,14 +16,25 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from bastion.jsonutil import dumps, loads_strict
 
-__all__ = ["SENSITIVE_NAME", "Redactor"]
+__all__ = ["CREDENTIAL_HEADER", "SENSITIVE_NAME", "Redactor", "is_credential_header"]
 
 SENSITIVE_NAME = re.compile(
     r"(pass(word|wd)?|secret|token|api[-_]?key|authorization|cookie|session|private[-_]?key"
     r"|credential|ssn|cvv|card[-_]?number|password[-_]?hash)",
     re.IGNORECASE,
 )
+# Request headers whose values are credentials: Authorization, Cookie, X-API-Key, and any
+# name mentioning a token, secret, key, password, session, credential or auth.
+CREDENTIAL_HEADER = re.compile(
+    r"(authori[sz]ation|auth|cookie|token|secret|key|pass(word|wd)|session|credential)",
+    re.IGNORECASE,
+)
 _MAX_BODY = 4096
+
+
+def is_credential_header(name: str) -> bool:
+    """Whether a header's value is a secret (only those are redacted from evidence)."""
+    return bool(CREDENTIAL_HEADER.search(name))
 
 
 class Redactor:
@@ -57,13 +68,16 @@ class Redactor:
         return out
 
     def url(self, url: str) -> str:
-        parts = urlsplit(self.text(url))
+        """Query values are redacted; the path never is (it names the operation's object)."""
+        parts = urlsplit(url)
         if not parts.query:
-            return urlunsplit(parts)
-        pairs = [
-            (k, "[REDACTED]" if SENSITIVE_NAME.search(k) and "${" not in v else v)
-            for k, v in parse_qsl(parts.query, keep_blank_values=True)
-        ]
+            return url
+        pairs = []
+        for key, raw in parse_qsl(parts.query, keep_blank_values=True):
+            value = self.text(raw)
+            if SENSITIVE_NAME.search(key) and "${" not in value:
+                value = "[REDACTED]"
+            pairs.append((key, value))
         return urlunsplit(parts._replace(query=urlencode(pairs, safe="${}[]")))
 
     def _json(self, value: Any) -> Any:

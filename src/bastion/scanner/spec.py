@@ -8,9 +8,11 @@ numbers for SARIF) is derived here once, so the checks read plain data.
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import urllib.request
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,9 +24,17 @@ from hypothesis import HealthCheck, Phase, given, settings
 from bastion.errors import ConfigError
 from bastion.scanner.sampling import resolve, sample
 
-__all__ = ["ApiSpec", "Operation", "Param", "generate_cases", "load_spec"]
+__all__ = [
+    "PRIVILEGED_ROLES",
+    "ApiSpec",
+    "Operation",
+    "Param",
+    "generate_cases",
+    "load_spec",
+]
 
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+PRIVILEGED_ROLES = frozenset({"admin", "administrator", "superuser", "root"})
 ADMIN_MARKERS = re.compile(r"(^|/)(admin|internal|manage|management)(/|$)", re.IGNORECASE)
 
 
@@ -73,8 +83,9 @@ class Operation:
         keys = {str(status), f"{str(status)[0]}XX", f"{str(status)[0]}xx", "default"}
         return bool(keys & set(self.responses))
 
-    def sample_body(self) -> Any:
-        return sample(self.body_schema) if self.body_schema is not None else None
+    def sample_body(self, tag: str = "") -> Any:
+        """A valid request body (``tag`` makes free-text fields unique, see ``sample``)."""
+        return sample(self.body_schema, tag=tag) if self.body_schema is not None else None
 
 
 @dataclass
@@ -120,6 +131,16 @@ class ApiSpec:
     def operation(self, label: str) -> Operation | None:
         return next((op for op in self.operations if op.label == label), None)
 
+    def label_admin(self, patterns: Iterable[str]) -> list[str]:
+        """Label operations matching ``"METHOD /path"`` globs as admin-only; return them."""
+        globs = [p.strip() for p in patterns if p.strip()]
+        labelled = []
+        for op in self.operations:
+            if any(fnmatch.fnmatchcase(op.label, g) for g in globs):
+                op.admin = True
+                labelled.append(op.label)
+        return labelled
+
     def paths(self) -> dict[str, list[Operation]]:
         out: dict[str, list[Operation]] = {}
         for op in self.operations:
@@ -154,13 +175,20 @@ def _line_index(text: str) -> dict[tuple[str, str], int]:
 
 
 def _is_admin(raw_op: dict[str, Any], path: str) -> bool:
+    """Whether an operation is meant for administrators only.
+
+    Declared roles (``x-bastion-roles``, or ``x-roles``) decide when present: admin-only when
+    *every* role allowed is privileged, so ``[customer, admin]`` (customers allowed, admins
+    too) is not admin-only. Without declared roles, an ``admin`` tag or an ``/admin/``-like
+    path segment labels it. The identities file can label more (``admin_operations``).
+    """
     roles = raw_op.get("x-bastion-roles") or raw_op.get("x-roles") or []
+    if isinstance(roles, str):
+        roles = [roles]
+    if isinstance(roles, list) and roles:
+        return all(str(r).lower() in PRIVILEGED_ROLES for r in roles)
     tags = [str(t).lower() for t in raw_op.get("tags") or []]
-    return (
-        "admin" in [str(r).lower() for r in roles]
-        or "admin" in tags
-        or bool(ADMIN_MARKERS.search(path))
-    )
+    return "admin" in tags or bool(ADMIN_MARKERS.search(path))
 
 
 def _location(param: Any) -> str:

@@ -1,6 +1,8 @@
 """API1:2023 Broken Object Level Authorization (CWE-639), with two real users.
 
-Objects created or seen by user A are replayed as user B and as anonymous: reads, updates
+Objects of user A (created by A, or seen by A; an owner field such as ``customer_id``
+naming a user makes the object that user's) are replayed as user B and as anonymous, even
+when B's own listing showed them (that listing is reported by ``api1_lists``): reads, updates
 (only on objects the scanner created) and deletes (only with ``--unsafe``, on a fresh object
 made for the purpose). A replay counts when it succeeds and either returns what A sees
 (response similarity) or names A as the owner (owner-field comparison). Privileged
@@ -16,19 +18,10 @@ from bastion.scanner.probe import Exchange
 from bastion.scanner.spec import Operation
 
 from ._common import similarity
+from .api1_lists import check_listings
 
 SIMILAR = 0.8
 PER_OWNER = 2
-
-
-def _owner_values(ctx: ScanContext, who: Identity) -> set[str]:
-    values = {str(v) for v in who.owner_values}
-    for obj in ctx.objects:
-        if obj.owner == who.name and obj.created:
-            value = owner_value(obj.data)
-            if value is not None:
-                values.add(str(value))
-    return values
 
 
 def _read_op(ctx: ScanContext, obj: ObjectRef) -> Operation | None:
@@ -44,6 +37,19 @@ def _read_op(ctx: ScanContext, obj: ObjectRef) -> Operation | None:
         ),
         None,
     )
+
+
+def _foreign(ctx: ScanContext, obj: ObjectRef, attacker: Identity) -> bool:
+    """Whether ``obj`` is someone else's, so ``attacker`` reading it would be a leak.
+
+    An object the owner created, or whose owner field names its owner, is the owner's even
+    when the attacker's own listing showed it (that listing is the leak, see
+    ``api1_lists``). An object without either, seen by the attacker itself, may be public
+    (a product, a post): it is not replayed.
+    """
+    if obj.created or ctx.owner_of(obj.data) == obj.owner:
+        return True
+    return attacker.name not in obj.seen_by
 
 
 def _targets(ctx: ScanContext, op: Operation) -> list[ObjectRef]:
@@ -62,14 +68,14 @@ async def _reads(ctx: ScanContext, op: Operation) -> None:
         if base is None or not base.ok:
             continue
         for attacker in [*ctx.low_privilege(), ctx.anonymous]:
-            if attacker.name in obj.seen_by:
+            if attacker.name == obj.owner or not _foreign(ctx, obj, attacker):
                 continue
             ex = await ctx.try_call(op, attacker, obj=obj)
             if ex is None or not ex.ok:
                 continue
             score = similarity(base, ex)
             seen_owner = owner_value(ex.json())
-            owner_match = seen_owner is not None and str(seen_owner) in _owner_values(ctx, owner)
+            owner_match = seen_owner is not None and str(seen_owner) in ctx.owner_values(owner)
             if score < SIMILAR and not owner_match:
                 continue
             how = []
@@ -200,6 +206,7 @@ def _protected(ctx: ScanContext, op: Operation) -> bool:
 
 
 async def run(ctx: ScanContext) -> None:
+    check_listings(ctx)
     if len(ctx.users()) < 2:
         ctx.notes.append(
             "API1: fewer than two working user identities; objects are replayed as anonymous only"

@@ -14,7 +14,7 @@ from typing import Any
 from bastion.scanner.context import ScanContext, object_id
 from bastion.scanner.findings import Confidence, Severity
 from bastion.scanner.probe import Exchange
-from bastion.scanner.sampling import schema_properties
+from bastion.scanner.sampling import schema_properties, unique_tag
 from bastion.scanner.spec import Operation
 
 SENSITIVE_FIELDS = re.compile(
@@ -196,7 +196,7 @@ async def _mass_assignment(ctx: ScanContext, op: Operation) -> None:
         if not mine:
             return
         obj = mine[0]
-    body = op.sample_body()
+    body = op.sample_body(unique_tag() if op.method == "POST" else "")
     if not isinstance(body, dict):
         return
     write = await ctx.try_call(op, who, obj=obj, body={**body, **injected})
