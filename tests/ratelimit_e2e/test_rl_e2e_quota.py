@@ -76,11 +76,6 @@ def _echo(gw: GatewayProc, key: Key, upstream: Upstream) -> tuple[Answer, dict[s
     return answer, event, reached
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: gateway/assembly.py builds every rate with parse_rate(), so a rule with "
-    "algorithm: quota makes LimitCheck raise ValueError on each request (500)",
-)
 def test_fourth_call_of_a_key_is_refused_until_midnight_utc(
     setup: tuple[GatewayProc, Key, Key], upstream: Upstream
 ) -> None:
