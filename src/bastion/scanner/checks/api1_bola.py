@@ -14,13 +14,16 @@ from __future__ import annotations
 from bastion.scanner.context import ObjectRef, ScanContext, owner_value
 from bastion.scanner.findings import Confidence, Severity
 from bastion.scanner.identities import Identity
+from bastion.scanner.pattern_sample import matching_string
 from bastion.scanner.probe import Exchange
+from bastion.scanner.sampling import schema_properties
 from bastion.scanner.spec import Operation
 
 from ._common import similarity
 from .api1_lists import check_listings
 
 SIMILAR = 0.8
+_CONSTRAINED = ("enum", "const", "format")
 PER_OWNER = 2
 
 
@@ -103,11 +106,25 @@ async def _reads(ctx: ScanContext, op: Operation) -> None:
 
 
 def _marked_body(op: Operation, attacker: str) -> object:
+    """A valid body whose free-text fields carry ``bola-<attacker>`` (read back to confirm).
+
+    Fields with an enum, a format or a pattern the marker does not fit keep their sample
+    value: an invalid value would only be refused (or, stored, break the owner's own reads).
+    """
     body = op.sample_body()
+    marker = f"bola-{attacker}"
+    props = schema_properties(op.body_schema)
     if isinstance(body, dict):
         for key, value in body.items():
-            if isinstance(value, str):
-                body[key] = f"bola-{attacker}"
+            schema = props.get(key, {})
+            if not isinstance(value, str) or any(k in schema for k in _CONSTRAINED):
+                continue
+            pattern = schema.get("pattern")
+            if isinstance(pattern, str) and matching_string(pattern, marker) != marker:
+                continue
+            if not schema.get("minLength", 0) <= len(marker) <= schema.get("maxLength", 1 << 30):
+                continue
+            body[key] = marker
     return body
 
 

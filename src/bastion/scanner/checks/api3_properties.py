@@ -13,6 +13,7 @@ from typing import Any
 
 from bastion.scanner.context import ScanContext, object_id
 from bastion.scanner.findings import Confidence, Severity
+from bastion.scanner.pattern_sample import matching_string
 from bastion.scanner.probe import Exchange
 from bastion.scanner.sampling import schema_properties, unique_tag
 from bastion.scanner.spec import Operation
@@ -142,7 +143,12 @@ def _injected_value(schema: dict[str, Any], seen: Any) -> Any:
     if kind == "number":
         return 987654.5
     if kind == "string" and not schema.get("format"):
-        return "bastion-mass-assignment"
+        # valid under the field's pattern, so a validating API cannot refuse it for shape
+        pattern = schema.get("pattern")
+        value = "bastion-mass-assignment"
+        if isinstance(pattern, str):
+            value = matching_string(pattern, value) or value
+        return value if value != seen else None
     return None
 
 

@@ -16,7 +16,7 @@ from bastion.scanner.context import ScanContext
 from bastion.scanner.findings import Confidence, Severity
 from bastion.scanner.identities import Identity
 from bastion.scanner.probe import Exchange
-from bastion.scanner.sampling import schema_properties
+from bastion.scanner.sampling import schema_properties, unique_tag
 from bastion.scanner.spec import Operation
 
 SIGNATURES = {
@@ -94,7 +94,8 @@ class _Target:
             return await ctx.try_call(
                 op, self.who, path=ctx.concrete_path(op, self.obj, values={self.name: value})
             )
-        body = op.sample_body()
+        # a POST creates: a fresh username/e-mail per probe, or every probe is a 409
+        body = op.sample_body(unique_tag() if op.method == "POST" else "")
         body = {**body, self.name: value} if isinstance(body, dict) else {self.name: value}
         return await ctx.try_call(op, self.who, obj=self.obj, body=body)
 
