@@ -202,3 +202,37 @@ def test_generated_valid_queries_are_accepted_and_forwarded(
     assert parse_qsl(received[0]["query"], keep_blank_values=True) == parse_qsl(
         query, keep_blank_values=True
     )
+
+
+PATHS = st.one_of(
+    st.lists(st.integers(1, 100), min_size=1, max_size=3).map(
+        lambda ids: "/items/" + ",".join(map(str, ids))  # simple
+    ),
+    st.lists(st.sampled_from(["red", "green", "blue"]), min_size=1, max_size=3).map(
+        lambda colors: "/labels/." + ",".join(colors)  # label
+    ),
+    st.tuples(st.integers(-1000, 1000), st.integers(-1000, 1000)).map(
+        lambda p: f"/points/;x={p[0]};y={p[1]}"  # matrix, exploded object
+    ),
+)
+
+
+@settings(
+    max_examples=15,
+    derandomize=True,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(target=PATHS)
+def test_generated_valid_path_parameters_are_accepted_and_forwarded(
+    styles_gateway: GatewayProc, upstream: Upstream, target: str
+) -> None:
+    upstream.clear()
+    client = Client(styles_gateway.port)
+    try:
+        answer = client.request("GET", target)
+    finally:
+        client.close()
+    assert answer.status == 200, f"{target}: {answer.describe()}"
+    assert [r["path"] for r in upstream.received()] == [target]
