@@ -1,4 +1,5 @@
-"""Helpers for the end-to-end rate-limiting tests: an HTTP call, a private redis-server."""
+"""Helpers for the end-to-end rate-limiting tests: configs, calls, audit events by request
+id, a private redis-server, starting processes in parallel."""
 
 from __future__ import annotations
 
@@ -7,13 +8,16 @@ import json
 import secrets
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pytest
+
+from tests.conftest import services_required
 from tests.support.procs import GatewayProc, free_port, stop, wait_for_port
 
 REDIS_SERVER = "/usr/bin/redis-server"
@@ -117,6 +121,16 @@ def poll(check: Callable[[], bool], deadline: float, what: str) -> None:
         time.sleep(0.05)
 
 
+def need_redis_server() -> None:
+    """Skip (or, with BASTION_REQUIRE_SERVICES=1, fail) when redis-server is not installed."""
+    if Path(REDIS_SERVER).exists():
+        return
+    message = f"{REDIS_SERVER} is not installed"
+    if services_required():
+        pytest.fail(f"{message} and BASTION_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(message)
+
+
 class PrivateRedis:
     """A redis-server of our own on a free port (never the machine's Redis on 6379)."""
 
@@ -160,16 +174,6 @@ class PrivateRedis:
         if self.proc is not None:
             stop(self.proc)
             self.proc = None
-
-
-@contextmanager
-def private_redis(tmp: Path) -> Iterator[PrivateRedis]:
-    server = PrivateRedis(tmp)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.close()
 
 
 def enter_together(stack: ExitStack, *managers: AbstractContextManager[T]) -> list[T]:

@@ -31,6 +31,7 @@ from tests.ratelimit_e2e.rl_support import (
     call,
     config,
     enter_together,
+    need_redis_server,
     poll,
     traced,
 )
@@ -51,6 +52,7 @@ ROUTES = """
         allow: authenticated
 """
 RECOVERY_DEADLINE = 15.0
+pytestmark = pytest.mark.services
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Setup:
 
 @pytest.fixture(scope="module")
 def setup(upstream: Upstream, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
+    need_redis_server()
     tmp = tmp_path_factory.mktemp("rl-outage")
     issuer: KeyIssuer = make_issuer(tmp)
     redis = PrivateRedis(tmp)
