@@ -11,6 +11,8 @@ identities are never the attacker: an admin reading everything is by design.
 
 from __future__ import annotations
 
+from typing import Any
+
 from bastion.scanner.context import ObjectRef, ScanContext, owner_value
 from bastion.scanner.findings import Confidence, Severity
 from bastion.scanner.identities import Identity
@@ -128,6 +130,18 @@ def _marked_body(op: Operation, attacker: str) -> object:
     return body
 
 
+def _took_effect(body: object, before: dict[str, Any], after: Any) -> bool:
+    """Every field written reads back as written, and one of them read otherwise before.
+
+    For bodies without a free-text field to mark (only enums, formats, patterns).
+    """
+    if not isinstance(body, dict) or not body or not isinstance(after, dict):
+        return False
+    if any(after.get(k) != v for k, v in body.items()):
+        return False
+    return any(k in before and before[k] != v for k, v in body.items())
+
+
 async def _writes(ctx: ScanContext, op: Operation) -> None:
     for owner in ctx.users():
         objs = [o for o in ctx.objects_for(op, owner=owner.name) if o.created]
@@ -137,17 +151,22 @@ async def _writes(ctx: ScanContext, op: Operation) -> None:
         for attacker in [*ctx.low_privilege(), ctx.anonymous]:
             if attacker.name == owner.name:
                 continue
-            ex = await ctx.try_call(op, attacker, obj=obj, body=_marked_body(op, attacker.name))
+            body = _marked_body(op, attacker.name)
+            reader = _read_op(ctx, obj)
+            before = await ctx.try_call(reader, owner, obj=obj) if reader is not None else None
+            seen = before.json() if before is not None and before.ok else None
+            ex = await ctx.try_call(op, attacker, obj=obj, body=body)
             if ex is None or not ex.ok:
                 continue
             evidence: list[Exchange] = [ex]
             confirmed = False
-            reader = _read_op(ctx, obj)
             if reader is not None:
                 back = await ctx.try_call(reader, owner, obj=obj)
                 if back is not None and back.ok:
                     evidence.append(back)
-                    confirmed = f"bola-{attacker.name}" in back.text
+                    confirmed = f"bola-{attacker.name}" in back.text or (
+                        isinstance(seen, dict) and _took_effect(body, seen, back.json())
+                    )
             ctx.report(
                 "API1",
                 "API1.bola-write",
