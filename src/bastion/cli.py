@@ -25,6 +25,8 @@ LAZY_COMMANDS = {
     "unblock": "bastion.admin_client:unblock",
     "blocks": "bastion.admin_client:blocks",
     "versions": "bastion.versions_report:versions",
+    "incidents": "bastion.observability.cli:incidents",
+    "audit": "bastion.observability.cli:audit",
 }
 
 
@@ -115,8 +117,13 @@ def check(config_path: str) -> None:
     default=None,
     help="Where demo keys and state go (default: ~/.local/state/bastion/demo).",
 )
-def demo(as_json: bool, port: int, state_dir: Path | None) -> None:
+@click.option(
+    "--no-traffic",
+    is_flag=True,
+    help="Do not run the background traffic (customers and an enumeration attack).",
+)
+def demo(as_json: bool, port: int, state_dir: Path | None, no_traffic: bool) -> None:
     """Run a demo shop API behind the gateway, with example calls."""
     from bastion.demo.runner import run_demo
 
-    run_demo(as_json=as_json, port=port, state_dir=state_dir)
+    run_demo(as_json=as_json, port=port, state_dir=state_dir, traffic=not no_traffic)

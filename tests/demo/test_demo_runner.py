@@ -74,10 +74,12 @@ def test_json_line_has_everything_a_client_needs(demo: dict[str, Any]) -> None:
         "tokens",
         "users",
         "clients",
+        "admin_url",
+        "admin_token",
     ):
         assert key in demo
     assert set(demo["tokens"]) == {"alice", "bob", "admin"}
-    assert set(demo["users"]) == {"alice", "bob", "admin"}
+    assert {"alice", "bob", "admin"} <= set(demo["users"])
     assert demo["clients"]["demo"]["client_secret"]
 
 
@@ -161,4 +163,27 @@ def test_every_request_leaves_an_audit_line_without_secrets(demo: dict[str, Any]
         assert token.split(".")[2] not in text
     for password in demo["users"].values():
         assert password not in text
-    assert all(e["request_id"] for e in events)
+    assert all(e["request_id"] for e in events if e["event"] == "request")
+
+
+def test_background_enumeration_is_detected_and_blocked(demo: dict[str, Any]) -> None:
+    """The demo's attacker (mallory) probes other customers' orders; the enumeration
+    detector fires and its playbook blocks mallory, visible through the admin API."""
+    url = urlsplit(demo["admin_url"])
+    deadline = time.monotonic() + 60
+    blocks: list[dict[str, Any]] = []
+    while time.monotonic() < deadline:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        conn.request("GET", "/blocks", headers={"Authorization": f"Bearer {demo['admin_token']}"})
+        response = conn.getresponse()
+        blocks = json.loads(response.read())["blocks"]
+        conn.close()
+        if any(b["value"] == "u-mallory" for b in blocks):
+            break
+        time.sleep(1)
+    assert any(b["kind"] == "principal" and b["value"] == "u-mallory" for b in blocks)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+    conn.request("GET", "/incidents", headers={"Authorization": f"Bearer {demo['admin_token']}"})
+    incidents = json.loads(conn.getresponse().read())["incidents"]
+    conn.close()
+    assert any(i.get("detector") == "enumeration" for i in incidents)

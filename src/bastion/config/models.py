@@ -14,6 +14,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bastion.observability.config import MonitoringConfig
+
 __all__ = [
     "AdminConfig",
     "AllowConfig",
@@ -606,6 +608,11 @@ class GatewayConfig(Model):
         description="How callers prove who they are.",
     )
     admin: AdminConfig | None = Field(None, description="Admin API listener (off when absent).")
+    monitoring: MonitoringConfig | None = Field(
+        None,
+        description="Metrics, detectors, alerts, playbooks and the dashboard "
+        "(served on the admin listener). See docs/monitoring.md.",
+    )
     upstreams: dict[str, UpstreamConfig] = Field(description="Named upstream services.")
     apis: Annotated[list[ApiConfig], Field(min_length=1)] = Field(description="APIs served.")
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import signal
 import socket
 import sys
@@ -53,7 +54,7 @@ def _port_free(port: int) -> bool:
         return True
 
 
-def demo_config(*, shop_url: str, issuer: str, state_dir: Path, port: int) -> str:
+def demo_config(*, shop_url: str, issuer: str, state_dir: Path, port: int, admin_port: int) -> str:
     """The gateway config the demo runs (written to the state directory for reading)."""
     return f"""# Written by `bastion demo`. Development mode: plain HTTP on loopback.
 version: 1
@@ -63,6 +64,15 @@ audit:
   sink: file
   path: "{state_dir / "audit.jsonl"}"
 state: {{backend: memory}}
+admin: {{port: {admin_port}, token: "${{BASTION_DEMO_ADMIN_TOKEN}}"}}
+monitoring:
+  detectors:
+    enumeration: {{distinct_objects: 10, window: 60}}
+  playbooks:
+    - name: demo-stop-enumeration
+      when: [enumeration]
+      actions: [block_principal]
+      duration: 600
 authentication:
   jwt:
     - issuer: {issuer}
@@ -96,7 +106,9 @@ def _server(app: Any, port: int) -> uvicorn.Server:
     return embedded_server(app, "127.0.0.1", port)
 
 
-async def _serve(as_json: bool, port: int, state_dir: Path, out: Callable[[str], None]) -> None:
+async def _serve(
+    as_json: bool, port: int, state_dir: Path, out: Callable[[str], None], traffic: bool
+) -> None:
     from bastion.identity.app import create_identity_app
     from bastion.identity.demo import prepare_demo_identity
 
@@ -104,13 +116,20 @@ async def _serve(as_json: bool, port: int, state_dir: Path, out: Callable[[str],
         if port != 0:
             print(f"bastion demo: port {port} is busy, using a free one", file=sys.stderr)
         port = _free_port()
-    shop_port, identity_port = _free_port(), _free_port()
+    shop_port, identity_port, admin_port = _free_port(), _free_port(), _free_port()
+    os.environ["BASTION_DEMO_ADMIN_TOKEN"] = _admin_token(state_dir)
     issuer = f"http://127.0.0.1:{identity_port}"
     shop_url = f"http://127.0.0.1:{shop_port}"
     identity = await prepare_demo_identity(state_dir, issuer, audiences=[AUDIENCE])
     config_path = state_dir / "gateway.yaml"
     config_path.write_text(
-        demo_config(shop_url=shop_url, issuer=issuer, state_dir=state_dir, port=port)
+        demo_config(
+            shop_url=shop_url,
+            issuer=issuer,
+            state_dir=state_dir,
+            port=port,
+            admin_port=admin_port,
+        )
     )
     shop = _server(create_shop_app(), shop_port)
     tasks = [asyncio.create_task(shop.serve())]
@@ -127,6 +146,7 @@ async def _serve(as_json: bool, port: int, state_dir: Path, out: Callable[[str],
     await _started(gw_server)
     gateway_url = f"http://127.0.0.1:{port}"
     tokens = {name: await identity.token_for(name, AUDIENCE) for name in ("alice", "bob", "admin")}
+    attacker_token = await identity.token_for("mallory", AUDIENCE)
     await identity.close()
     info = {
         "gateway_url": gateway_url,
@@ -138,12 +158,19 @@ async def _serve(as_json: bool, port: int, state_dir: Path, out: Callable[[str],
         "clients": identity.clients,
         "state_dir": str(state_dir),
         "audit_log": str(state_dir / "audit.jsonl"),
+        "admin_url": f"http://127.0.0.1:{admin_port}",
+        "dashboard_url": f"http://127.0.0.1:{admin_port}/dashboard",
+        "admin_token": os.environ["BASTION_DEMO_ADMIN_TOKEN"],
     }
     if as_json:
         out(json.dumps(info))
     else:
         out(_summary(info))
     stop = asyncio.Event()
+    if traffic:
+        tasks.append(
+            asyncio.create_task(_background_traffic(gateway_url, tokens, attacker_token, stop))
+        )
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
@@ -177,6 +204,33 @@ async def _started(*servers: uvicorn.Server) -> None:
     raise RuntimeError("a demo server did not start")
 
 
+def _admin_token(state_dir: Path) -> str:
+    """The demo's admin credential, kept (0600) in the state directory across runs."""
+    path = state_dir / "admin-token"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_urlsafe(32))
+    return path.read_text(encoding="ascii").strip()
+
+
+async def _background_traffic(
+    gateway_url: str, tokens: dict[str, str], attacker: str, stop: asyncio.Event
+) -> None:
+    """Customers browsing their own things, then mallory enumerating other orders: the
+    enumeration detector fires, the playbook blocks mallory, the dashboard shows both."""
+    from bastion.observability.demo_traffic import Actor, run_traffic
+
+    users = [
+        Actor(tokens["alice"], ["/v2/orders", "/v2/orders/o-1001", "/v2/users/u-alice"]),
+        Actor(tokens["bob"], ["/v2/orders", "/v2/orders/o-2001", "/health"]),
+    ]
+    probes = [f"/v2/orders/o-{n}" for n in range(1000, 1100)]
+    await run_traffic(
+        gateway_url, users, Actor(attacker, probes), stop, interval=0.5, attack_after=20
+    )
+
+
 def _summary(info: dict[str, Any]) -> str:
     gw = info["gateway_url"]
     lines = [
@@ -187,6 +241,7 @@ def _summary(info: dict[str, Any]) -> str:
         f"  token service   {info['identity_url']}",
         f"  audit log       {info['audit_log']}",
         f"  gateway config  {info['state_dir']}/gateway.yaml",
+        f"  dashboard       {info['dashboard_url']}  (admin token: {info['admin_token']})",
         "",
         "Paste these into a shell first:",
     ]
@@ -266,7 +321,7 @@ def _examples(gw: str) -> list[tuple[str, str, str]]:
     ]
 
 
-def run_demo(*, as_json: bool, port: int, state_dir: Path | None) -> None:
+def run_demo(*, as_json: bool, port: int, state_dir: Path | None, traffic: bool = True) -> None:
     """Run the demo until interrupted."""
     directory = (state_dir or default_state_dir()).expanduser().resolve()
     directory.mkdir(parents=True, exist_ok=True)
@@ -275,4 +330,4 @@ def run_demo(*, as_json: bool, port: int, state_dir: Path | None) -> None:
         print(text, flush=True)
 
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(as_json, port, directory, out))
+        asyncio.run(_serve(as_json, port, directory, out, traffic))

@@ -92,7 +92,12 @@ class Gateway:
         from bastion.gateway.admin import create_admin_app
         from bastion.gateway.embedded import embedded_server, reuse_port_socket
 
-        server = embedded_server(create_admin_app(lambda: self.runtime, token), host, port)
+        app: Any = create_admin_app(lambda: self.runtime, token)
+        monitor = self.runtime.monitor
+        if monitor is not None:
+            # /metrics, /incidents and the dashboard, in front of the admin API's routes.
+            app.router.routes[:0] = monitor.admin_routes(token)
+        server = embedded_server(app, host, port)
         sock = reuse_port_socket(host, port)
         self._admin = (server, asyncio.create_task(server.serve(sockets=[sock])))
 

@@ -10,6 +10,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 from urllib.parse import urlsplit
 
 from bastion.config import LoadedConfig
@@ -78,6 +79,7 @@ class Runtime:
     audit: AuditLog
     upstreams: dict[str, UpstreamRuntime]
     services: Services
+    monitor: Any = None
     #: Policies run for every request before routing (the IP blocklist).
     global_policies: tuple[Policy, ...] = ()
     warnings: list[str] = field(default_factory=list)
@@ -94,6 +96,8 @@ class Runtime:
             await services.verifier.start()
         if services.api_key_store is not None:
             await services.api_key_store.start()
+        if self.monitor is not None:
+            await self.monitor.start()
 
     async def ready(self) -> dict[str, bool]:
         """Readiness of everything the gateway depends on (for /_bastion/health/ready)."""
@@ -105,6 +109,8 @@ class Runtime:
 
     async def shutdown(self) -> None:
         services = self.services
+        if self.monitor is not None:
+            await self.monitor.close()
         if services.api_key_store is not None:
             await services.api_key_store.close()
         if services.verifier is not None:
@@ -161,6 +167,12 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
         redact=config.audit.redact,
     )
     services = _build_services(loaded)
+    monitor = None
+    if config.monitoring is not None:
+        from bastion.observability.monitor import Monitor
+
+        monitor = Monitor(config.monitoring, store=services.store, audit=audit)
+        audit.observers.append(monitor.observe)
     router: Router[RouteTarget] = Router()
     preflights: set[str] = set()
     for index, api in enumerate(config.apis):
@@ -173,6 +185,7 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
         audit=audit,
         upstreams=upstreams,
         services=services,
+        monitor=monitor,
         global_policies=(
             *(
                 (IpFilterPolicy(config.ip_allow, config.ip_deny),)

@@ -29,11 +29,14 @@ DEMO_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "alice": ("u-alice", ("customer",)),
     "bob": ("u-bob", ("customer",)),
     "admin": ("u-admin", ("admin",)),
+    # The demo's background attacker: enumerates other customers' orders until blocked.
+    "mallory": ("u-mallory", ("customer",)),
 }
 DEMO_PASSWORDS = {
     "alice": "alice-demo-password-2026",
     "bob": "bob-demo-password-2026",
     "admin": "admin-demo-password-2026",
+    "mallory": "mallory-demo-password-2026",
 }
 DEMO_CLIENT_ID = "bastion-demo"
 DEMO_SCOPES = ("read", "write")

@@ -144,6 +144,8 @@ class AuditLog:
             self._write = _stream_writer(out)
         self.redactor = Redactor(redact, redact_headers)
         self.processors: list[Processor] = [add_timestamp, self.redactor, render_json]
+        #: Called with every (redacted) event, e.g. the monitor; must be cheap, never raise.
+        self.observers: list[Callable[[dict[str, Any]], None]] = []
         self.flush_interval = flush_interval
         self._pending: list[bytes] = []
         self._pending_bytes = 0
@@ -156,6 +158,9 @@ class AuditLog:
             value: Any = event
             for processor in self.processors:
                 value = processor(None, "info", value)
+                if processor is self.redactor:
+                    for observer in self.observers:  # they see the redacted event only
+                        observer(value)
             line: bytes = value
             with self._lock:
                 self._pending.append(line)

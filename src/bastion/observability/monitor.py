@@ -42,7 +42,7 @@ def _redis_of(store: StateStore) -> tuple[Any, str] | None:
     from bastion.state.redis_store import RedisStateStore
 
     if isinstance(store, RedisStateStore):
-        return store._client, store.prefix
+        return store.client, store.prefix
     return None
 
 

@@ -54,6 +54,7 @@ class LoginPolicy(Policy):
         if key is None:
             return None
         ctx.state["login_key"] = key
+        ctx.audit["login_key"] = key.rsplit(":", 1)[1]  # a hash: stuffing detection, no name
         now = self.clock()
         state = await self.store.login_state(key, now, self.backoff)
         if state.locked_until is not None and state.locked_until > now:
