@@ -21,6 +21,7 @@ Exceptions become RFC 9457 ``application/problem+json`` in exactly one place:
     ├── NotFound                404    not_found
     │   └── ObjectNotFound      404    not_found (object level: existence does not leak)
     ├── MethodNotAllowed        405    method_not_allowed (Allow header)
+    ├── RequestTimeout          408    request_timeout (the body did not arrive in time)
     ├── Gone                    410    gone (sunset version)
     ├── PayloadTooLarge         413    payload_too_large
     ├── UnsupportedMediaType    415    unsupported_media_type
@@ -53,6 +54,7 @@ __all__ = [
     "ObjectNotFound",
     "PayloadTooLarge",
     "RequestSmuggling",
+    "RequestTimeout",
     "ServiceUnavailable",
     "TooManyRequests",
     "Unauthorized",
@@ -176,6 +178,15 @@ class MethodNotAllowed(BastionError):
 
     def __init__(self, allowed: Sequence[str], *, reason: str | None = None) -> None:
         super().__init__(reason=reason, headers={"Allow": ", ".join(sorted(set(allowed)))})
+
+
+class RequestTimeout(BastionError):
+    status = 408
+    code = "request_timeout"
+    title = "Request timeout"
+
+    def __init__(self, *, reason: str | None = None) -> None:
+        super().__init__(reason=reason, headers={"Connection": "close"})
 
 
 class Gone(BastionError):

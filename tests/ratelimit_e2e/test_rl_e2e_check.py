@@ -6,8 +6,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 BASTION = str(Path(sys.executable).with_name("bastion"))
 
 
@@ -56,12 +54,6 @@ def test_shared_state_or_one_worker_is_not_flagged(tmp_path: Path) -> None:
         assert "memory-state-per-process" not in result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: config/lint.py reports route-without-authentication for EVERY non-public "
-    "YAML route, even with authentication configured; in production this is an error, so "
-    "such a gateway refuses to start",
-)
 def test_authenticated_route_in_production_is_not_an_error(tmp_path: Path) -> None:
     for name in ("tls.crt", "tls.key"):
         (tmp_path / name).write_text("placeholder")  # lint only checks that they exist

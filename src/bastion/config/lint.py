@@ -100,8 +100,9 @@ def lint(loaded: LoadedConfig) -> list[Finding]:
     for index, api in enumerate(config.apis):
         if api.cors is not None and "*" in api.cors.allow_origins:
             add("warning", "cors-wildcard", "CORS allows any origin", ("apis", index, "cors"))
+        configured = config.authentication.methods()
         for r_index, route in enumerate(api.routes):
-            if not route.public:
+            if not route.public and not (route.authentication or api.authentication or configured):
                 add(
                     "error",
                     "route-without-authentication",

@@ -97,6 +97,13 @@ class LimitsConfig(Model):
     max_header_bytes: int = Field(
         16_384, ge=1024, description="Largest total size of request headers (431 above)."
     )
+    body_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="Seconds a request body may take to arrive when the "
+        "gateway reads it (408 after): slow-body clients cannot hold connections forever.",
+    )
     max_response_buffer_bytes: int = Field(
         4_194_304,
         ge=1024,

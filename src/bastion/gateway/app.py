@@ -27,6 +27,7 @@ from bastion.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestTimeout,
 )
 from bastion.gateway.headers import request_headers_for_upstream, response_headers_for_client
 from bastion.gateway.problem import render_problem
@@ -234,7 +235,11 @@ class Gateway:
                 # oversized body is refused before anything reaches the upstream. Small
                 # bodies are buffered too: sent as bytes, they keep upstream connections
                 # pooled (a streamed body made aiohttp open new ones).
-                ctx.body = await _read_body(receive, max_body)
+                try:
+                    async with asyncio.timeout(rt.loaded.config.limits.body_timeout):
+                        ctx.body = await _read_body(receive, max_body)
+                except TimeoutError:
+                    raise RequestTimeout(reason="limits.body_timeout") from None
                 ctx.bytes_in = len(ctx.body)
             for policy in target.request_policies:
                 local = await policy.on_request(ctx)
