@@ -3,8 +3,10 @@
 Library use (the CLI is :data:`bastion.scanner.cli.scan`)::
 
     spec = load_spec("openapi.yaml")
+    config = load_identities_file("ids.yaml")
+    spec.label_admin(config.admin_operations)    # the file's admin-only operations
     result = asyncio.run(run_scan(spec, "https://api.example.com",
-                                  load_identities("ids.yaml"), ScanOptions(budget=120)))
+                                  config.identities, ScanOptions(budget=120)))
     for finding in result.findings:
         print(finding.severity.label, finding.rule, finding.operation)
 """
@@ -12,7 +14,12 @@ Library use (the CLI is :data:`bastion.scanner.cli.scan`)::
 from bastion.scanner.context import ScanOptions
 from bastion.scanner.engine import ScanError, ScanResult, run_scan
 from bastion.scanner.findings import CHECKS, Confidence, Evidence, Finding, Severity
-from bastion.scanner.identities import Identity, load_identities
+from bastion.scanner.identities import (
+    IdentitiesConfig,
+    Identity,
+    load_identities,
+    load_identities_file,
+)
 from bastion.scanner.rules import Rule, apply_rules, load_rules
 from bastion.scanner.spec import ApiSpec, load_spec
 
@@ -22,6 +29,7 @@ __all__ = [
     "Confidence",
     "Evidence",
     "Finding",
+    "IdentitiesConfig",
     "Identity",
     "Rule",
     "ScanError",
@@ -30,6 +38,7 @@ __all__ = [
     "Severity",
     "apply_rules",
     "load_identities",
+    "load_identities_file",
     "load_rules",
     "load_spec",
     "run_scan",
