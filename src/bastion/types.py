@@ -74,14 +74,28 @@ class Headers:
     Built once per request from the ASGI ``(bytes, bytes)`` pairs; names are lower-cased.
     """
 
-    __slots__ = ("_index", "raw")
+    __slots__ = ("_index", "pairs", "raw", "size")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
         self.raw: list[tuple[bytes, bytes]] = list(raw)
         index: dict[str, list[str]] = {}
-        for name, value in self.raw:
-            index.setdefault(name.decode("latin-1").lower(), []).append(value.decode("latin-1"))
+        pairs: list[tuple[str, str]] = []
+        size = 0
+        for raw_name, raw_value in self.raw:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            pairs.append((name, value))
+            size += len(raw_name) + len(raw_value) + 4
+            found = index.get(name)
+            if found is None:
+                index[name] = [value]
+            else:
+                found.append(value)
         self._index = index
+        #: (lower-case name, value) in arrival order.
+        self.pairs = pairs
+        #: Bytes of all header names and values, as counted for the 431 limit.
+        self.size = size
 
     def get(self, name: str, default: str | None = None) -> str | None:
         values = self._index.get(name.lower())
@@ -94,13 +108,7 @@ class Headers:
         return isinstance(name, str) and name.lower() in self._index
 
     def items(self) -> Iterable[tuple[str, str]]:
-        for name, values in self._index.items():
-            for value in values:
-                yield name, value
-
-    def size(self) -> int:
-        """Bytes of all header names and values, as counted for the 431 limit."""
-        return sum(len(n) + len(v) + 4 for n, v in self.raw)
+        return self.pairs
 
 
 @dataclass(slots=True)

@@ -84,10 +84,9 @@ def order_total(body: Mapping[str, Any]) -> float:
     return float(sum(i["quantity"] * i["unit_price"] for i in body.get("items", ())))
 
 
-#: ``Order.total`` is a ``Money`` (maximum 100 000 000) but ``OrderCreate`` allows 50 lines of
-#: 100 x 100 000 (5e8): such an order is stored by the shop and its answer is a 502. That spec
-#: bug is pinned by ``test_order_total_above_money_maximum_is_answered`` (xfail); here the
-#: bodies stay below it so one oversized order cannot turn later listings into 502s.
+#: ``OrderCreate`` allows 50 lines of 100 x 100 000 (5e8); ``Money`` now admits that (it once
+#: did not: ``test_order_total_above_money_maximum_is_answered``). The generated bodies stay
+#: small anyway, so the shared shop's listings stay small.
 MONEY_MAX = 100_000_000
 LOGIN = valid_value(request_schema("LoginRequest"))
 REGISTRATION = valid_value(request_schema("UserRegistration"))

@@ -238,12 +238,6 @@ def test_generated_valid_path_parameters_are_accepted_and_forwarded(
     assert [r["path"] for r in upstream.received()] == [target]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an exploded object parameter (matrix/simple/label path, header) with a repeated "
-    "property is not refused: src/bastion/contract/parameters.py _kv_object keeps the last "
-    "copy, so the gateway validates x=3 while an upstream reading the first copy gets x=5000",
-)
 def test_repeated_property_in_an_exploded_object_parameter_is_refused(
     client: Client, upstream: Upstream
 ) -> None:

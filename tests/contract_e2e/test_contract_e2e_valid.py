@@ -204,12 +204,6 @@ def test_json_media_type_spellings_are_accepted(
     assert answer.json["display_name"] == content_type
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="demo spec bug: OrderCreate/OrderUpdate allow 50 lines of 100 x 100000 (5e8) but "
-    "Order.total is a Money with maximum 1e8, so the shop's answer is a 502 (after the order "
-    "was stored) — src/bastion/demo/shop_openapi.yaml components.schemas.Money",
-)
 def test_order_total_above_money_maximum_is_answered(alice: Client, admin: Client) -> None:
     order_id = fresh_order(alice)
     big = {"items": [{"sku": "BOOK-001", "quantity": 100, "unit_price": 100000}] * 11}

@@ -123,7 +123,7 @@ class GatewayProc:
             if self.audit.exists():
                 events = [
                     json.loads(line)
-                    for line in self.audit.read_text().splitlines()
+                    for line in self.audit.read_text().split("\n")
                     if line.endswith("}")
                 ]
             if len(events) >= at_least or time.monotonic() > deadline:

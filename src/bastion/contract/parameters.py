@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, unquote_plus
@@ -117,20 +117,31 @@ def parse_cookies(values: list[str]) -> list[tuple[str, str]]:
     return pairs
 
 
+def _unique_object(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """An object from (name, value) pairs; a repeated name is refused, because parsers
+    disagree on which copy wins (parameter pollution)."""
+    result: dict[str, str] = {}
+    for key, value in pairs:
+        if key in result:
+            raise StyleError(f"property {key!r} is repeated")
+        result[key] = value
+    return result
+
+
 def _pairs_to_object(items: list[str]) -> dict[str, str]:
     if len(items) % 2:
         raise StyleError("object value needs name,value pairs")
-    return {items[i]: items[i + 1] for i in range(0, len(items), 2)}
+    return _unique_object((items[i], items[i + 1]) for i in range(0, len(items), 2))
 
 
 def _kv_object(items: list[str]) -> dict[str, str]:
-    result: dict[str, str] = {}
+    pairs = []
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
             raise StyleError("object value needs name=value items")
-        result[key] = value
-    return result
+        pairs.append((key, value))
+    return _unique_object(pairs)
 
 
 @dataclass(frozen=True)
@@ -300,7 +311,9 @@ class ParameterRule:
 
     def from_cookies(self, pairs: list[tuple[str, str]]) -> tuple[bool, Any]:
         if self.shape == "object" and self.explode and not self.json_content:
-            obj = {k: v for k, v in pairs if self.properties is None or k in self.properties}
+            obj = _unique_object(
+                (k, v) for k, v in pairs if self.properties is None or k in self.properties
+            )
             return bool(obj), self._finish(obj) if obj else None
         values = [v for k, v in pairs if k == self.name]
         if not values:

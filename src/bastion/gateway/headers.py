@@ -9,6 +9,8 @@ the upstream (the authenticated subject and roles): any the client sends are dro
 
 from __future__ import annotations
 
+import re
+
 from bastion.types import Headers
 
 __all__ = [
@@ -41,6 +43,9 @@ _FORWARDING = frozenset(
         "x-real-ip",
     }
 )
+#: Client headers never copied upstream: hop-by-hop, ours to write, or re-framed by us.
+_SKIP_TO_UPSTREAM = HOP_BY_HOP | _FORWARDING | {"host", "x-request-id", "content-length"}
+_TOKEN_HOST = re.compile(r"[A-Za-z0-9.\-:\[\]]+\Z")
 RESPONSE_HEADERS_REMOVED = frozenset(
     {"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "via"}
 )
@@ -67,30 +72,27 @@ def request_headers_for_upstream(
 
     ``drop`` names client headers a policy withholds (e.g. the API key it consumed).
     """
-    drop = HOP_BY_HOP | _connection_listed(headers) | drop
+    skip = _SKIP_TO_UPSTREAM
+    if drop or "connection" in headers:
+        skip = skip | _connection_listed(headers) | drop
     out: list[tuple[str, str]] = []
     prior_xff: list[str] = []
-    for name, value in headers.items():
-        if name in drop or name.startswith("proxy-") or name == "host":
-            continue
-        if name in _FORWARDING:
+    for name, value in headers.pairs:
+        if name in skip:
             if peer_trusted and name == "x-forwarded-for":
                 prior_xff.append(value)
             continue
-        if name.startswith("x-bastion-") or name == "x-request-id" or name == "content-length":
+        if name.startswith(("proxy-", "x-bastion-")):
             continue
         out.append((name, value))
     xff = ", ".join([*prior_xff, client_ip]) if prior_xff else client_ip
-    out.append(("x-forwarded-for", xff))
-    out.append(("x-forwarded-proto", scheme))
     node = f'"[{client_ip}]"' if ":" in client_ip else client_ip
     forwarded = f"for={node};proto={scheme}"
+    out.append(("x-forwarded-for", xff))
+    out.append(("x-forwarded-proto", scheme))
     if host:
         out.append(("x-forwarded-host", host))
-        if all(c.isalnum() or c in ".-:[]" for c in host):
-            forwarded += f";host={host}"
-        else:
-            forwarded += f';host="{host}"'
+        forwarded += f";host={host}" if _TOKEN_HOST.match(host) else f';host="{host}"'
     out.append(("forwarded", forwarded))
     out.append(("x-request-id", request_id))
     return out

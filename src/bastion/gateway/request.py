@@ -107,7 +107,7 @@ def check_framing(headers: Headers, *, max_header_bytes: int, max_body_bytes: in
 
     Returns the declared Content-Length (or None for chunked / no body).
     """
-    if headers.size() > max_header_bytes:
+    if headers.size > max_header_bytes:
         raise HeadersTooLarge(reason="limits.header_bytes")
     lengths = headers.get_all("content-length")
     encodings = headers.get_all("transfer-encoding")

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 import aiohttp
+from yarl import URL
 
 from bastion.errors import BadGateway, BastionError, GatewayTimeout
 
@@ -173,7 +174,8 @@ class AiohttpTransport:
         with map_upstream_errors():
             response = await session.request(
                 request.method,
-                request.url,
+                # Already percent-encoded by the gateway: sent exactly as matched.
+                URL(request.url, encoded=True),
                 headers=request.headers,
                 data=request.body,
                 allow_redirects=False,
