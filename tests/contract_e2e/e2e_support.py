@@ -151,6 +151,9 @@ class Client:
                 if attempt == 2:
                     raise
                 continue
+            except BaseException:
+                self.close()  # never leave a half-used socket behind (ResourceWarning)
+                raise
             answer = Answer(response.status, {k.lower(): v for k, v in response.getheaders()}, raw)
             if response.will_close:
                 self.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,33 +13,16 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests.support.procs import run_demo
+
 BASTION = str(Path(sys.executable).with_name("bastion"))
 
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("demo-state")
-    proc = subprocess.Popen(
-        [BASTION, "demo", "--json", "--port", "0", "--state-dir", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, "bastion demo printed nothing"
-        info: dict[str, Any] = json.loads(line)
-        info["_proc"] = proc
+    with run_demo(state) as info:
         yield info
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            if proc.stdout:
-                proc.stdout.close()
 
 
 def call(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,12 +70,15 @@ async def stack(tmp_path: Path) -> AsyncIterator[Stack]:
     servers = [await _serve(create_shop_app(), shop_port)]
     servers.append(await _serve(create_identity_app(identity.settings, events=bridge), id_port))
     config = tmp_path / "gateway.yaml"
+    # The demo config takes its admin credential from the environment, as `bastion demo` does.
+    os.environ.setdefault("BASTION_DEMO_ADMIN_TOKEN", secrets.token_urlsafe(32))
     config.write_text(
         demo_config(
             shop_url=f"http://127.0.0.1:{shop_port}",
             issuer=issuer,
             state_dir=tmp_path,
             port=gw_port,
+            admin_port=free_port(),
         )
     )
     gateway = create_gateway(config)
@@ -183,6 +188,7 @@ async def test_demo_identity_is_idempotent(tmp_path: Path) -> None:
             "alice": "alice-demo-password-2026",
             "bob": "bob-demo-password-2026",
             "admin": "admin-demo-password-2026",
+            "mallory": "mallory-demo-password-2026",
         }
     )
     assert first.clients["demo"]["client_id"] == second.clients["demo"]["client_id"]

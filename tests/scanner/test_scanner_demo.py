@@ -8,9 +8,6 @@ difference between the two reports is what the gateway stops.
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from bastion.scanner.cli import EXIT_FINDINGS, EXIT_OK, scan
+from tests.support.procs import run_demo
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOP_SPEC = ROOT / "src" / "bastion" / "demo" / "shop_openapi.yaml"
@@ -50,26 +48,8 @@ identities:
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     state = tmp_path_factory.mktemp("scan-demo-state")
-    proc = subprocess.Popen(
-        [BASTION, "demo", "--json", "--port", "0", "--state-dir", str(state)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        assert line, "bastion demo printed nothing"
-        info: dict[str, Any] = json.loads(line)
+    with run_demo(state, "--no-traffic") as info:
         yield info
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=20)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            if proc.stdout:
-                proc.stdout.close()
 
 
 def _scan(

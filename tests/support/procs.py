@@ -255,3 +255,28 @@ def run_shop(tmp: Path) -> Iterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         stop(proc)
+
+
+@contextmanager
+def run_demo(state: Path, *options: str) -> Iterator[dict[str, Any]]:
+    """`bastion demo --json` as a real process; yields the JSON line it prints first."""
+    proc = subprocess.Popen(
+        [BASTION, "demo", "--json", "--port", "0", "--state-dir", str(state), *options],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        line = proc.stdout.readline()
+        assert line, "bastion demo printed nothing"
+        info: dict[str, Any] = json.loads(line)
+        yield info
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            if proc.stdout:
+                proc.stdout.close()
