@@ -18,6 +18,7 @@ number of seconds); their ``t`` still says when the quota resets.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 
@@ -46,10 +47,21 @@ def policy_name(outcome: CheckOutcome, index: int) -> str:
 
 def _policy_item(outcome: CheckOutcome, index: int) -> str:
     rate = outcome.check.rate
-    item = f"{sf_string(policy_name(outcome, index))};q={rate.limit}"
-    if rate.calendar != "month":
-        item += f";w={rate.window}"
+    return _policy_text(policy_name(outcome, index), rate.limit, rate.window, rate.calendar)
+
+
+@functools.lru_cache(maxsize=4096)
+def _policy_text(name: str, limit: int, window: int, calendar: str | None) -> str:
+    """One RateLimit-Policy item; the same few policies recur on every request."""
+    item = f"{sf_string(name)};q={limit}"
+    if calendar != "month":
+        item += f";w={window}"
     return item
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(name: str) -> str:
+    return sf_string(name)
 
 
 def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:
@@ -60,7 +72,7 @@ def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:
     headers = [("RateLimit-Policy", policies)]
     if result.allowed or result.denied_by is None:
         limits = ",".join(
-            f"{sf_string(policy_name(o, i))};r={o.remaining};t={math.ceil(o.reset_after - 1e-9)}"
+            f"{_quoted(policy_name(o, i))};r={o.remaining};t={math.ceil(o.reset_after - 1e-9)}"
             for i, o in enumerate(result.checks)
         )
         headers.append(("RateLimit", limits))
