@@ -51,6 +51,25 @@ def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
             proc.wait()
 
 
+@contextmanager
+def serving(
+    argv: list[str], port: int, errors: Path, env: dict[str, str] | None = None, cwd: Path = ROOT
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Start ``argv`` (stderr to ``errors``), wait until ``port`` listens, stop it after."""
+    with errors.open("wb") as err:
+        proc = subprocess.Popen(
+            argv, cwd=cwd, stdout=subprocess.DEVNULL, stderr=err, env={**os.environ, **(env or {})}
+        )
+    try:
+        try:
+            wait_for_port(port, proc)
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}\n{errors.read_text()}") from None
+        yield proc
+    finally:
+        stop(proc)
+
+
 @dataclass
 class Upstream:
     port: int
@@ -74,30 +93,9 @@ def run_upstream(tmp: Path) -> Iterator[Upstream]:
     port = free_port()
     log = tmp / f"upstream-{port}.jsonl"
     log.write_text("")
-    errors = tmp / f"upstream-{port}.stderr"
-    with errors.open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.support.upstream",
-                "--port",
-                str(port),
-                "--log",
-                str(log),
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
-        try:
-            wait_for_port(port, proc)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{errors.read_text()}") from None
+    argv = [sys.executable, "-m", "tests.support.upstream", "--port", str(port), "--log", str(log)]
+    with serving(argv, port, tmp / f"upstream-{port}.stderr"):
         yield Upstream(port, log)
-    finally:
-        stop(proc)
 
 
 @dataclass
@@ -167,23 +165,9 @@ def run_gateway(
     config = tmp / f"gateway-{port}.yaml"
     audit = tmp / f"audit-{port}.jsonl"
     config.write_text(config_text.replace("{AUDIT}", str(audit)))
-    stderr = config.with_suffix(".stderr")
-    with stderr.open("wb") as err:
-        proc = subprocess.Popen(
-            [BASTION, "gateway", "--config", str(config), "--server", server, "--port", str(port)],
-            cwd=tmp,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-            env={**os.environ, **(env or {})},
-        )
-    try:
-        try:
-            wait_for_port(port, proc)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{stderr.read_text()}") from None
+    argv = [BASTION, "gateway", "--config", str(config), "--server", server, "--port", str(port)]
+    with serving(argv, port, config.with_suffix(".stderr"), env=env, cwd=tmp) as proc:
         yield GatewayProc(port, proc, config, audit, scheme)
-    finally:
-        stop(proc)
 
 
 def dev_config(
@@ -227,34 +211,21 @@ apis:
 def run_shop(tmp: Path) -> Iterator[str]:
     """The demo shop upstream under granian; yields its base URL."""
     port = free_port()
-    errors = tmp / f"shop-{port}.stderr"
     granian = str(Path(sys.executable).with_name("granian"))
-    with errors.open("wb") as err:
-        proc = subprocess.Popen(
-            [
-                granian,
-                "--interface",
-                "asgi",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--no-ws",
-                "bastion.demo.shop:create_shop_app",
-            ],
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    try:
-        try:
-            wait_for_port(port, proc)
-        except RuntimeError as exc:
-            raise RuntimeError(f"{exc}\n{errors.read_text()}") from None
+    argv = [
+        granian,
+        "--interface",
+        "asgi",
+        "--factory",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-ws",
+        "bastion.demo.shop:create_shop_app",
+    ]
+    with serving(argv, port, tmp / f"shop-{port}.stderr"):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
 
 
 @contextmanager
