@@ -59,7 +59,12 @@ _SMALL_BODY = 65_536
 
 
 class Gateway:
-    """ASGI app. ``runtime`` may be swapped at any time by :meth:`swap` (hot reload)."""
+    """ASGI app. ``runtime`` is swapped by :meth:`reload` (hot reload); requests in flight
+    finish on the runtime they started with.
+
+    The admin listener (and the monitor's routes on it) stays bound to the runtime it
+    started with: a reload that changes ``admin:`` or ``monitoring:`` needs a restart.
+    """
 
     def __init__(
         self,
@@ -76,6 +81,8 @@ class Gateway:
         self._started = False
         self._retired: list[Runtime] = []
         self._admin: tuple[Any, asyncio.Task[None]] | None = None
+        #: Background tasks kept referenced until they finish.
+        self._tasks: set[asyncio.Future[None]] = set()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -127,15 +134,20 @@ class Gateway:
             return False
         try:
             new = self._reload()
-            await new.startup()
         except Exception as exc:  # a bad config must leave the old one serving
             _log("reload_failed", detail=str(exc))
+            return False
+        try:
+            await new.startup()
+        except Exception as exc:  # e.g. the state backend is unreachable: keep the old one
+            _log("reload_failed", detail=str(exc))
+            await new.shutdown()
             return False
         old, self.runtime = self.runtime, new
         self._retired.append(old)
         asyncio.get_running_loop().call_later(
             old.loaded.config.listen.graceful_timeout,
-            lambda: asyncio.ensure_future(self._retire(old)),
+            lambda: self._tasks.add(asyncio.ensure_future(self._retire(old))),
         )
         _log("reloaded", apis=len(new.loaded.config.apis))
         for warning in new.warnings:
@@ -146,6 +158,7 @@ class Gateway:
         if old in self._retired:
             self._retired.remove(old)
             await old.shutdown()
+        self._tasks = {t for t in self._tasks if not t.done()}
 
     # -- ASGI ------------------------------------------------------------------------------
 
