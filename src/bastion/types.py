@@ -74,14 +74,13 @@ class Headers:
     Built once per request from the ASGI ``(bytes, bytes)`` pairs; names are lower-cased.
     """
 
-    __slots__ = ("_index", "pairs", "raw", "size")
+    __slots__ = ("_index", "pairs", "size")
 
     def __init__(self, raw: Iterable[tuple[bytes, bytes]]) -> None:
-        self.raw: list[tuple[bytes, bytes]] = list(raw)
         index: dict[str, list[str]] = {}
         pairs: list[tuple[str, str]] = []
         size = 0
-        for raw_name, raw_value in self.raw:
+        for raw_name, raw_value in raw:
             name = raw_name.decode("latin-1").lower()
             value = raw_value.decode("latin-1")
             pairs.append((name, value))

@@ -34,6 +34,7 @@ from bastion.gateway.problem import render_problem
 from bastion.gateway.request import check_framing, normalize_path
 from bastion.gateway.runtime import RouteTarget, Runtime
 from bastion.gateway.upstream import (
+    SMALL_BODY,
     UpstreamRequest,
     UpstreamRuntime,
     UpstreamTimeouts,
@@ -54,8 +55,6 @@ __all__ = ["Gateway"]
 
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{8,128}$")
 _HEALTH_PREFIX = "/_bastion/health/"
-#: Bodies up to this size are moved in one piece rather than streamed.
-_SMALL_BODY = 65_536
 
 
 class Gateway:
@@ -242,7 +241,7 @@ class Gateway:
                 return
             has_body = bool(declared) or "transfer-encoding" in headers
             if has_body and (
-                target.needs_request_body or declared is None or declared <= _SMALL_BODY
+                target.needs_request_body or declared is None or declared <= SMALL_BODY
             ):
                 # Policies need it, or its length is unknown: buffer it under the cap, so an
                 # oversized body is refused before anything reaches the upstream. Small

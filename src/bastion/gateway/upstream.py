@@ -23,9 +23,12 @@ from yarl import URL
 from bastion.errors import BadGateway, BastionError, GatewayTimeout
 
 __all__ = [
+    "SMALL_BODY",
     "AiohttpTransport",
     "Transport",
+    "UpstreamReply",
     "UpstreamRequest",
+    "UpstreamRuntime",
     "UpstreamTimeouts",
     "map_upstream_errors",
 ]
@@ -122,8 +125,9 @@ def _timeout_kind(exc: BaseException) -> str:
     return "total"
 
 
-#: Responses with a declared length up to this are read whole (one read, no generator).
-SMALL_RESPONSE = 65_536
+#: Bodies with a declared length up to this are moved whole rather than streamed: responses
+#: in one read (no generator), requests as bytes (keeps upstream connections pooled).
+SMALL_BODY = 65_536
 
 
 class AiohttpTransport:
@@ -185,7 +189,7 @@ class AiohttpTransport:
             )
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
             length = response.content_length
-            if length is not None and length <= SMALL_RESPONSE and request.method != "HEAD":
+            if length is not None and length <= SMALL_BODY and request.method != "HEAD":
                 try:
                     body = await response.read()
                 finally:

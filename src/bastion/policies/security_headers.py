@@ -29,7 +29,6 @@ class SecurityHeaders:
         if hsts_max_age:
             base.append(("strict-transport-security", f"max-age={hsts_max_age}; includeSubDomains"))
         base.extend((k.lower(), v) for k, v in config.extra.items())
-        self.headers: tuple[tuple[str, str], ...] = tuple(base)
         self._names = frozenset(name for name, _ in base)
         self._encoded = [(k.encode("latin-1"), v.encode("latin-1")) for k, v in base]
         self._encoded_auth = [*self._encoded, (b"cache-control", b"no-store")]
