@@ -5,6 +5,13 @@ config and calls the ASGI app directly (``--concurrency`` requests in flight), s
 profile holds the gateway's own work plus the aiohttp upstream client, without granian.
 
     .venv/bin/python bench/profile_gateway.py --row "bastion routing" --requests 5000
+
+``--cpu ROW ...`` measures instead of profiling: the gateway's own CPU time per request
+(``time.process_time`` of this process: the gateway and its upstream client, not the
+upstream), for several rows interleaved over ``--rounds``, medians printed side by side.
+No server and no load generator share the cores, so differences of a few µs show:
+
+    .venv/bin/python bench/profile_gateway.py --cpu "bastion routing" "rate limit (memory)"
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import argparse
 import asyncio
 import cProfile
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +35,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import fixtures  # noqa: E402
-from gateways import jwt_changes, openapi_changes, rate_limit_changes  # noqa: E402
+from gateways import jwt_changes, openapi_changes, rate_limit_changes, redis_state  # noqa: E402
 from procs import exit_on_sigterm, stop  # noqa: E402
 from targets import ROWS, Env, gateway_config, start_upstream_process  # noqa: E402
 
@@ -36,11 +44,17 @@ _CHANGES = {
     "bastion routing (POST 2 KB)": lambda env: {},
     "JWT (ES256) + roles + owner rule": jwt_changes,
     "rate limit (memory)": lambda env: rate_limit_changes("100000000/second"),
+    "rate limit (Redis)": lambda env: {
+        "state": redis_state(env, "profile"),
+        **rate_limit_changes("100000000/second"),
+    },
     "validation + response filtering": openapi_changes,
 }
 
 
-async def _drive(app: Any, env: Env, row_name: str, requests: int, concurrency: int) -> float:
+async def _drive(
+    app: Any, env: Env, row_name: str, requests: int, concurrency: int
+) -> tuple[float, float]:
     row = next(r for r in ROWS if r.name == row_name)
     spec = row.load(env)
     headers = [(b"host", b"127.0.0.1")]
@@ -83,13 +97,15 @@ async def _drive(app: Any, env: Env, row_name: str, requests: int, concurrency: 
             await one()
 
     await app.startup()
-    begun = time.perf_counter()
+    await asyncio.gather(*(worker(2) for _ in range(concurrency)))  # warm pools and caches
+    statuses.clear()
+    begun, cpu = time.perf_counter(), time.process_time()
     share = requests // concurrency
     await asyncio.gather(*(worker(share) for _ in range(concurrency)))
-    elapsed = time.perf_counter() - begun
+    elapsed, cpu = time.perf_counter() - begun, time.process_time() - cpu
     await app.shutdown(grace=1)
     print(f"statuses: {statuses}", file=sys.stderr)
-    return elapsed / (share * concurrency)
+    return elapsed / (share * concurrency), cpu / (share * concurrency)
 
 
 def main() -> None:
@@ -99,6 +115,10 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--sort", default="tottime", choices=["tottime", "cumulative"])
+    parser.add_argument(
+        "--cpu", nargs="+", metavar="ROW", help="measure, not profile (a row may repeat)"
+    )
+    parser.add_argument("--rounds", type=int, default=3, help="with --cpu: rounds per row")
     args = parser.parse_args()
 
     from bastion.config import load_config
@@ -122,14 +142,38 @@ def main() -> None:
             redis_url="redis://127.0.0.1:6379/0",
             run_id=uuid.uuid4().hex[:10],
         )
-        config = gateway_config(env, "profile", 0, **_CHANGES[args.row](env))
-        path = workdir / "gateway-profile.yaml"
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        load_config(path)  # clear errors before profiling
-        app = create_gateway(path)
+
+        def build(row: str) -> Any:
+            config = gateway_config(env, "profile", 0, **_CHANGES[row](env))
+            path = workdir / "gateway-profile.yaml"
+            path.write_text(yaml.safe_dump(config, sort_keys=False))
+            load_config(path)  # clear errors before profiling
+            return create_gateway(path)
+
+        if args.cpu:
+            unknown = sorted(set(args.cpu) - set(_CHANGES))
+            if unknown:
+                parser.error(f"unknown rows {unknown}; rows are {sorted(_CHANGES)}")
+            samples: list[list[float]] = [[] for _ in args.cpu]
+            for _ in range(args.rounds):
+                for index, row in enumerate(args.cpu):
+                    _, cpu = asyncio.run(
+                        _drive(build(row), env, row, args.requests, args.concurrency)
+                    )
+                    samples[index].append(cpu)
+            base = statistics.median(samples[0])
+            for row, values in zip(args.cpu, samples, strict=True):
+                median = statistics.median(values)
+                print(
+                    f"{row:40} {median * 1e6:7.1f} µs CPU/request"
+                    f"  (ratio to first {base / median:.2f};"
+                    f" rounds {', '.join(f'{v * 1e6:.0f}' for v in values)})"
+                )
+            return
+        app = build(args.row)
         profiler = cProfile.Profile(time.process_time)  # CPU time: immune to preemption
         profiler.enable()
-        per_request = asyncio.run(_drive(app, env, args.row, args.requests, args.concurrency))
+        per_request, _ = asyncio.run(_drive(app, env, args.row, args.requests, args.concurrency))
         profiler.disable()
     finally:
         stop(upstream)

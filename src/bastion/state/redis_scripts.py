@@ -14,6 +14,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
+from bastion.state.redis_batch import CommandBatcher, bulk
+
 __all__ = ["Script", "load_script"]
 
 
@@ -34,6 +36,23 @@ class Script:
         except NoScriptError:
             await self.load(client)
             return await client.evalsha(self.sha, len(keys), *keys, *args)
+
+    def command(self, keys: list[str], rest: list[Any]) -> tuple[bytes, bytes]:
+        """The EVALSHA command packed for :meth:`batched`, in two parts around ``ARGV[1]``
+        (the caller puts ``bulk(argv1)`` between them, per call)."""
+        count = 3 + len(keys) + 1 + len(rest)
+        head = b"*%d\r\n" % count + bulk("EVALSHA") + bulk(self.sha) + bulk(len(keys))
+        head += b"".join(bulk(key) for key in keys)
+        return head, b"".join(bulk(arg) for arg in rest)
+
+    async def batched(self, batcher: CommandBatcher, client: Redis, packed: bytes) -> Any:
+        """Run the packed :meth:`command`, pipelined with the other commands of this loop
+        turn; on NOSCRIPT, load the script and run it again."""
+        try:
+            return await batcher.execute(packed)
+        except NoScriptError:
+            await self.load(client)
+            return await batcher.execute(packed)
 
 
 def load_script(name: str) -> Script:

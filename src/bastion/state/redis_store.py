@@ -33,6 +33,7 @@ from bastion.ratelimit.backoff import BackoffPolicy, LoginState, login_state
 from bastion.ratelimit.checks import CheckOutcome, LimitCheck, LimitResult, bounded_key
 from bastion.state.base import BlockEntry, BlockKind, ChangeEvent
 from bastion.state.mirror import SharedMirror, normalize_block_value
+from bastion.state.redis_batch import CommandBatcher, bulk
 from bastion.state.redis_scripts import load_script
 from bastion.state.redis_sync import MirrorSync, SharedKeys
 
@@ -41,6 +42,7 @@ __all__ = ["RedisStateStore"]
 _log = logging.getLogger(__name__)
 _ALG = {"gcra": "g", "sliding_window": "s"}
 _US = 1_000_000
+_COMMAND_CACHE = 10_000
 
 
 class RedisStateStore:
@@ -81,6 +83,9 @@ class RedisStateStore:
             )
         )
         self._owns_client = client is None
+        self._batcher = CommandBatcher(self._client, timeout=timeout)
+        #: Packed rate-limit commands by checks (LimitChecks are cached and reused).
+        self._rl_commands: dict[tuple[LimitCheck, ...], tuple[bytes, bytes]] = {}
         self._rl_tag = f"{{{prefix}:rl}}"
         self._scripts = {n: load_script(n) for n in ("rate_limit", "concurrency", "login")}
         self._keys = SharedKeys(prefix)
@@ -102,6 +107,7 @@ class RedisStateStore:
         await self._sync.start()
 
     async def close(self) -> None:
+        await self._batcher.close()
         await self._sync.close()
         if self._owns_client:
             await self._client.aclose()
@@ -139,17 +145,31 @@ class RedisStateStore:
 
     # -- rate limits ----------------------------------------------------------------
 
-    async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
-        if not checks:
-            return LimitResult(allowed=True)
+    def _rate_limit_command(self, checks: tuple[LimitCheck, ...]) -> tuple[bytes, bytes]:
+        """The packed script call for ``checks``, split around the ``now`` argument: only
+        ``now`` changes from one request to the next (and not at all with server time)."""
         keys = [f"{self._rl_tag}:{c.storage_key}" for c in checks]
-        args: list[Any] = [self._now_arg(now)]
+        args: list[Any] = []
         for check in checks:
             rate = check.rate
             algorithm = _ALG.get(check.algorithm) or ("d" if rate.calendar == "day" else "m")
             args += [algorithm, rate.limit, round(rate.period * _US), rate.burst, check.cost]
+        return self._scripts["rate_limit"].command(keys, args)
+
+    async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
+        if not checks:
+            return LimitResult(allowed=True)
+        frozen = tuple(checks)
+        parts = self._rl_commands.get(frozen)
+        if parts is None:
+            parts = self._rate_limit_command(frozen)
+            if len(self._rl_commands) >= _COMMAND_CACHE:
+                self._rl_commands.clear()
+            self._rl_commands[frozen] = parts
+        head, tail = parts
+        command = head + bulk(self._now_arg(now)) + tail
         async with self._unavailable():
-            reply = await self._scripts["rate_limit"](self._client, keys, args)
+            reply = await self._scripts["rate_limit"].batched(self._batcher, self._client, command)
         values = [int(v) for v in reply]
         outcomes = []
         for i, check in enumerate(checks):
