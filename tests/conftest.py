@@ -39,6 +39,20 @@ def _need_service(name: str, host: str, port: int) -> None:
     pytest.skip(f"{message} (set BASTION_REQUIRE_SERVICES=1 to make this a failure)")
 
 
+CHROMIUM = "/usr/bin/chromium"
+
+
+def need_chromium(why: str = "") -> str:
+    """Path of Debian's Chromium for the browser tests; skips without it, or fails when
+    ``BASTION_REQUIRE_SERVICES=1`` (CI's ``.ci/run`` installs it first)."""
+    if os.path.exists(CHROMIUM):
+        return CHROMIUM
+    message = f"Chromium is not installed at {CHROMIUM} (Debian: apt-get install chromium){why}"
+    if services_required():
+        pytest.fail(f"{message} and BASTION_REQUIRE_SERVICES=1", pytrace=False)
+    pytest.skip(f"{message} (set BASTION_REQUIRE_SERVICES=1 to make this a failure)")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """URL of the machine's real Redis (database 0 is never flushed: use unique key prefixes)."""

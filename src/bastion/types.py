@@ -184,6 +184,8 @@ class RequestContext:
     started: float
     #: Wall-clock start (seconds since the epoch) for the audit event.
     started_wall: float
+    #: PEM of the client certificate the TLS handshake verified (ASGI ``tls`` extension).
+    client_cert: str | None = None
     #: ``path`` percent-encoded canonically: exactly what the upstream receives.
     upstream_path: str = ""
     api: str | None = None

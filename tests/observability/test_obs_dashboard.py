@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import secrets
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -26,7 +25,7 @@ from bastion.gateway.embedded import embedded_server
 from bastion.gateway.runtime import build_runtime
 from bastion.observability.config import MonitoringConfig
 from bastion.observability.monitor import Monitor
-from tests.conftest import free_port
+from tests.conftest import free_port, need_chromium
 from tests.observability.harness import ObservedAudit
 from tests.support.procs import Upstream, dev_config, run_upstream
 
@@ -146,8 +145,8 @@ async def test_session_cookie_csrf_and_auth_without_a_browser(
         assert statuses[-1] == 429
 
 
-@pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"Chromium is not installed at {CHROMIUM}")
 async def test_dashboard_in_headless_chromium(tmp_path: Path, upstream: Upstream) -> None:
+    need_chromium()
     from playwright.async_api import async_playwright
 
     async with stack(tmp_path, upstream) as s, async_playwright() as pw:

@@ -9,7 +9,7 @@ import pytest
 
 MODULES = [
     "alerts", "audit_db", "audit_search", "cli", "config", "dashboard", "demo_traffic", "detectors",
-    "incidents", "metrics", "monitor", "playbooks", "windows",
+    "incidents", "metrics", "monitor", "playbooks", "tracing", "windows",
 ]  # fmt: skip
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from bastion.scanner.reports.html import render_html
 from bastion.scanner.reports.json_report import finding_dict
+from tests.conftest import need_chromium
 from tests.scanner.conftest import Served, scan
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -28,11 +29,13 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 
-pytestmark = pytest.mark.skipif(
-    not CHROMIUM.exists(),
-    reason=f"{CHROMIUM} is missing (Debian: apt-get install chromium); the HTML report's "
-    "structure is still checked without a browser in test_scanner_reports.py",
-)
+
+@pytest.fixture(scope="module", autouse=True)
+def _chromium() -> None:
+    need_chromium(
+        "; the HTML report's structure is still checked without a browser in "
+        "test_scanner_reports.py"
+    )
 
 
 @pytest.fixture(scope="module")

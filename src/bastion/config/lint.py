@@ -49,8 +49,9 @@ def lint(loaded: LoadedConfig) -> list[Finding]:
             ("listen",),
         )
     else:
-        for key in ("cert", "key"):
-            if not loaded.resolve(getattr(config.listen.tls, key)).is_file():
+        for key in ("cert", "key", "client_ca"):
+            value = getattr(config.listen.tls, key)
+            if value is not None and not loaded.resolve(value).is_file():
                 add(
                     "error",
                     "tls-file-missing",
@@ -110,6 +111,52 @@ def lint(loaded: LoadedConfig) -> list[Finding]:
                     "authentication is configured for it",
                     ("apis", index, "routes", r_index),
                 )
+
+    tracing = config.tracing
+    if tracing is not None:
+        if tracing.endpoint.startswith("http://") and not _is_loopback(
+            urlsplit(tracing.endpoint).hostname or ""
+        ):
+            add(
+                "warning",
+                "tracing-plain-http",
+                "spans (paths, principals, decisions) go to the collector over plain HTTP on a "
+                "non-loopback host; use https://",
+                ("tracing", "endpoint"),
+            )
+        for header in tracing.headers:
+            path = ("tracing", "headers", header)
+            if path not in source.from_env and any(
+                h in header.lower() for h in _SECRET_HEADER_HINTS
+            ):
+                add(
+                    "error" if production else "warning",
+                    "inline-secret",
+                    "collector credential written inline in the config; use ${ENV}",
+                    path,
+                )
+
+    mtls = config.authentication.mtls
+    if mtls is not None and not mtls.from_header:
+        tls = config.listen.tls
+        if tls is None or tls.client_ca is None:
+            add(
+                "error",
+                "mtls-without-source",
+                "authentication.mtls has no client certificates to read: set "
+                "listen.tls.client_ca, or from_header: true behind a TLS-terminating proxy",
+                ("authentication", "mtls"),
+            )
+        elif config.listen.server == "granian":
+            # A warning: `bastion gateway --server uvicorn` overrides listen.server, and
+            # serving on granian refuses this config anyway (policies.mtls.check_server).
+            add(
+                "warning",
+                "mtls-granian",
+                "granian verifies client certificates but cannot pass them to the app: use "
+                "listen.server: uvicorn, or a TLS-terminating proxy with from_header: true",
+                ("authentication", "mtls"),
+            )
 
     if config.admin is not None:
         path = ("admin", "token")

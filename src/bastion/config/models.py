@@ -31,6 +31,8 @@ __all__ = [
     "LimitsConfig",
     "ListenConfig",
     "LoginConfig",
+    "MtlsConfig",
+    "MtlsIdentity",
     "OwnerListRule",
     "OwnerRule",
     "RateLimitRule",
@@ -39,6 +41,7 @@ __all__ = [
     "StateConfig",
     "TLSConfig",
     "TimeoutConfig",
+    "TracingConfig",
     "UpstreamConfig",
     "VersionConfig",
 ]
@@ -74,6 +77,16 @@ class TLSConfig(Model):
     )
     hsts_max_age: int = Field(
         31_536_000, ge=0, description="Strict-Transport-Security max-age sent over TLS."
+    )
+    client_ca: Path | None = Field(
+        None,
+        description="PEM bundle of the CA(s) that sign client certificates. Setting it turns "
+        "on client-certificate verification in the TLS handshake (see docs/mtls.md).",
+    )
+    client_cert: Literal["required", "optional"] = Field(
+        "required",
+        description="With client_ca: required refuses the handshake without a valid client "
+        "certificate; optional admits clients without one (routes that need mtls answer 401).",
     )
 
 
@@ -176,7 +189,7 @@ class CorsConfig(Model):
 
 _FIELD_REF = re.compile(r"^(path|query|header|body)(\.[A-Za-z0-9_-]+)+$|^body$")
 _PRINCIPAL_REF = re.compile(r"^principal\.[A-Za-z0-9_.-]+$")
-AuthMethod = Literal["jwt", "api_key"]
+AuthMethod = Literal["jwt", "api_key", "mtls"]
 
 
 class AllowConfig(Model):
@@ -542,9 +555,43 @@ class ApiKeysConfig(Model):
     cache_ttl: float = Field(5.0, ge=0, le=300, description="Seconds a lookup is cached.")
 
 
+class MtlsIdentity(Model):
+    roles: list[str] = Field(default_factory=list, description="Roles of this certificate subject.")
+    scopes: list[str] = Field(
+        default_factory=list, description="Scopes of this certificate subject."
+    )
+
+
+class MtlsConfig(Model):
+    """Client-certificate identity (mTLS): the verified certificate becomes the principal."""
+
+    principal_from: Literal["subject_cn", "san_uri", "san_dns", "san_email", "subject"] = Field(
+        "subject_cn",
+        description="Which identity of the certificate becomes the principal's subject: the "
+        "subject CN, the one URI / DNS / email SAN, or the whole subject (RFC 4514 string).",
+    )
+    ca: Path | None = Field(
+        None,
+        description="PEM CA bundle that verifies certificates arriving in the RFC 9440 "
+        "Client-Cert header (default: listen.tls.client_ca).",
+    )
+    from_header: bool = Field(
+        False,
+        description="Accept the RFC 9440 Client-Cert header, only from a direct peer in "
+        "trusted_proxies (a TLS-terminating proxy); from anyone else it is ignored and stripped.",
+    )
+    identities: dict[str, MtlsIdentity] = Field(
+        default_factory=dict,
+        description="Roles and scopes per certificate subject; an unlisted subject has none.",
+    )
+
+
 class AuthenticationConfig(Model):
     jwt: list[JwtIssuerConfig] = Field(default_factory=list, description="Trusted issuers.")
     api_keys: ApiKeysConfig | None = Field(None, description="API key authentication.")
+    mtls: MtlsConfig | None = Field(
+        None, description="Client-certificate (mTLS) authentication. See docs/mtls.md."
+    )
     token_cache_size: int = Field(10_000, ge=0, description="Verified tokens kept in memory.")
     token_cache_ttl: float = Field(60.0, ge=0, le=3600, description="Longest cache lifetime.")
 
@@ -554,6 +601,8 @@ class AuthenticationConfig(Model):
             out.append("jwt")
         if self.api_keys is not None:
             out.append("api_key")
+        if self.mtls is not None:
+            out.append("mtls")
         return out
 
 
@@ -582,6 +631,59 @@ class AdminConfig(Model):
     host: str = Field("127.0.0.1", description="Admin listener address (loopback by default).")
     port: int = Field(9901, ge=0, le=65535, description="Admin listener port.")
     token: str = Field(description="Bearer credential for the admin API (use ${ENV}).")
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class TracingConfig(Model):
+    """OpenTelemetry tracing, exported as OTLP over HTTP. See docs/monitoring.md#tracing."""
+
+    endpoint: str = Field(
+        description="OTLP/HTTP traces URL of the collector, e.g. http://127.0.0.1:4318/v1/traces."
+    )
+    service_name: str = Field("bastion-gateway", description="`service.name` of the spans.")
+    sample_ratio: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="Share of new traces recorded (parent-based: a trusted parent's "
+        "sampling decision is followed).",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Headers sent to the collector (e.g. its credential; use ${ENV}). "
+        "Never logged.",
+    )
+    timeout: float = Field(
+        10.0,
+        gt=0,
+        le=60,
+        description="Seconds one export may take (retries included); also bounds the flush "
+        "at shutdown.",
+    )
+    trust_incoming: bool = Field(
+        False,
+        description="Continue the trace of an incoming `traceparent` from any client. "
+        "Default: only from trusted_proxies; others start a new trace that links to theirs.",
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", value):
+            raise ValueError("must be an http:// or https:// URL without query or fragment")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, item in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if any(c in item for c in "\r\n\0"):
+                raise ValueError(f"the value of {name!r} contains a control character")
+        return value
 
 
 class GatewayConfig(Model):
@@ -619,6 +721,11 @@ class GatewayConfig(Model):
         None,
         description="Metrics, detectors, alerts, playbooks and the dashboard "
         "(served on the admin listener). See docs/monitoring.md.",
+    )
+    tracing: TracingConfig | None = Field(
+        None,
+        description="OpenTelemetry tracing over OTLP/HTTP (off when absent). "
+        "See docs/monitoring.md.",
     )
     upstreams: dict[str, UpstreamConfig] = Field(description="Named upstream services.")
     apis: Annotated[list[ApiConfig], Field(min_length=1)] = Field(description="APIs served.")

@@ -19,6 +19,7 @@ import time
 import traceback
 import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from typing import Any
 
 from bastion.errors import (
@@ -33,6 +34,7 @@ from bastion.gateway.headers import request_headers_for_upstream, response_heade
 from bastion.gateway.problem import render_problem
 from bastion.gateway.request import check_framing, normalize_path
 from bastion.gateway.runtime import RouteTarget, Runtime
+from bastion.gateway.tls_scope import peer_certificate
 from bastion.gateway.upstream import (
     SMALL_BODY,
     UpstreamRequest,
@@ -165,8 +167,12 @@ class Gateway:
         kind = scope["type"]
         if kind == "http":
             self._inflight += 1
+            rt = self.runtime
             try:
-                await self._handle(self.runtime, scope, receive, send)
+                if rt.tracing is not None:  # the request's server span (off: never imported)
+                    await rt.tracing.serve(partial(self._handle, rt), scope, receive, send)
+                else:
+                    await self._handle(rt, scope, receive, send)
             finally:
                 self._inflight -= 1
                 if not self._inflight:
@@ -211,6 +217,7 @@ class Gateway:
             scheme=scope.get("scheme", "http"),
             started=started,
             started_wall=time.time(),
+            client_cert=peer_certificate(scope),
         )
         target: RouteTarget | None = None
 

@@ -52,7 +52,13 @@ from bastion.types import Policy
 
 __all__ = ["RouteSpec", "Services", "policies_for", "route_specs"]
 
-_SCHEME_METHODS = {"http": "jwt", "oauth2": "jwt", "openIdConnect": "jwt", "apiKey": "api_key"}
+_SCHEME_METHODS = {
+    "http": "jwt",
+    "oauth2": "jwt",
+    "openIdConnect": "jwt",
+    "apiKey": "api_key",
+    "mutualTLS": "mtls",
+}
 
 
 @dataclass
@@ -65,6 +71,8 @@ class Services:
     api_key_store: Any
     api_key_header: str
     clock: Callable[[], float]
+    #: The mTLS authenticator (``authentication.mtls``), or None.
+    mtls: Any = None
 
 
 @dataclass
@@ -266,7 +274,7 @@ def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) ->
     if not route.auth_methods:
         raise ConfigError(
             f"route {route.template} is not public: true but no authentication is configured "
-            "(authentication.jwt or authentication.api_keys)",
+            "(authentication.jwt, authentication.api_keys or authentication.mtls)",
             location=route.location,
         )
     if route.operation is not None:
@@ -316,6 +324,7 @@ def policies_for(
                 api_key_header=services.api_key_header,
                 store=services.store,
                 clock=clock,
+                mtls=services.mtls,
             )
         )
     if route.rate_limit:

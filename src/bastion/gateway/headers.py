@@ -4,7 +4,8 @@ Hop-by-hop headers never cross the gateway in either direction: ``Connection`` a
 header it names, ``Keep-Alive``, ``TE``, ``Trailer``, ``Transfer-Encoding``, ``Upgrade``,
 ``Proxy-*``. Forwarding headers from an untrusted peer are dropped and rewritten, so a
 client cannot spoof its address. ``X-Bastion-*`` headers are the gateway's own channel to
-the upstream (the authenticated subject and roles): any the client sends are dropped.
+the upstream (the authenticated subject and roles): any the client sends are dropped, and
+so are RFC 9440 ``Client-Cert`` / ``Client-Cert-Chain`` (the gateway consumes them).
 """
 
 from __future__ import annotations
@@ -43,8 +44,13 @@ _FORWARDING = frozenset(
         "x-real-ip",
     }
 )
+#: RFC 9440 client-certificate fields: only a trusted proxy may send them, and only the
+#: gateway consumes them (the verified identity goes upstream as X-Bastion-*).
+_CLIENT_CERT = frozenset({"client-cert", "client-cert-chain"})
 #: Client headers never copied upstream: hop-by-hop, ours to write, or re-framed by us.
-_SKIP_TO_UPSTREAM = HOP_BY_HOP | _FORWARDING | {"host", "x-request-id", "content-length"}
+_SKIP_TO_UPSTREAM = (
+    HOP_BY_HOP | _FORWARDING | _CLIENT_CERT | {"host", "x-request-id", "content-length"}
+)
 _TOKEN_HOST = re.compile(r"[A-Za-z0-9.\-:\[\]]+\Z")
 RESPONSE_HEADERS_REMOVED = frozenset(
     {"server", "x-powered-by", "x-aspnet-version", "x-aspnetmvc-version", "x-runtime", "via"}

@@ -10,7 +10,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from bastion.config import LoadedConfig
@@ -20,16 +20,25 @@ from bastion.errors import ConfigError
 from bastion.gateway.assembly import Services, policies_for, route_specs
 from bastion.gateway.request import TrustedProxies
 from bastion.gateway.routing import Router
-from bastion.gateway.upstream import AiohttpTransport, UpstreamRuntime, UpstreamTimeouts
+from bastion.gateway.upstream import (
+    AiohttpTransport,
+    Transport,
+    UpstreamRuntime,
+    UpstreamTimeouts,
+)
 from bastion.observability.audit import AuditLog
 from bastion.policies.blocklist import BlocklistPolicy
 from bastion.policies.cors import CorsPolicy
 from bastion.policies.ipfilter import IpFilterPolicy
+from bastion.policies.mtls import build_mtls
 from bastion.policies.security_headers import SecurityHeaders
 from bastion.state.base import ChangeEvent
 from bastion.state.factory import create_store
 from bastion.tokens import IssuerSettings, JWTVerifier
 from bastion.types import Policy
+
+if TYPE_CHECKING:
+    from bastion.observability.tracing import Tracing
 
 __all__ = ["ApiRuntime", "RouteTarget", "Runtime", "build_runtime"]
 
@@ -83,6 +92,8 @@ class Runtime:
     #: Policies run for every request before routing (the IP blocklist).
     global_policies: tuple[Policy, ...] = ()
     warnings: list[str] = field(default_factory=list)
+    #: OpenTelemetry tracing (None when not configured: OpenTelemetry is never imported).
+    tracing: Tracing | None = None
 
     @property
     def limits(self) -> tuple[int, int, int]:
@@ -98,6 +109,8 @@ class Runtime:
             await services.api_key_store.start()
         if self.monitor is not None:
             await self.monitor.start()
+        if self.tracing is not None:
+            self.tracing.start()
 
     async def ready(self) -> dict[str, bool]:
         """Readiness of everything the gateway depends on (for /_bastion/health/ready)."""
@@ -120,6 +133,9 @@ class Runtime:
             *(u.transport.close() for u in self.upstreams.values()), return_exceptions=True
         )
         self.audit.close()
+        if self.tracing is not None:
+            # Flushes the last spans; the exporter blocks, so off the event loop.
+            await asyncio.to_thread(self.tracing.shutdown)
 
 
 def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime:
@@ -131,6 +147,12 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
             "refusing to start: insecure configuration\n" + "\n".join(f"  {f}" for f in errors)
         )
     config = loaded.config
+    trusted = TrustedProxies(config.trusted_proxies)
+    tracing = None
+    if config.tracing is not None:
+        from bastion.observability.tracing import build_tracing
+
+        tracing = build_tracing(config.tracing, trusted)
     upstreams: dict[str, UpstreamRuntime] = {}
     for name, upstream in config.upstreams.items():
         timeout = upstream.timeout
@@ -140,6 +162,11 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
             if timeout
             else UpstreamTimeouts()
         )
+        transport: Transport = AiohttpTransport(
+            max_connections=upstream.max_connections, timeouts=timeouts
+        )
+        if tracing is not None:
+            transport = tracing.instrument_transport(transport, name)
         upstreams[name] = UpstreamRuntime(
             name=name,
             base_url=f"{parts.scheme}://{parts.netloc}",
@@ -147,7 +174,7 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
             timeouts=timeouts,
             headers=tuple((k.lower(), v) for k, v in upstream.headers.items()),
             health_path=upstream.health_path,
-            transport=AiohttpTransport(max_connections=upstream.max_connections, timeouts=timeouts),
+            transport=transport,
         )
         if parts.path not in ("", "/"):
             raise ConfigError(
@@ -176,17 +203,18 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
     router: Router[RouteTarget] = Router()
     preflights: set[str] = set()
     for index, api in enumerate(config.apis):
-        _add_api(router, api, upstreams[api.upstream], loaded, index, preflights, services)
+        _add_api(router, api, upstreams[api.upstream], loaded, index, preflights, services, tracing)
     return Runtime(
         loaded=loaded,
         router=router,
-        trusted=TrustedProxies(config.trusted_proxies),
+        trusted=trusted,
         security=security,
         audit=audit,
         upstreams=upstreams,
         services=services,
         monitor=monitor,
         global_policies=(
+            *((tracing.context_policy,) if tracing is not None else ()),
             *(
                 (IpFilterPolicy(config.ip_allow, config.ip_deny),)
                 if config.ip_allow or config.ip_deny
@@ -199,6 +227,7 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
             for f in findings
             if f.severity == "warning" or not enforce_lint or config.mode != "production"
         ],
+        tracing=tracing,
     )
 
 
@@ -269,6 +298,7 @@ def _build_services(loaded: LoadedConfig) -> Services:
         api_key_store=api_key_store,
         api_key_header=auth.api_keys.header if auth.api_keys else "X-API-Key",
         clock=time.time,
+        mtls=build_mtls(loaded),
     )
 
 
@@ -288,6 +318,7 @@ def _add_api(
     index: int,
     preflights: set[str],
     services: Services,
+    tracing: Tracing | None = None,
 ) -> None:
     cors = CorsPolicy(api.cors) if api.cors else None
     api_runtime = ApiRuntime(api.name, upstream, cors)
@@ -295,6 +326,8 @@ def _add_api(
     for route in routes:
         policies = policies_for(route, api, spec, upstream, services)
         request, response, complete = chain_for(policies)
+        if tracing is not None:  # wrapped after the split: each keeps its name and body needs
+            request, response = tracing.instrument_chains(request, response)
         target = RouteTarget(
             api=api_runtime,
             template=route.template,

@@ -19,6 +19,7 @@ from typing import Any
 from bastion.config import LoadedConfig, load_config
 from bastion.gateway.app import Gateway, _log
 from bastion.gateway.runtime import Runtime, build_runtime
+from bastion.policies.mtls import check_server
 
 __all__ = ["create_app_from_env", "create_gateway", "serve"]
 
@@ -46,6 +47,7 @@ def serve(path: str | Path, *, server: str | None = None, port: int | None = Non
     build_runtime(loaded).audit.close()  # fail fast, in the foreground, with clear errors
     listen = loaded.config.listen
     chosen = server or listen.server
+    check_server(loaded, chosen)
     os.environ[CONFIG_ENV] = str(Path(path).resolve())
     bind_port = listen.port if port is None else port
     if chosen == "uvicorn":
@@ -55,11 +57,17 @@ def serve(path: str | Path, *, server: str | None = None, port: int | None = Non
 
 
 def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
+    import ssl
+
     import uvicorn
+
+    from bastion.gateway.tls_scope import tls_protocol_class
 
     listen = loaded.config.listen
     app = create_gateway(os.environ[CONFIG_ENV])
     tls = listen.tls
+    client_ca = tls.client_ca if tls else None
+    verify = ssl.CERT_REQUIRED if tls and tls.client_cert == "required" else ssl.CERT_OPTIONAL
     config = uvicorn.Config(
         app,
         host=listen.host,
@@ -73,11 +81,14 @@ def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
         timeout_graceful_shutdown=int(listen.graceful_timeout),
         ssl_certfile=str(loaded.resolve(tls.cert)) if tls else None,
         ssl_keyfile=str(loaded.resolve(tls.key)) if tls else None,
+        # mTLS: the handshake verifies client certificates against client_ca, and the
+        # protocol passes the verified one to the app (ASGI tls extension).
+        ssl_ca_certs=str(loaded.resolve(client_ca)) if client_ca else None,
+        ssl_cert_reqs=verify if client_ca else ssl.CERT_NONE,
+        http=tls_protocol_class() if client_ca else "auto",
         h11_max_incomplete_event_size=loaded.config.limits.max_header_bytes + 8192,
     )
     if tls:
-        import ssl
-
         config.ssl_version = ssl.PROTOCOL_TLS_SERVER
         config.ssl_ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5"
     uv_server = uvicorn.Server(config)
@@ -120,6 +131,13 @@ def _serve_granian(loaded: LoadedConfig, port: int) -> None:
             ssl_key=loaded.resolve(tls.key),
             ssl_protocol_min=SSLProtocols.tls13 if tls.min_version == "1.3" else SSLProtocols.tls12,
         )
+        if tls.client_ca is not None:
+            # granian verifies client certificates but cannot pass them to the app:
+            # identity then comes from a trusted proxy's Client-Cert header (check_server).
+            kwargs.update(
+                ssl_ca=loaded.resolve(tls.client_ca),
+                ssl_client_verify=tls.client_cert == "required",
+            )
     granian = _Server(
         "bastion.gateway.server:create_app_from_env",
         address=listen.host,

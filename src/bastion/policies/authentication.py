@@ -1,4 +1,4 @@
-"""Authentication: who is calling (RFC 6750 bearer JWTs, API keys) -> :class:`Principal`.
+"""Authentication: who is calling (RFC 6750 bearer JWTs, API keys, mTLS) -> :class:`Principal`.
 
 * Only the ``Authorization`` header carries a bearer token (never the query string, RFC
   6750 §2.3 is not supported on purpose); the scheme is case-insensitive; two
@@ -9,6 +9,9 @@
   blocklist are checked against the local mirror of the shared state: no I/O per request.
   When the mirror is stale (Redis unreachable for longer than ``max_staleness``), requests
   fail closed with 503.
+* mTLS (:mod:`bastion.policies.mtls`): the client certificate is a connection-level
+  credential, so it is used only when the request carries no ``Authorization`` / API-key
+  credential; an explicit credential wins on routes that accept both.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from bastion.errors import BadRequest, Forbidden, InvalidToken, ServiceUnavailable, Unauthorized
+from bastion.policies.mtls import CHALLENGE, MtlsAuthenticator
 from bastion.state.base import StateStore
 from bastion.tokens import JWTVerifier
 from bastion.types import Policy, Principal, RequestContext, Response
@@ -39,8 +43,10 @@ class AuthenticationPolicy(Policy):
         api_key_header: str,
         store: StateStore,
         clock: Callable[[], float],
+        mtls: MtlsAuthenticator | None = None,
     ) -> None:
         self._jwt = verifier if "jwt" in methods else None
+        self._mtls = mtls if "mtls" in methods else None
         self._keys = api_keys if "api_key" in methods else None
         header = api_key_header.lower()
         self._key_in_authorization = header == "authorization"
@@ -52,6 +58,8 @@ class AuthenticationPolicy(Policy):
             schemes.append("Bearer")
         if self._keys is not None and self._key_in_authorization:
             schemes.append("ApiKey")
+        if self._mtls is not None:
+            schemes.append(CHALLENGE)
         self._challenge = ", ".join(schemes) or "Bearer"
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
@@ -91,6 +99,8 @@ class AuthenticationPolicy(Policy):
             principal = await self._from_api_key(api_key, ctx.client_ip)
             if self._key_in_authorization:
                 ctx.upstream_drop.add("authorization")
+        elif self._mtls is not None:
+            principal = self._mtls.authenticate(ctx, now, self._challenge)
         else:
             raise Unauthorized(reason="auth.missing", scheme=self._challenge)
         blocked = mirror.is_blocked("principal", principal.subject, now)

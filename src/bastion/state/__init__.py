@@ -8,11 +8,15 @@ returns a :class:`StateStore`; call ``await store.start()`` before use and
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from bastion.state.base import BlockEntry, BlockKind, ChangeEvent, StateStore
 from bastion.state.factory import create_store
 from bastion.state.memory import MemoryStateStore
 from bastion.state.mirror import SharedMirror, normalize_block_value
-from bastion.state.redis_store import RedisStateStore
+
+if TYPE_CHECKING:
+    from bastion.state.redis_store import RedisStateStore
 
 __all__ = [
     "BlockEntry",
@@ -25,3 +29,13 @@ __all__ = [
     "create_store",
     "normalize_block_value",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # redis-py is imported only when a Redis store is used: importing it costs ~0.3 s, and it
+    # pulls in OpenTelemetry's metrics SDK when that is installed.
+    if name == "RedisStateStore":
+        from bastion.state.redis_store import RedisStateStore
+
+        return RedisStateStore
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -13,7 +13,6 @@ from typing import Any
 from bastion.errors import ConfigError
 from bastion.state.base import StateStore
 from bastion.state.memory import MemoryStateStore
-from bastion.state.redis_store import RedisStateStore
 
 __all__ = ["create_store"]
 
@@ -57,6 +56,8 @@ def create_store(config: Mapping[str, Any]) -> StateStore:
     time_source = config.get("time_source", "server")
     if time_source not in ("server", "client"):
         raise ConfigError("must be 'server' or 'client'", location="state.time_source")
+    from bastion.state.redis_store import RedisStateStore  # only when used (see __init__)
+
     try:
         return RedisStateStore(
             url,

@@ -1,0 +1,393 @@
+"""mTLS client identity, unit level: which certificate becomes which principal, and every
+way a forwarded (RFC 9440) certificate is refused."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import time
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives.serialization import Encoding
+
+from bastion.config import load_config
+from bastion.config.lint import lint
+from bastion.errors import ConfigError, Unauthorized
+from bastion.gateway.headers import request_headers_for_upstream
+from bastion.gateway.request import TrustedProxies
+from bastion.policies.authentication import AuthenticationPolicy
+from bastion.policies.mtls import (
+    MtlsAuthenticator,
+    build_mtls,
+    check_server,
+    parse_client_cert_chain,
+    parse_sf_binary,
+)
+from bastion.state.factory import create_store
+from bastion.types import Headers, RequestContext
+from tests.support.tls import CertificateAuthority, IssuedCert, certificate_authority
+
+PROXY = "10.0.0.5"
+CLIENT = "203.0.113.9"
+
+
+@pytest.fixture(scope="module")
+def ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    return certificate_authority(tmp_path_factory.mktemp("ca"))
+
+
+@pytest.fixture(scope="module")
+def other_ca(tmp_path_factory: pytest.TempPathFactory) -> CertificateAuthority:
+    return certificate_authority(tmp_path_factory.mktemp("other"), "other-ca")
+
+
+def ctx(
+    *,
+    pem: str | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    peer: str = CLIENT,
+) -> RequestContext:
+    return RequestContext(
+        request_id="r" * 16,
+        method="GET",
+        path="/",
+        query_string=b"",
+        headers=Headers((k.encode(), v.encode()) for k, v in headers or []),
+        client_ip=peer,
+        peer_ip=peer,
+        scheme="https",
+        started=0.0,
+        started_wall=0.0,
+        client_cert=pem,
+    )
+
+
+def native(principal_from: str = "subject_cn", **identities: list[str]) -> MtlsAuthenticator:
+    return MtlsAuthenticator(
+        principal_from=principal_from,
+        identities={name: (frozenset(roles), frozenset()) for name, roles in identities.items()},
+    )
+
+
+def via_header(ca: CertificateAuthority, principal_from: str = "san_uri") -> MtlsAuthenticator:
+    return MtlsAuthenticator(
+        principal_from=principal_from,
+        identities={},
+        header_cas=[ca.cert],
+        trusted=TrustedProxies(["10.0.0.0/8"]),
+    )
+
+
+def reason(auth: MtlsAuthenticator, context: RequestContext, now: float | None = None) -> str:
+    with pytest.raises(Unauthorized) as info:
+        auth.authenticate(context, time.time() if now is None else now, "ClientCert")
+    assert info.value.status == 401
+    assert info.value.headers["WWW-Authenticate"] == "ClientCert"
+    return info.value.reason
+
+
+# -- principal_from ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("principal_from", "expected"),
+    [
+        ("subject_cn", "alice"),
+        ("san_uri", "spiffe://example.org/ns/shop/sa/alice"),
+        ("san_dns", "alice.clients.example.org"),
+        ("san_email", "alice@example.org"),
+        ("subject", "CN=alice"),
+    ],
+)
+def test_principal_from_each_identity_field(
+    tmp_path: Path, ca: CertificateAuthority, principal_from: str, expected: str
+) -> None:
+    cert = ca.issue(
+        tmp_path,
+        "alice",
+        cn="alice",
+        uris=["spiffe://example.org/ns/shop/sa/alice"],
+        dns=["alice.clients.example.org"],
+        emails=["alice@example.org"],
+    )
+    auth = native(principal_from, **{expected: ["reader"]})
+    principal = auth.authenticate(ctx(pem=cert.pem), time.time(), "ClientCert")
+    assert principal.subject == expected
+    assert principal.kind == "mtls"
+    assert principal.roles == frozenset({"reader"})
+    thumbprint = base64.urlsafe_b64encode(hashlib.sha256(cert.der).digest()).rstrip(b"=")
+    assert principal.claim("cnf.x5t#S256") == thumbprint.decode()
+    assert principal.credential_id == thumbprint.decode()
+    assert principal.claim("serial") == format(cert.cert.serial_number, "x")
+    assert principal.issuer == ca.cert.subject.rfc4514_string()
+    assert principal.claim("san.email") == ["alice@example.org"]
+
+
+def test_unlisted_subject_gets_no_roles_or_scopes(tmp_path: Path, ca: CertificateAuthority) -> None:
+    cert = ca.issue(tmp_path, "mallory", cn="mallory")
+    principal = native(alice=["admin"]).authenticate(ctx(pem=cert.pem), time.time(), "ClientCert")
+    assert principal.subject == "mallory"
+    assert principal.roles == frozenset()
+    assert principal.scopes == frozenset()
+
+
+def test_certificate_without_the_chosen_identity_is_401(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    cert = ca.issue(tmp_path, "cn-only", cn="bob")
+    with pytest.raises(Unauthorized) as info:
+        native("san_uri").authenticate(ctx(pem=cert.pem), time.time(), "ClientCert")
+    assert info.value.reason == "mtls.no_identity"
+    assert info.value.detail is not None
+    assert "URI SAN" in info.value.detail
+
+
+def test_two_values_of_the_chosen_identity_are_ambiguous(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    cert = ca.issue(tmp_path, "two", uris=["spiffe://a/1", "spiffe://a/2"])
+    assert reason(native("san_uri"), ctx(pem=cert.pem)) == "mtls.ambiguous_identity"
+
+
+def test_no_certificate_is_401_missing() -> None:
+    assert reason(native(), ctx()) == "mtls.missing"
+
+
+def test_native_certificate_expiring_during_a_connection_is_refused(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    cert = ca.issue(tmp_path, "short", cn="alice")
+    auth = native()
+    auth.authenticate(ctx(pem=cert.pem), time.time(), "ClientCert")  # valid now (and cached)
+    later = cert.cert.not_valid_after_utc.timestamp() + 1
+    assert reason(auth, ctx(pem=cert.pem), now=later) == "mtls.expired"
+
+
+# -- RFC 9440 header -------------------------------------------------------------------------
+
+
+def header_ctx(cert: IssuedCert, peer: str = PROXY) -> RequestContext:
+    return ctx(headers=[("client-cert", cert.client_cert_header())], peer=peer)
+
+
+def test_header_from_trusted_proxy_is_verified_and_accepted(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    cert = ca.issue(tmp_path, "h", uris=["spiffe://example.org/alice"])
+    principal = via_header(ca).authenticate(header_ctx(cert), time.time(), "ClientCert")
+    assert principal.subject == "spiffe://example.org/alice"
+    assert principal.claim("source") == "header"
+
+
+def test_header_cert_from_another_ca_is_refused(
+    tmp_path: Path, ca: CertificateAuthority, other_ca: CertificateAuthority
+) -> None:
+    cert = other_ca.issue(tmp_path, "foreign", uris=["spiffe://example.org/alice"])
+    context = header_ctx(cert)
+    assert reason(via_header(ca), context) == "mtls.untrusted"
+    assert "mtls_error" in context.audit  # the precise cause, for the audit event only
+
+
+def test_expired_header_cert_is_refused(tmp_path: Path, ca: CertificateAuthority) -> None:
+    now = dt.datetime.now(dt.UTC)
+    cert = ca.issue(
+        tmp_path,
+        "old",
+        uris=["spiffe://example.org/alice"],
+        valid_from=now - dt.timedelta(hours=2),
+        valid_until=now - dt.timedelta(hours=1),
+    )
+    assert reason(via_header(ca), header_ctx(cert)) == "mtls.expired"
+
+
+def test_header_cert_without_client_auth_eku_is_refused(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    cert = ca.issue(tmp_path, "server", uris=["spiffe://example.org/alice"], client_auth=False)
+    assert reason(via_header(ca), header_ctx(cert)) == "mtls.eku"
+
+
+def test_header_from_untrusted_peer_is_ignored(tmp_path: Path, ca: CertificateAuthority) -> None:
+    cert = ca.issue(tmp_path, "spoof", uris=["spiffe://example.org/admin"])
+    context = header_ctx(cert, peer=CLIENT)
+    assert reason(via_header(ca), context) == "mtls.missing"
+    assert context.audit["mtls_header_ignored"] is True
+
+
+def test_trusted_proxy_without_header_is_not_the_principal(ca: CertificateAuthority) -> None:
+    # The proxy's own TLS certificate (native) names the proxy, not the caller.
+    context = ctx(pem=ca.cert.public_bytes(Encoding.PEM).decode(), peer=PROXY)
+    assert reason(via_header(ca), context) == "mtls.missing"
+
+
+@pytest.mark.parametrize("value", ["not-base64", ":@@@:", "::", ":YWJj", "YWJj:", ":YWJj:"])
+def test_malformed_header_is_refused(ca: CertificateAuthority, value: str) -> None:
+    context = ctx(headers=[("client-cert", value)], peer=PROXY)
+    assert reason(via_header(ca), context) == "mtls.header_malformed"
+
+
+def test_two_client_cert_headers_are_refused(tmp_path: Path, ca: CertificateAuthority) -> None:
+    cert = ca.issue(tmp_path, "dup", uris=["spiffe://example.org/alice"])
+    value = cert.client_cert_header()
+    context = ctx(headers=[("client-cert", value), ("client-cert", value)], peer=PROXY)
+    assert reason(via_header(ca), context) == "mtls.header_multiple"
+
+
+def test_sf_binary_and_chain_parsing() -> None:
+    assert parse_sf_binary(" :YWJj: ") == b"abc"
+    assert parse_client_cert_chain([":YWJj:, :ZGVm:", ":Z2hp:"]) == [b"abc", b"def", b"ghi"]
+    assert parse_client_cert_chain([]) == []
+    with pytest.raises(ValueError):
+        parse_sf_binary(":YW Jj:")
+
+
+def test_client_cert_headers_never_reach_the_upstream() -> None:
+    headers = Headers(
+        [(b"client-cert", b":YWJj:"), (b"client-cert-chain", b":YWJj:"), (b"accept", b"*/*")]
+    )
+    out = request_headers_for_upstream(
+        headers,
+        client_ip=CLIENT,
+        peer_trusted=True,
+        scheme="https",
+        host="api.example.org",
+        request_id="r" * 16,
+    )
+    names = {name for name, _ in out}
+    assert "accept" in names
+    assert not names & {"client-cert", "client-cert-chain"}
+
+
+# -- configuration ---------------------------------------------------------------------------
+
+
+def config(tmp_path: Path, tls: str, mtls: str, extra: str = "") -> Path:
+    path = tmp_path / "bastion.yaml"
+    path.write_text(
+        f"""version: 1
+mode: development
+{tls}
+{extra}
+authentication:
+  mtls: {mtls}
+upstreams:
+  echo: {{url: "http://127.0.0.1:9", timeout: {{connect: 1, read: 1, total: 1}}}}
+apis:
+  - name: echo
+    upstream: echo
+    routes:
+      - {{path: /echo, methods: [GET], authentication: [mtls], allow: authenticated}}
+"""
+    )
+    return path
+
+
+def test_mtls_without_a_certificate_source_is_a_config_error(tmp_path: Path) -> None:
+    loaded = load_config(config(tmp_path, "", "{principal_from: san_uri}"))
+    with pytest.raises(ConfigError) as info:
+        build_mtls(loaded)
+    message = str(info.value)
+    assert "bastion.yaml:6: authentication.mtls: no source" in message
+    assert "listen.tls.client_ca" in message
+    assert "from_header" in message
+
+
+def test_granian_without_from_header_is_a_config_error(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    tls = f'listen: {{tls: {{cert: "{ca.path}", key: "{ca.path}", client_ca: "{ca.path}"}}}}'
+    loaded = load_config(config(tmp_path, tls, "{principal_from: subject_cn}"))
+    assert build_mtls(loaded) is not None
+    check_server(loaded, "uvicorn")
+    with pytest.raises(ConfigError) as info:
+        check_server(loaded, "granian")
+    message = str(info.value)
+    assert "authentication.mtls" in message
+    assert "granian" in message
+    assert "uvicorn" in message
+    assert "from_header" in message
+
+
+def test_from_header_needs_trusted_proxies_and_a_ca(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    loaded = load_config(config(tmp_path, "", "{from_header: true}"))
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        build_mtls(loaded)
+    loaded = load_config(
+        config(tmp_path, "", "{from_header: true}", "trusted_proxies: [10.0.0.0/8]")
+    )
+    with pytest.raises(ConfigError, match="needs a CA"):
+        build_mtls(loaded)
+    loaded = load_config(
+        config(
+            tmp_path,
+            "",
+            f'{{from_header: true, ca: "{ca.path}"}}',
+            "trusted_proxies: [10.0.0.0/8]",
+        )
+    )
+    auth = build_mtls(loaded)
+    assert auth is not None
+    assert auth.from_header
+    check_server(loaded, "granian")  # granian is fine behind a proxy
+
+
+def test_unreadable_ca_bundle_names_the_key(tmp_path: Path) -> None:
+    (tmp_path / "bad.pem").write_text("not a certificate")
+    loaded = load_config(
+        config(
+            tmp_path,
+            "",
+            '{from_header: true, ca: "bad.pem"}',
+            "trusted_proxies: [10.0.0.0/8]",
+        )
+    )
+    with pytest.raises(ConfigError) as info:
+        build_mtls(loaded)
+    assert "authentication.mtls.ca" in str(info.value)
+    assert "not a PEM certificate bundle" in str(info.value)
+
+
+def test_bastion_check_reports_mtls_without_a_usable_source(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    loaded = load_config(config(tmp_path, "", "{principal_from: san_uri}"))
+    assert "mtls-without-source" in {f.code for f in lint(loaded) if f.severity == "error"}
+    tls = f'listen: {{tls: {{cert: "{ca.path}", key: "{ca.path}", client_ca: "{ca.path}"}}}}'
+    loaded = load_config(config(tmp_path, tls, "{principal_from: san_uri}"))
+    assert "mtls-granian" in {f.code for f in lint(loaded) if f.severity == "warning"}
+    tls = tls.replace("listen: {", "listen: {server: uvicorn, ")
+    loaded = load_config(config(tmp_path, tls, "{principal_from: san_uri}"))
+    assert not {f.code for f in lint(loaded)} & {"mtls-granian", "mtls-without-source"}
+
+
+async def test_route_accepting_jwt_or_mtls_uses_the_certificate_without_a_token(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    store = create_store({"backend": "memory"})
+    await store.start()
+    try:
+        policy = AuthenticationPolicy(
+            methods=["jwt", "mtls"],
+            verifier=object(),  # type: ignore[arg-type]  # never reached without a token
+            api_keys=None,
+            api_key_header="X-API-Key",
+            store=store,
+            clock=time.time,
+            mtls=native(alice=["reader"]),
+        )
+        cert = ca.issue(tmp_path, "mixed", cn="alice")
+        context = ctx(pem=cert.pem)
+        assert await policy.on_request(context) is None
+        assert context.principal is not None
+        assert context.principal.subject == "alice"
+        assert ("x-bastion-auth", "mtls") in context.upstream_headers
+        with pytest.raises(Unauthorized) as info:
+            await policy.on_request(ctx())
+        assert info.value.reason == "mtls.missing"
+        assert info.value.headers["WWW-Authenticate"] == "Bearer, ClientCert"
+    finally:
+        await store.close()
