@@ -71,10 +71,15 @@ class RateLimitPolicy(Policy):
     def checks(self, ctx: RequestContext) -> list[LimitCheck]:
         checks = []
         for index, spec in enumerate(self.limits):
-            parts = [self._identity(ctx, key) for key in spec.keys]
-            if any(part is None for part in parts):
-                continue  # the key does not apply to this request (e.g. no username sent)
-            identity = "\x1f".join(p for p in parts if p is not None)
+            if len(spec.keys) == 1:
+                identity = self._identity(ctx, spec.keys[0])
+                if identity is None:
+                    continue  # the key does not apply to this request (e.g. no username)
+            else:
+                parts = [self._identity(ctx, key) for key in spec.keys]
+                if any(part is None for part in parts):
+                    continue
+                identity = "\x1f".join(p for p in parts if p is not None)
             check = self._known.get((index, identity))
             if check is None:
                 check = self._check(spec, identity)

@@ -156,6 +156,15 @@ def evaluate_checks(
     """
     if not checks:
         return LimitResult(allowed=True), {}
+    if len(checks) == 1:  # the common case, without the bookkeeping for several
+        check = checks[0]
+        skey = check.storage_key
+        outcome = step(check, states.get(skey), now, check.cost)
+        if outcome.allowed:
+            return (
+                LimitResult(allowed=True, checks=[_outcome(check, outcome)]),
+                {skey: (outcome.state, outcome.ttl)},
+            )
     tentative: dict[str, State] = {}
     steps: list[Step] = []
     for check in checks:

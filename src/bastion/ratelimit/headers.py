@@ -64,15 +64,26 @@ def _quoted(name: str) -> str:
     return sf_string(name)
 
 
+def _seconds(value: float) -> int:
+    return math.ceil(value - 1e-9)
+
+
 def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:
     """Header fields for ``result``: RateLimit-Policy, RateLimit, and Retry-After if refused."""
     if not result.checks:
         return []
+    if result.allowed and len(result.checks) == 1:  # the common case, formatted directly
+        only = result.checks[0]
+        name = policy_name(only, 0)
+        return [
+            ("RateLimit-Policy", _policy_item(only, 0)),
+            ("RateLimit", f"{_quoted(name)};r={only.remaining};t={_seconds(only.reset_after)}"),
+        ]
     policies = ",".join(_policy_item(o, i) for i, o in enumerate(result.checks))
     headers = [("RateLimit-Policy", policies)]
     if result.allowed or result.denied_by is None:
         limits = ",".join(
-            f"{_quoted(policy_name(o, i))};r={o.remaining};t={math.ceil(o.reset_after - 1e-9)}"
+            f"{_quoted(policy_name(o, i))};r={o.remaining};t={_seconds(o.reset_after)}"
             for i, o in enumerate(result.checks)
         )
         headers.append(("RateLimit", limits))
