@@ -30,15 +30,19 @@ def _build(path: str) -> Runtime:
     return build_runtime(load_config(path))
 
 
-def create_gateway(path: str | Path) -> Gateway:
-    """The ASGI app for the config at ``path``, able to reload itself from that file."""
+def create_gateway(path: str | Path, *, serving: bool = False) -> Gateway:
+    """The ASGI app for the config at ``path``, able to reload itself from that file.
+
+    ``serving``: this process only serves the gateway (a server worker), so the garbage
+    collector is tuned for it once started (see ``bastion.gateway.app._tune_gc``).
+    """
     config_path = str(path)
-    return Gateway(_build(config_path), reload=lambda: _build(config_path))
+    return Gateway(_build(config_path), reload=lambda: _build(config_path), tune_gc=serving)
 
 
 def create_app_from_env() -> Gateway:
     """Factory used by server workers: the config path comes from ``BASTION_CONFIG``."""
-    return create_gateway(os.environ[CONFIG_ENV])
+    return create_gateway(os.environ[CONFIG_ENV], serving=True)
 
 
 def serve(path: str | Path, *, server: str | None = None, port: int | None = None) -> None:
@@ -64,7 +68,7 @@ def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
     from bastion.gateway.tls_scope import tls_protocol_class
 
     listen = loaded.config.listen
-    app = create_gateway(os.environ[CONFIG_ENV])
+    app = create_gateway(os.environ[CONFIG_ENV], serving=True)
     tls = listen.tls
     client_ca = tls.client_ca if tls else None
     verify = ssl.CERT_REQUIRED if tls and tls.client_cert == "required" else ssl.CERT_OPTIONAL
