@@ -22,13 +22,15 @@ from typing import TYPE_CHECKING
 from bastion.errors import BadRequest, Forbidden, InvalidToken, ServiceUnavailable, Unauthorized
 from bastion.policies.mtls import CHALLENGE, MtlsAuthenticator
 from bastion.state.base import StateStore
-from bastion.tokens import JWTVerifier
+from bastion.tokens import JWTVerifier, VerifiedToken
 from bastion.types import Policy, Principal, RequestContext, Response
 
 if TYPE_CHECKING:
     from bastion.apikeys.authenticator import ApiKeyAuthenticator
 
 __all__ = ["AuthenticationPolicy"]
+
+_MEMO_SIZE = 10_000
 
 
 class AuthenticationPolicy(Policy):
@@ -53,6 +55,9 @@ class AuthenticationPolicy(Policy):
         self._key_header = None if self._key_in_authorization else header
         self._store = store
         self._clock = clock
+        #: Memos keyed by object identity (the entry keeps the object, so ids stay unique).
+        self._principals: dict[int, tuple[VerifiedToken, Principal]] = {}
+        self._headers: dict[int, tuple[Principal, tuple[tuple[str, str], ...]]] = {}
         schemes = []
         if self._jwt is not None:
             schemes.append("Bearer")
@@ -110,15 +115,25 @@ class AuthenticationPolicy(Policy):
             ctx.principal = principal
             raise Forbidden(reason=f"blocklist.{blocked.kind}")
         ctx.principal = principal
-        ctx.upstream_headers.extend(
-            (
-                ("x-bastion-subject", principal.subject),
-                ("x-bastion-roles", ",".join(sorted(principal.roles))),
-                ("x-bastion-scopes", " ".join(sorted(principal.scopes))),
-                ("x-bastion-auth", principal.kind),
-            )
-        )
+        ctx.upstream_headers.extend(self._identity_headers(principal))
         return None
+
+    def _identity_headers(self, principal: Principal) -> tuple[tuple[str, str], ...]:
+        """What the upstream learns about the caller (X-Bastion-*), built once per
+        principal object: a cached token's principal is reused (see :meth:`_from_jwt`)."""
+        cached = self._headers.get(id(principal))
+        if cached is not None and cached[0] is principal:
+            return cached[1]
+        headers = (
+            ("x-bastion-subject", principal.subject),
+            ("x-bastion-roles", ",".join(sorted(principal.roles))),
+            ("x-bastion-scopes", " ".join(sorted(principal.scopes))),
+            ("x-bastion-auth", principal.kind),
+        )
+        if len(self._headers) >= _MEMO_SIZE:
+            self._headers.clear()
+        self._headers[id(principal)] = (principal, headers)
+        return headers
 
     async def _from_jwt(self, token: str, now: float) -> Principal:
         assert self._jwt is not None
@@ -129,7 +144,13 @@ class AuthenticationPolicy(Policy):
         not_before = mirror.subject_not_before(verified.subject)
         if not_before is not None and (verified.issued_at or 0.0) < not_before:
             raise InvalidToken(reason="jwt.revoked_subject")
-        return Principal(
+        # The verifier's cache hands out the same VerifiedToken for a token until it
+        # expires or is revoked; so does this memo for its (immutable) Principal. The
+        # revocation checks above still run on every request.
+        cached = self._principals.get(id(verified))
+        if cached is not None and cached[0] is verified:
+            return cached[1]
+        principal = Principal(
             subject=verified.subject,
             kind="jwt",
             issuer=verified.issuer.issuer,
@@ -139,6 +160,10 @@ class AuthenticationPolicy(Policy):
             credential_id=verified.jti,
             issued_at=verified.issued_at,
         )
+        if len(self._principals) >= _MEMO_SIZE:
+            self._principals.clear()
+        self._principals[id(verified)] = (verified, principal)
+        return principal
 
     async def _from_api_key(self, key: str, client_ip: str) -> Principal:
         assert self._keys is not None
