@@ -136,6 +136,12 @@ class UpstreamConfig(Model):
         None, description="Connect/read/total timeouts. Missing timeouts are a `check` finding."
     )
     max_connections: int = Field(256, ge=1, le=10_000, description="Pooled connections.")
+    transport: Literal["bastion", "aiohttp"] = Field(
+        "bastion",
+        description="Upstream HTTP client. `bastion`: Bastion's own strict HTTP/1.1 client "
+        "(llhttp parser, keep-alive pool; about a third of aiohttp's CPU per request). "
+        "`aiohttp`: aiohttp's ClientSession, kept as a fallback.",
+    )
     headers: dict[str, str] = Field(
         default_factory=dict,
         description="Headers added to every upstream request (e.g. an upstream credential; "

@@ -18,6 +18,7 @@ from bastion.config.lint import lint
 from bastion.config.models import ApiConfig
 from bastion.errors import ConfigError
 from bastion.gateway.assembly import Services, policies_for, route_specs
+from bastion.gateway.h1client import H1Transport
 from bastion.gateway.request import TrustedProxies
 from bastion.gateway.routing import Router
 from bastion.gateway.upstream import (
@@ -162,9 +163,9 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
             if timeout
             else UpstreamTimeouts()
         )
-        transport: Transport = AiohttpTransport(
-            max_connections=upstream.max_connections, timeouts=timeouts
-        )
+        transport: Transport = (
+            H1Transport if upstream.transport == "bastion" else AiohttpTransport
+        )(max_connections=upstream.max_connections, timeouts=timeouts)
         if tracing is not None:
             transport = tracing.instrument_transport(transport, name)
         upstreams[name] = UpstreamRuntime(
