@@ -36,7 +36,8 @@ def delete_prefix(url: str, prefix: str) -> None:
 class PrivateRedis:
     """A redis-server of our own on a free port (never the machine's 6379)."""
 
-    def __init__(self) -> None:
+    def __init__(self, extra: list[str] | None = None) -> None:
+        self.extra = extra or []
         self.port = free_port()
         self.url = f"redis://127.0.0.1:{self.port}/0"
         self._dir = tempfile.mkdtemp(prefix="bastion-state-redis-")
@@ -56,6 +57,7 @@ class PrivateRedis:
                 "no",
                 "--dir",
                 self._dir,
+                *self.extra,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -82,8 +84,8 @@ class PrivateRedis:
 
 
 @contextlib.contextmanager
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
+def private_redis(extra: list[str] | None = None) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(extra)
     server.start()
     try:
         yield server

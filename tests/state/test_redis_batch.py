@@ -11,15 +11,16 @@ import asyncio
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
-from redis.exceptions import ResponseError
+from redis.exceptions import RedisError, ResponseError
 
 from bastion.errors import ServiceUnavailable
 from bastion.ratelimit import LimitCheck, parse_rate
 from bastion.state import RedisStateStore
-from bastion.state.redis_batch import CommandBatcher, pack
+from bastion.state.redis_batch import CommandBatcher, _Resp, pack
 from tests.state._redis_helpers import REDIS_SERVER, delete_prefix, private_redis, unique_prefix
 
 
@@ -27,13 +28,13 @@ async def test_concurrent_checks_are_exact_and_share_round_trips(
     redis_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches: list[int] = []
-    send = CommandBatcher._send
+    send = _Resp.send
 
-    async def counting(self: CommandBatcher, batch: list[object]) -> None:
-        batches.append(len(batch))
-        await send(self, batch)  # type: ignore[arg-type]
+    def counting(self: _Resp, data: bytes, futures: list[asyncio.Future[object]]) -> None:
+        batches.append(len(futures))
+        send(self, data, futures)
 
-    monkeypatch.setattr(CommandBatcher, "_send", counting)
+    monkeypatch.setattr(_Resp, "send", counting)
     prefix = unique_prefix()
     store = RedisStateStore(redis_url, prefix=prefix)
     await store.start()
@@ -111,3 +112,61 @@ async def test_a_stalled_redis_fails_closed_and_late_replies_go_nowhere() -> Non
             assert [r.checks[0].remaining for r in after] == [99, 98, 97]
         finally:
             await store.close()
+
+
+@pytest.mark.skipif(not os.path.exists(REDIS_SERVER), reason="redis-server binary not installed")
+async def test_password_database_and_unix_socket_from_the_url(tmp_path: Path) -> None:
+    socket_path = tmp_path / "redis.sock"
+    extra = ["--requirepass", "s3cret-pw", "--unixsocket", str(socket_path)]
+    check = [LimitCheck("k", parse_rate("10/minute"))]
+    with private_redis(extra) as server:
+        tcp = f"redis://:s3cret-pw@127.0.0.1:{server.port}/3"
+        unix = f"unix://:s3cret-pw@{socket_path}?db=3"
+        for url in (tcp, unix):
+            store = RedisStateStore(url, prefix="auth")
+            await store.start()
+            try:
+                result = await store.rate_limit(check, time.time())
+                assert result.allowed
+            finally:
+                await store.close()
+        db3 = Redis.from_url(tcp)
+        db0 = Redis.from_url(f"redis://:s3cret-pw@127.0.0.1:{server.port}/0")
+        try:
+            assert await db3.keys("{auth:rl}:*")  # in database 3, where the URL said
+            assert not await db0.keys("{auth:rl}:*")
+        finally:
+            await db3.aclose()
+            await db0.aclose()
+        wrong = RedisStateStore(f"redis://:wrong@127.0.0.1:{server.port}/3", prefix="auth")
+        try:
+            with pytest.raises(ServiceUnavailable):
+                await wrong.start()
+        finally:
+            await wrong.close()
+        # the batcher's own connection authenticates too, and fails closed when it cannot
+        client = Redis.from_url(f"redis://:wrong@127.0.0.1:{server.port}/3")
+        batcher = CommandBatcher(client, timeout=1)
+        try:
+            with pytest.raises(RedisError):
+                await batcher.execute(pack("PING"))
+        finally:
+            await batcher.close()
+            await client.aclose()
+
+
+@pytest.mark.skipif(not os.path.exists(REDIS_SERVER), reason="redis-server binary not installed")
+async def test_a_lost_connection_fails_its_callers_and_the_next_command_reconnects() -> None:
+    with private_redis() as server:
+        client = Redis.from_url(server.url)
+        batcher = CommandBatcher(client, timeout=1.0)
+        try:
+            waiting = batcher.execute(pack("BLPOP", "nothing-here", 5))
+            await asyncio.sleep(0.2)  # BLPOP is blocked in Redis
+            await client.client_kill_filter(skipme=True)  # drop every other connection
+            with pytest.raises(RedisError):
+                await waiting
+            assert await batcher.execute(pack("PING")) == b"PONG"  # a new connection
+        finally:
+            await batcher.close()
+            await client.aclose()

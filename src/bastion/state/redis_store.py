@@ -45,6 +45,14 @@ _US = 1_000_000
 _COMMAND_CACHE = 10_000
 
 
+_DOWN = (RedisError, OSError, TimeoutError)
+
+
+def _down(exc: BaseException) -> ServiceUnavailable:
+    _log.warning("redis state store unavailable: %s", type(exc).__name__)
+    return ServiceUnavailable(reason="state.unavailable")
+
+
 class RedisStateStore:
     """The shared state in Redis. ``url`` may carry credentials: it is never logged."""
 
@@ -135,9 +143,8 @@ class RedisStateStore:
     async def _unavailable(self) -> AsyncIterator[None]:
         try:
             yield
-        except (RedisError, OSError, TimeoutError) as exc:
-            _log.warning("redis state store unavailable: %s", type(exc).__name__)
-            raise ServiceUnavailable(reason="state.unavailable") from exc
+        except _DOWN as exc:
+            raise _down(exc) from exc
         self._sync.touch()
 
     def _now_arg(self, now: float) -> str:
@@ -168,8 +175,11 @@ class RedisStateStore:
             self._rl_commands[frozen] = parts
         head, tail = parts
         command = head + bulk(self._now_arg(now)) + tail
-        async with self._unavailable():
+        try:  # as _unavailable(), inline: this is every request's path
             reply = await self._scripts["rate_limit"].batched(self._batcher, self._client, command)
+        except _DOWN as exc:
+            raise _down(exc) from exc
+        self._sync.touch()
         values = [int(v) for v in reply]
         outcomes = []
         for i, check in enumerate(checks):
