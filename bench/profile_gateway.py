@@ -148,7 +148,7 @@ def main() -> None:
             path = workdir / "gateway-profile.yaml"
             path.write_text(yaml.safe_dump(config, sort_keys=False))
             load_config(path)  # clear errors before profiling
-            return create_gateway(path)
+            return create_gateway(path, serving=True)  # GC tuned as in a server worker
 
         if args.cpu:
             unknown = sorted(set(args.cpu) - set(_CHANGES))
