@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from bastion.errors import TooManyRequests
 from bastion.ratelimit.calendar import calendar_quota
@@ -99,9 +99,11 @@ class LimitCheck:
         return f"{self.algorithm}:{rate.limit}:{spec}:{rate.burst}:{bounded_key(self.key)}"
 
 
-@dataclass(frozen=True, slots=True)
-class CheckOutcome:
-    """How one check fared. ``remaining`` is after this request (unchanged if refused)."""
+class CheckOutcome(NamedTuple):
+    """How one check fared. ``remaining`` is after this request (unchanged if refused).
+
+    A named tuple: one is built for every check of every rate-limited request.
+    """
 
     check: LimitCheck
     allowed: bool
@@ -199,11 +201,12 @@ def evaluate_checks(
 
 
 def _outcome(check: LimitCheck, outcome: Step) -> CheckOutcome:
+    reset_after, retry_after = outcome.reset_after, outcome.retry_after
     return CheckOutcome(
-        check=check,
-        allowed=outcome.allowed,
-        limit=check.rate.limit,
-        remaining=outcome.remaining,
-        reset_after=max(0.0, outcome.reset_after),
-        retry_after=max(0.0, outcome.retry_after),
+        check,
+        outcome.allowed,
+        check.rate.limit,
+        outcome.remaining,
+        reset_after if reset_after > 0.0 else 0.0,
+        retry_after if retry_after > 0.0 else 0.0,
     )

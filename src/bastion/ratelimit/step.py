@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from typing import NamedTuple
 
 __all__ = ["State", "Step"]
 
@@ -10,9 +10,9 @@ __all__ = ["State", "Step"]
 State = float | tuple[int, ...] | None
 
 
-@dataclass(frozen=True, slots=True)
-class Step:
-    """What one algorithm decided for one key at one instant.
+class Step(NamedTuple):
+    """What one algorithm decided for one key at one instant (a named tuple: built on
+    every rate-limited request, and cheaper than a frozen dataclass).
 
     ``state`` is what must be stored if the request is admitted (unchanged when refused);
     ``ttl`` is how long that state must be kept (seconds) before it is meaningless.
