@@ -280,6 +280,7 @@ async def test_idle_connections_closed_by_upstream_are_not_reused(client: H1Tran
             b"HTTP/1.1 200 OK\r\nContent-Length: 5, 6\r\n\r\nEVIL!!", id="content-length-list"
         ),
         pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: -5\r\n\r\nEVIL!", id="negative-length"),
+        pytest.param(b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nEVIL!", id="plus-length"),
         pytest.param(b"HTTP/1.1 200 OK\r\nX-A : b\r\nContent-Length: 5\r\n\r\nEVIL!", id="space"),
         pytest.param(b"HTTP/1.1 200 OK\nContent-Length: 5\n\nEVIL!", id="bare-lf"),
         pytest.param(b"HTTP/1.1 200 OK\r\n folded: x\r\nContent-Length: 5\r\n\r\nEVIL!", id="fold"),

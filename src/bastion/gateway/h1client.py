@@ -329,11 +329,10 @@ class _Connection(asyncio.Protocol):
             raise _Stop
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
-            try:
-                length = int(value)
-            except ValueError:
+            if not value.isdigit():  # int() would take "+5", " 5" or "1_0"
                 self._fail(_bad("upstream.bad_response"))
-                raise _Stop from None
+                raise _Stop
+            length = int(value)
             if self._lengths and length != self._length:
                 self._fail(_bad("upstream.bad_response"))
                 raise _Stop
