@@ -83,7 +83,7 @@ def test_no_checks_is_allowed() -> None:
     result, writes = evaluate_checks([], {}, NOW)
     assert result.allowed
     assert writes == {}
-    assert result.checks == []
+    assert not result.checks
 
 
 @pytest.mark.parametrize(

@@ -113,16 +113,15 @@ class CheckOutcome(NamedTuple):
     retry_after: float
 
 
-@dataclass(frozen=True, slots=True)
-class LimitResult:
-    """The verdict on all checks of one request.
+class LimitResult(NamedTuple):
+    """The verdict on all checks of one request (a named tuple: one per request).
 
     ``denied_by`` is the index of the binding refusing check (the one with the longest
     ``retry_after``); ``retry_after`` is when every refusing check would admit the request.
     """
 
     allowed: bool
-    checks: list[CheckOutcome] = field(default_factory=list)
+    checks: Sequence[CheckOutcome] = ()
     retry_after: float = 0.0
     denied_by: int | None = None
 

@@ -13,7 +13,7 @@ fixed windows on UTC calendar days or months (see :mod:`bastion.ratelimit.calend
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 __all__ = ["MONTH_NOMINAL", "Calendar", "Rate", "parse_quota", "parse_rate"]
@@ -57,6 +57,8 @@ class Rate:
     period: float
     burst: int
     calendar: Calendar | None = None
+    #: Seconds between two units at the sustained rate (GCRA's T), computed once.
+    emission_interval: float = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.limit < 1:
@@ -65,11 +67,7 @@ class Rate:
             raise ValueError(f"rate period must be in (0, 1 year], got {self.period} s")
         if self.burst < 1:
             raise ValueError(f"burst must be at least 1, got {self.burst}")
-
-    @property
-    def emission_interval(self) -> float:
-        """Seconds between two units at the sustained rate (GCRA's T)."""
-        return self.period / self.limit
+        object.__setattr__(self, "emission_interval", self.period / self.limit)
 
     @property
     def window(self) -> int:
