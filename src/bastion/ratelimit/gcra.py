@@ -44,11 +44,6 @@ def gcra(tat: float | None, now: float, rate: Rate, cost: int = 1) -> Step:
             retry_after=allow_at - now,
             ttl=base - now,
         )
-    return Step(
-        state=new_tat,
-        allowed=True,
-        remaining=max(0, math.floor((now + EPSILON - allow_at) / interval)),
-        reset_after=new_tat - now,
-        retry_after=0.0,
-        ttl=new_tat - now,
-    )
+    # Positional (state, allowed, remaining, reset_after, retry_after, ttl): the hot path.
+    remaining = math.floor((now + EPSILON - allow_at) / interval)
+    return Step(new_tat, True, remaining if remaining > 0 else 0, new_tat - now, 0.0, new_tat - now)

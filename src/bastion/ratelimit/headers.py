@@ -22,7 +22,7 @@ import functools
 import math
 import re
 
-from bastion.ratelimit.checks import CheckOutcome, LimitResult
+from bastion.ratelimit.checks import CheckOutcome, LimitCheck, LimitResult
 
 __all__ = ["policy_name", "ratelimit_headers", "retry_after_seconds", "sf_string"]
 
@@ -64,6 +64,14 @@ def _quoted(name: str) -> str:
     return sf_string(name)
 
 
+@functools.lru_cache(maxsize=4096)
+def _single(check: LimitCheck) -> tuple[str, str]:
+    """The RateLimit-Policy item and quoted name of a request's only check."""
+    name = check.name or "p0"
+    rate = check.rate
+    return _policy_text(name, rate.limit, rate.window, rate.calendar), _quoted(name)
+
+
 def _seconds(value: float) -> int:
     return math.ceil(value - 1e-9)
 
@@ -74,10 +82,10 @@ def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:
         return []
     if result.allowed and len(result.checks) == 1:  # the common case, formatted directly
         only = result.checks[0]
-        name = policy_name(only, 0)
+        policy, quoted = _single(only.check)
         return [
-            ("RateLimit-Policy", _policy_item(only, 0)),
-            ("RateLimit", f"{_quoted(name)};r={only.remaining};t={_seconds(only.reset_after)}"),
+            ("RateLimit-Policy", policy),
+            ("RateLimit", f"{quoted};r={only.remaining};t={_seconds(only.reset_after)}"),
         ]
     policies = ",".join(_policy_item(o, i) for i, o in enumerate(result.checks))
     headers = [("RateLimit-Policy", policies)]

@@ -69,14 +69,15 @@ class MemoryStateStore:
 
     async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
         self._tick(now)
+        limits = self._limits
         states: dict[str, State] = {}
         for check in checks:
-            stored = self._limits.get(check.storage_key)
+            stored = limits.get(check.storage_key)
             if stored is not None and stored[1] > now:
                 states[check.storage_key] = stored[0]
         result, writes = evaluate_checks(checks, states, now)
         for key, (state, ttl) in writes.items():
-            self._limits[key] = (state, now + max(ttl, 0.0))
+            limits[key] = (state, now + ttl if ttl > 0.0 else now)
         return result
 
     async def concurrency_acquire(
