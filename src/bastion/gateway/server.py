@@ -77,6 +77,7 @@ def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
         host=listen.host,
         port=port,
         lifespan="on",
+        loop="asyncio",  # not "auto" (uvloop when installed): what runs is what is tested
         proxy_headers=False,  # the gateway decides whom to trust, not the server
         server_header=False,
         date_header=True,
@@ -108,7 +109,7 @@ def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
 
 
 def _serve_granian(loaded: LoadedConfig, port: int) -> None:
-    from granian.constants import Interfaces, SSLProtocols
+    from granian.constants import Interfaces, Loops, SSLProtocols
     from granian.http import HTTP1Settings
     from granian.server import MPServer
 
@@ -156,6 +157,7 @@ def _serve_granian(loaded: LoadedConfig, port: int) -> None:
         ),
         workers_kill_timeout=int(listen.graceful_timeout) + 1,
         respawn_interval=0.5,
+        loop=Loops.asyncio,  # not "auto": the same loop whatever else is installed
         **kwargs,
     )
     granian.serve()
