@@ -18,7 +18,9 @@ from bastion.decisions import MISSING, parse_field_ref
 from bastion.errors import ServiceUnavailable, TooManyRequests
 from bastion.policies.request_fields import request_value
 from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
+from bastion.ratelimit.headers import admitted_headers
 from bastion.state.base import StateStore
+from bastion.state.memory import MemoryStateStore
 from bastion.types import Policy, RequestContext, Response
 
 __all__ = ["LimitSpec", "RateLimitPolicy"]
@@ -49,6 +51,8 @@ class RateLimitPolicy(Policy):
         }
         self.needs_request_body = any(ref.source == "body" for ref in self._refs.values())
         self._fail_open = all(spec.fail_open for spec in self.limits)
+        #: The memory store, when its one-check shortcut applies (see on_request).
+        self._one_in_memory = store if isinstance(store, MemoryStateStore) else None
         #: Checks built for recently seen identities (immutable, so safely reused).
         self._known: dict[tuple[int, str], LimitCheck] = {}
 
@@ -106,6 +110,13 @@ class RateLimitPolicy(Policy):
         checks = self.checks(ctx)
         if not checks:
             return None
+        if self._one_in_memory is not None and len(checks) == 1:
+            # One check against this process's memory: decided without the general
+            # machinery when it admits; a refusal takes the full path below.
+            admitted = self._one_in_memory.admit_one(checks[0], self.clock())
+            if admitted is not None:
+                ctx.response_headers.extend(admitted_headers(admitted))
+                return None
         try:
             result = await self.store.rate_limit(checks, self.clock())
         except ServiceUnavailable:

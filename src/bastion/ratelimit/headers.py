@@ -24,7 +24,13 @@ import re
 
 from bastion.ratelimit.checks import CheckOutcome, LimitCheck, LimitResult
 
-__all__ = ["policy_name", "ratelimit_headers", "retry_after_seconds", "sf_string"]
+__all__ = [
+    "admitted_headers",
+    "policy_name",
+    "ratelimit_headers",
+    "retry_after_seconds",
+    "sf_string",
+]
 
 _NOT_SF_STRING = re.compile(r"[^\x20-\x7e]")
 
@@ -76,17 +82,21 @@ def _seconds(value: float) -> int:
     return math.ceil(value - 1e-9)
 
 
+def admitted_headers(only: CheckOutcome) -> list[tuple[str, str]]:
+    """The fields for a request admitted by its only check."""
+    policy, quoted = _single(only.check)
+    return [
+        ("RateLimit-Policy", policy),
+        ("RateLimit", f"{quoted};r={only.remaining};t={_seconds(only.reset_after)}"),
+    ]
+
+
 def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:
     """Header fields for ``result``: RateLimit-Policy, RateLimit, and Retry-After if refused."""
     if not result.checks:
         return []
     if result.allowed and len(result.checks) == 1:  # the common case, formatted directly
-        only = result.checks[0]
-        policy, quoted = _single(only.check)
-        return [
-            ("RateLimit-Policy", policy),
-            ("RateLimit", f"{quoted};r={only.remaining};t={_seconds(only.reset_after)}"),
-        ]
+        return admitted_headers(result.checks[0])
     policies = ",".join(_policy_item(o, i) for i, o in enumerate(result.checks))
     headers = [("RateLimit-Policy", policies)]
     if result.allowed or result.denied_by is None:

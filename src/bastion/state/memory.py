@@ -14,7 +14,7 @@ from typing import Any
 
 from bastion.jsonutil import dumps, loads_strict
 from bastion.ratelimit.backoff import BackoffPolicy, LoginState, login_state, next_failure
-from bastion.ratelimit.checks import LimitCheck, LimitResult, evaluate_checks
+from bastion.ratelimit.checks import CheckOutcome, LimitCheck, LimitResult, evaluate_checks, step
 from bastion.ratelimit.step import State
 from bastion.state.base import BlockEntry, BlockKind, ChangeEvent
 from bastion.state.mirror import SharedMirror, normalize_block_value
@@ -66,6 +66,33 @@ class MemoryStateStore:
         self._limits = {k: v for k, v in self._limits.items() if v[1] > now}
         for key in [k for k, leases in self._leases.items() if max(leases.values()) <= now]:
             del self._leases[key]
+
+    def admit_one(self, check: LimitCheck, now: float) -> CheckOutcome | None:
+        """The common case without the general machinery: one check, decided at once.
+
+        The outcome when ``check`` admits the request (its state updated, as
+        :meth:`rate_limit` would), or None when it refuses, having changed nothing: the
+        caller then asks :meth:`rate_limit` for the full refusal (Retry-After, headers).
+        """
+        self._tick(now)
+        limits = self._limits
+        key = check.storage_key
+        stored = limits.get(key)
+        state = stored[0] if stored is not None and stored[1] > now else None
+        outcome = step(check, state, now, check.cost)
+        if not outcome.allowed:
+            return None
+        ttl = outcome.ttl
+        limits[key] = (outcome.state, now + ttl if ttl > 0.0 else now)
+        reset_after = outcome.reset_after
+        return CheckOutcome(
+            check,
+            True,
+            check.rate.limit,
+            outcome.remaining,
+            reset_after if reset_after > 0.0 else 0.0,
+            0.0,
+        )
 
     async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
         self._tick(now)
