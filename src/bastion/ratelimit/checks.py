@@ -28,6 +28,7 @@ __all__ = [
     "LimitResult",
     "bounded_key",
     "evaluate_checks",
+    "outcome_of",
     "step",
 ]
 
@@ -163,7 +164,7 @@ def evaluate_checks(
         outcome = step(check, states.get(skey), now, check.cost)
         if outcome.allowed:
             return (
-                LimitResult(allowed=True, checks=[_outcome(check, outcome)]),
+                LimitResult(allowed=True, checks=[outcome_of(check, outcome)]),
                 {skey: (outcome.state, outcome.ttl)},
             )
     tentative: dict[str, State] = {}
@@ -178,7 +179,7 @@ def evaluate_checks(
     denied = [i for i, s in enumerate(steps) if not s.allowed]
     if not denied:
         writes = {c.storage_key: (s.state, s.ttl) for c, s in zip(checks, steps, strict=True)}
-        outcomes = [_outcome(c, s) for c, s in zip(checks, steps, strict=True)]
+        outcomes = [outcome_of(c, s) for c, s in zip(checks, steps, strict=True)]
         return LimitResult(allowed=True, checks=outcomes), writes
     # Refused: nothing is consumed. Passing checks report their untouched state.
     outcomes = []
@@ -186,7 +187,7 @@ def evaluate_checks(
         if outcome.allowed:
             outcome = step(check, states.get(check.storage_key), now, 0)
             outcome = Step(outcome.state, True, outcome.remaining, outcome.reset_after, 0.0, 0.0)
-        outcomes.append(_outcome(check, outcome))
+        outcomes.append(outcome_of(check, outcome))
     binding = max(denied, key=lambda i: steps[i].retry_after)
     return (
         LimitResult(
@@ -199,7 +200,8 @@ def evaluate_checks(
     )
 
 
-def _outcome(check: LimitCheck, outcome: Step) -> CheckOutcome:
+def outcome_of(check: LimitCheck, outcome: Step) -> CheckOutcome:
+    """What one algorithm step means for ``check``, as reported to the caller."""
     reset_after, retry_after = outcome.reset_after, outcome.retry_after
     return CheckOutcome(
         check,

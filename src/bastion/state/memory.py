@@ -14,7 +14,14 @@ from typing import Any
 
 from bastion.jsonutil import dumps, loads_strict
 from bastion.ratelimit.backoff import BackoffPolicy, LoginState, login_state, next_failure
-from bastion.ratelimit.checks import CheckOutcome, LimitCheck, LimitResult, evaluate_checks, step
+from bastion.ratelimit.checks import (
+    CheckOutcome,
+    LimitCheck,
+    LimitResult,
+    evaluate_checks,
+    outcome_of,
+    step,
+)
 from bastion.ratelimit.step import State
 from bastion.state.base import BlockEntry, BlockKind, ChangeEvent
 from bastion.state.mirror import SharedMirror, normalize_block_value
@@ -75,37 +82,27 @@ class MemoryStateStore:
         caller then asks :meth:`rate_limit` for the full refusal (Retry-After, headers).
         """
         self._tick(now)
-        limits = self._limits
-        key = check.storage_key
-        stored = limits.get(key)
-        state = stored[0] if stored is not None and stored[1] > now else None
-        outcome = step(check, state, now, check.cost)
+        outcome = step(check, self._state(check.storage_key, now), now, check.cost)
         if not outcome.allowed:
             return None
-        ttl = outcome.ttl
-        limits[key] = (outcome.state, now + ttl if ttl > 0.0 else now)
-        reset_after = outcome.reset_after
-        return CheckOutcome(
-            check,
-            True,
-            check.rate.limit,
-            outcome.remaining,
-            reset_after if reset_after > 0.0 else 0.0,
-            0.0,
-        )
+        self._keep(check.storage_key, outcome.state, outcome.ttl, now)
+        return outcome_of(check, outcome)
 
     async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
         self._tick(now)
-        limits = self._limits
-        states: dict[str, State] = {}
-        for check in checks:
-            stored = limits.get(check.storage_key)
-            if stored is not None and stored[1] > now:
-                states[check.storage_key] = stored[0]
+        states = {c.storage_key: self._state(c.storage_key, now) for c in checks}
         result, writes = evaluate_checks(checks, states, now)
         for key, (state, ttl) in writes.items():
-            limits[key] = (state, now + ttl if ttl > 0.0 else now)
+            self._keep(key, state, ttl, now)
         return result
+
+    def _state(self, key: str, now: float) -> State:
+        """The stored state of ``key``, None when absent or expired."""
+        stored = self._limits.get(key)
+        return stored[0] if stored is not None and stored[1] > now else None
+
+    def _keep(self, key: str, state: State, ttl: float, now: float) -> None:
+        self._limits[key] = (state, now + ttl if ttl > 0.0 else now)
 
     async def concurrency_acquire(
         self, key: str, limit: int, lease_id: str, now: float, ttl: float
