@@ -24,7 +24,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -34,10 +33,9 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-import fixtures  # noqa: E402
 from gateways import jwt_changes, openapi_changes, rate_limit_changes, redis_state  # noqa: E402
 from procs import exit_on_sigterm, stop  # noqa: E402
-from targets import ROWS, Env, gateway_config, start_upstream_process  # noqa: E402
+from targets import ROWS, Env, gateway_config, make_env, start_upstream_process  # noqa: E402
 
 _CHANGES = {
     "bastion routing": lambda env: {},
@@ -128,20 +126,7 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="bastion-profile-"))
     upstream, upstream_url = start_upstream_process(workdir)
     try:
-        private_pem, public_pem = fixtures.write_es256_key(workdir)
-        spec_path = workdir / "orders-openapi.yaml"
-        spec_path.write_text(yaml.safe_dump(fixtures.openapi_spec(upstream_url)))
-        env = Env(
-            workdir=workdir,
-            upstream_url=upstream_url,
-            upstream_pgid=upstream.popen.pid,
-            private_pem=private_pem,
-            public_pem=public_pem,
-            token=fixtures.make_token(private_pem),
-            spec_path=spec_path,
-            redis_url="redis://127.0.0.1:6379/0",
-            run_id=uuid.uuid4().hex[:10],
-        )
+        env = make_env(workdir, upstream, upstream_url, "redis://127.0.0.1:6379/0")
 
         def build(row: str) -> Any:
             config = gateway_config(env, "profile", 0, **_CHANGES[row](env))

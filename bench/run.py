@@ -18,7 +18,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -28,11 +27,19 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # imported by tests or run from elsewhere
     sys.path.insert(0, str(HERE))
 
-import fixtures  # noqa: E402
 from loaddriver import LoadSpec, Measurement, run_load  # noqa: E402
 from procs import StartFailed, exit_on_sigterm, group_cpu_seconds, stop  # noqa: E402
 from report import aggregate, markdown_table, print_table  # noqa: E402
-from targets import Env, Row, Running, Unavailable, all_rows, http, start_upstream_process  # noqa: E402
+from targets import (  # noqa: E402
+    Env,
+    Row,
+    Running,
+    Unavailable,
+    all_rows,
+    http,
+    make_env,
+    start_upstream_process,
+)
 
 
 def _parse(argv: list[str] | None, rows: list[Row]) -> argparse.Namespace:
@@ -164,20 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     rounds: dict[str, list[dict[str, Any]]] = {row.name: [] for row in rows}
     try:
-        private_pem, public_pem = fixtures.write_es256_key(workdir)
-        spec_path = workdir / "orders-openapi.json"
-        spec_path.write_bytes(orjson.dumps(fixtures.openapi_spec(upstream_url)))
-        env = Env(
-            workdir=workdir,
-            upstream_url=upstream_url,
-            upstream_pgid=upstream.popen.pid,
-            private_pem=private_pem,
-            public_pem=public_pem,
-            token=fixtures.make_token(private_pem),
-            spec_path=spec_path,
-            redis_url=args.redis_url,
-            run_id=uuid.uuid4().hex[:10],
-        )
+        env = make_env(workdir, upstream, upstream_url, args.redis_url)
         for number in range(1, args.rounds + 1):
             for row in rows:
                 print(f"bench: round {number}/{args.rounds}: {row.name} ...", file=sys.stderr)

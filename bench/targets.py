@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 import fixtures
@@ -85,6 +86,24 @@ def start_upstream_process(workdir: Path) -> tuple[Proc, str]:
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, str(HERE / "upstream_app.py"), "--port", str(port)]
     return start("upstream", argv, logdir=workdir, ready_url=url + ITEM_PATH), url
+
+
+def make_env(workdir: Path, upstream: Proc, upstream_url: str, redis_url: str) -> Env:
+    """Everything the rows share: the ES256 key and token, the OpenAPI spec, ids."""
+    private_pem, public_pem = fixtures.write_es256_key(workdir)
+    spec_path = workdir / "orders-openapi.json"
+    spec_path.write_bytes(orjson.dumps(fixtures.openapi_spec(upstream_url)))
+    return Env(
+        workdir=workdir,
+        upstream_url=upstream_url,
+        upstream_pgid=upstream.popen.pid,
+        private_pem=private_pem,
+        public_pem=public_pem,
+        token=fixtures.make_token(private_pem),
+        spec_path=spec_path,
+        redis_url=redis_url,
+        run_id=uuid.uuid4().hex[:10],
+    )
 
 
 def _start_minimal(env: Env) -> Running:
