@@ -2,13 +2,19 @@
 
 ``loads_strict`` rejects what lenient parsers accept and attackers exploit: duplicate keys
 (parser-differential attacks, RFC 8259 §4 "names SHOULD be unique", RFC 8725 §3.9 for
-JWTs), non-finite numbers (``NaN``, ``Infinity``), invalid UTF-8, and nesting deeper than a
-cap. ``dumps`` is the fast serializer used for every JSON Bastion writes.
+JWTs), non-finite numbers (``NaN``, ``Infinity``, ``1e400``), invalid UTF-8, and nesting
+deeper than a cap. ``dumps`` is the fast serializer used for every JSON Bastion writes.
+
+Most documents are parsed by orjson (C speed), which keeps the last of duplicate keys, so
+the absence of duplicates is proven on the text first (:func:`_loads_proven`); everything
+else goes through the standard library's parser with a duplicate-key hook.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from typing import Any
 
 import orjson
@@ -35,7 +41,51 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return result
 
 
-_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates, parse_constant=_reject_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise JSONError(f"non-finite number {text[:32]} is not allowed")
+    return value
+
+
+_DECODER = json.JSONDecoder(
+    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
+)
+
+_MISSING: Any = object()
+# A quote followed by JSON whitespace: a key's closing quote might not touch its colon.
+_QUOTE_SPACE = re.compile(rb'"[ \t\n\r]')
+_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
+# orjson turns integers beyond 64 bits into floats; the shortest such has 19 digits.
+_LONG_DIGITS = b"0" * 19
+
+
+def _loads_proven(data: bytes) -> Any:
+    """orjson's parse when the text proves it holds no duplicate key, else ``_MISSING``.
+
+    Without a backslash no string can contain a quote, so every ``":`` in the text is a
+    string's closing quote followed by a colon: a key (or a string that starts with
+    ``:``). Without a quote followed by whitespace, every key's closing quote touches its
+    colon, so the text's ``":`` count is the number of key occurrences plus those strings.
+    orjson's compact output of the parsed value writes the same strings and each surviving
+    key once: the counts are equal exactly when no key was dropped as a duplicate. Texts
+    that fail a precondition (escapes, pretty-printing, 19-digit numbers) or that orjson
+    refuses (invalid UTF-8, NaN, 1e400, lone surrogates) take the standard library path,
+    which accepts or refuses them with the precise reason.
+    """
+    if (
+        b"\\" in data
+        or _QUOTE_SPACE.search(data)
+        or _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO)
+    ):
+        return _MISSING
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return _MISSING
+    if orjson.dumps(value).count(b'":') != data.count(b'":'):
+        return _MISSING
+    return value
 
 
 def _too_deep(value: Any, max_depth: int) -> bool:
@@ -57,6 +107,11 @@ def _too_deep(value: Any, max_depth: int) -> bool:
 def loads_strict(data: bytes | str, *, max_depth: int = 64) -> Any:
     """Parse untrusted JSON; raise :class:`JSONError` on anything ambiguous or abusive."""
     if isinstance(data, bytes):
+        value = _loads_proven(data)
+        if value is not _MISSING:
+            if data.count(b"{") + data.count(b"[") > max_depth and _too_deep(value, max_depth):
+                raise JSONError(f"nesting deeper than {max_depth} levels")
+            return value
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:

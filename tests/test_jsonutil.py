@@ -1,0 +1,103 @@
+"""Strict JSON: the orjson path must refuse and accept exactly what the strict parser does."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bastion.jsonutil import _MISSING, JSONError, _loads_proven, loads_strict
+
+_SEPARATORS = [(",", ":"), (", ", ": "), (",", " : "), (" , ", ":")]
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=6), children, max_size=4)
+    ),
+    max_leaves=12,
+)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"a":1,"a":2}',
+        b'{"a": 1, "a": 2}',
+        b'{"a" :1,"a":2}',
+        b'{"a":1,"a" :2}',
+        b'{"a":1,\n"a"\t:2}',
+        b'{"x":{"a":1,"a":2}}',
+        b'[{"a":1},{"b":1,"b":1}]',
+        b'{"a":":x","a":1}',
+        b'{"a":1,"\\u0061":2}',
+        b'{\n  "a": 1,\n  "a": 2\n}',
+    ],
+)
+def test_duplicate_keys_are_refused_however_they_are_spelled(text: bytes) -> None:
+    with pytest.raises(JSONError, match="duplicate key"):
+        loads_strict(text)
+
+
+@pytest.mark.parametrize(
+    "text", [b"NaN", b'{"a":NaN}', b"[Infinity]", b"[-Infinity]", b"[1e400]", b'{"a":-1e999}']
+)
+def test_non_finite_numbers_are_refused(text: bytes) -> None:
+    with pytest.raises(JSONError, match="non-finite"):
+        loads_strict(text)
+
+
+def test_integers_beyond_64_bits_stay_exact() -> None:
+    big = 123456789012345678901234567890
+    assert loads_strict(b'{"n":%d}' % big) == {"n": big}
+    assert loads_strict(b"[-%d]" % big) == [-big]
+
+
+def test_compact_documents_take_the_proven_orjson_path() -> None:
+    assert _loads_proven(b'{"a":1,"b":{"c":[1,2,":x"]}}') == {"a": 1, "b": {"c": [1, 2, ":x"]}}
+    assert _loads_proven(b'{"a":1,"a":2}') is _MISSING
+    assert _loads_proven(b'{"a":1,"a" :2}') is _MISSING  # precondition fails: strict path
+    assert _loads_proven(b'{"a":"\\u0041"}') is _MISSING  # escapes: strict path
+
+
+@settings(max_examples=300, deadline=None)
+@given(json_values, st.sampled_from(_SEPARATORS), st.booleans())
+def test_any_document_parses_to_what_the_standard_library_reads(
+    value: Any, separators: tuple[str, str], ascii_only: bool
+) -> None:
+    text = json.dumps(value, separators=separators, ensure_ascii=ascii_only).encode()
+    assert loads_strict(text, max_depth=1000) == json.loads(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.dictionaries(st.text(max_size=6), json_values, min_size=1, max_size=4),
+    json_values,
+    st.sampled_from(_SEPARATORS),
+    st.booleans(),
+    st.booleans(),
+)
+def test_a_repeated_key_is_refused_wherever_it_is(
+    obj: dict[str, Any],
+    extra: Any,
+    separators: tuple[str, str],
+    nested: bool,
+    ascii_only: bool,
+) -> None:
+    item, colon = separators
+    key = next(iter(obj))
+    body = json.dumps(obj, separators=separators, ensure_ascii=ascii_only)
+    repeated = json.dumps(key, ensure_ascii=ascii_only)
+    value = json.dumps(extra, separators=separators, ensure_ascii=ascii_only)
+    text = f"{body[:-1]}{item}{repeated}{colon}{value}}}"
+    if nested:
+        text = f'[1{item}{{"outer"{colon}{text}}}]'
+    with pytest.raises(JSONError, match="duplicate key"):
+        loads_strict(text.encode(), max_depth=1000)
