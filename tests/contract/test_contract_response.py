@@ -290,3 +290,24 @@ def test_lone_surrogates_from_upstream_are_invalid_json() -> None:
     out = contract(SHOP, "POST", "/users", MONITOR).filter_response(201, "application/json", raw)
     assert out.body == raw
     assert out.schema_errors == ("response is not valid JSON",)
+
+
+def test_a_name_hidden_in_an_invalid_value_is_still_reported_in_monitor_mode() -> None:
+    """The projection does not enter a string-typed property; an invalid body is scanned."""
+    listing = contract(SHOP, "GET", "/users", MONITOR)
+    out = _filter(listing, 200, {"items": [{**USER, "name": {"password": "hunter2"}}]})
+    assert out.schema_errors
+    assert [(f.pointer, f.kind, f.filtered) for f in out.sensitive] == [
+        ("/items/0/name/password", "field_name", False)
+    ]
+
+
+def test_secrets_spelled_with_escapes_are_found() -> None:
+    listing = contract(SHOP, "GET", "/users", MONITOR)
+    escaped = "\\u0065" + JWT[1:]  # "e" as an escape: the raw text has no "eyJ
+    text = json.dumps({"items": [{**USER, "name": "x"}]}).replace('"x"', f'"{escaped}"')
+    out = listing.filter_response(200, "application/json", text.encode())
+    assert [(f.pointer, f.kind) for f in out.sensitive] == [("/items/0/name", "jwt")]
+    kelvin = json.dumps({"items": [{**USER, "TO\u212aEN": "v"}]}, ensure_ascii=False)
+    out = listing.filter_response(200, "application/json", kelvin.encode())
+    assert [(f.kind, f.filtered) for f in out.sensitive] == [("field_name", True)]

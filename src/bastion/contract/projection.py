@@ -1,8 +1,7 @@
 """Response projection: keep only what the response schema declares.
 
 A projection plan is built once per (operation, status, media type) from the OpenAPI schema
-and applied per response in one walk over the parsed JSON, which also feeds the
-sensitive-data :class:`~bastion.contract.sensitive.Scanner`:
+and applied per response in one walk over the parsed JSON (:meth:`Plan.project`):
 
 * objects keep declared ``properties`` (and keys matching ``patternProperties``); other keys
   are removed unless ``additionalProperties`` is ``true`` or a schema (then projected with
@@ -15,6 +14,14 @@ sensitive-data :class:`~bastion.contract.sensitive.Scanner`:
   *validates against* (jsonschema-rs validators compiled at load); when none validates,
   the union of all branches (the response then fails validation anyway).
 * ``$ref`` cycles become plan cycles; primitive schemas keep the value.
+
+The walk only decides: it records the keys to remove (:class:`Projection`, applied by
+:meth:`Projection.commit`, so the document can still be scanned as it came) and collects the
+object keys it passes, for the sensitive-name check (string values are checked on the raw
+bytes; see :mod:`bastion.contract.responses`). It skips what cannot change: a fully declared
+object costs one subset test of its keys, a property whose schema admits only primitives
+(:data:`PRIMITIVE`) is not entered, a subtree whose plan removes nothing only has its keys
+collected. Removals are reported in document order.
 """
 
 from __future__ import annotations
@@ -25,21 +32,98 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
-from bastion.contract.sensitive import Scanner, name_is_sensitive, value_kind
+from bastion.contract.sensitive import pointer_token
 
-__all__ = ["LEAF", "Plan", "PlanBuilder"]
+__all__ = ["LEAF", "PRIMITIVE", "Plan", "PlanBuilder", "Projection"]
+
+
+class Projection:
+    """What one :meth:`Plan.project` walk found: removals (applied by :meth:`commit`), names."""
+
+    __slots__ = ("doomed", "names", "removed")
+
+    def __init__(self) -> None:
+        #: Pointers of the keys to remove, in document order.
+        self.removed: list[str] = []
+        #: Every object key the walk passed (kept or removed), for the sensitive-name check.
+        self.names: set[str] = set()
+        #: The keys to remove, as (object, key).
+        self.doomed: list[tuple[dict[str, Any], str]] = []
+
+    def remove(self, owner: dict[str, Any], key: str, pointer: str) -> None:
+        self.doomed.append((owner, key))
+        self.removed.append(pointer)
+
+    def commit(self) -> None:
+        for owner, key in self.doomed:
+            del owner[key]
+        self.doomed.clear()
+
+    def collect(self, value: Any) -> None:
+        """Add every key of a subtree the plan says nothing about (kept or removed whole)."""
+        names = self.names
+        if type(value) is dict:
+            names.update(value)
+            stack = [child for child in value.values() if type(child) in _CONTAINERS]
+        else:
+            stack = [value]
+        while stack:
+            node = stack.pop()
+            if type(node) is dict:
+                names.update(node)
+                children: Any = node.values()
+            else:
+                children = node
+            for child in children:
+                kind = type(child)
+                if kind is dict or kind is list:
+                    stack.append(child)
+
+
+_CONTAINERS = (dict, list)
+_TOKENS: dict[str, str] = {}
+
+
+def _token(key: str) -> str:
+    """``/`` and the pointer token of a key (cached: responses repeat their keys)."""
+    token = _TOKENS.get(key)
+    if token is None:
+        token = "/" + pointer_token(key)
+        if len(_TOKENS) < 4096:
+            _TOKENS[key] = token
+    return token
 
 
 class Plan:
-    """Projects a value in place (objects lose keys) while the scanner records findings."""
+    """Keeps a value whole; subclasses describe objects and arrays, whose keys may go."""
 
     __slots__ = ()
 
-    def apply(self, value: Any, walk: Scanner) -> None:
-        walk.scan(value, False)
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        """Record what the schema does not declare (see the module docstring)."""
+        if type(value) in _CONTAINERS:
+            out.collect(value)
+
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        """True when no value can lose a key to this plan (it keeps everything)."""
+        return True
 
 
+class _PrimitivePlan(Plan):
+    """A schema that admits only strings, numbers, booleans or null: nothing to project."""
+
+    __slots__ = ()
+
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        return None
+
+
+#: Any value kept whole (``{}``, ``true``, a schema without structure).
 LEAF = Plan()
+#: Only primitives are valid: a valid value holds no keys, so :meth:`Plan.project` skips it.
+PRIMITIVE = _PrimitivePlan()
+_KEEP_WHOLE = (LEAF, PRIMITIVE)
+_PRIMITIVE_TYPES = frozenset({"string", "number", "integer", "boolean", "null"})
 
 
 class RefPlan(Plan):
@@ -48,12 +132,27 @@ class RefPlan(Plan):
     def __init__(self) -> None:
         self.target: Plan = LEAF
 
-    def apply(self, value: Any, walk: Scanner) -> None:
-        self.target.apply(value, walk)
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        self.target.project(value, prefix, out)
+
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        # A cycle is taken to remove something: conservative, and cycles are rare.
+        return id(self) not in seen and self.target.removes_nothing(seen | {id(self)})
 
 
 class ObjectPlan(Plan):
-    __slots__ = ("_entries", "drop", "extra", "freeform", "patterns", "props")
+    __slots__ = (
+        "_collect",
+        "_entries",
+        "_keep",
+        "_simple",
+        "_walk",
+        "drop",
+        "extra",
+        "freeform",
+        "patterns",
+        "props",
+    )
 
     def __init__(
         self,
@@ -68,12 +167,107 @@ class ObjectPlan(Plan):
         self.patterns = patterns
         self.drop = drop
         self.freeform = freeform
-        # Hot path: declared, kept names with their plan and name sensitivity precomputed.
-        self._entries = {
-            name: (plan, name_is_sensitive(name))
-            for name, plan in props.items()
-            if name not in drop
-        }
+        # Declared names that are kept, with their plans.
+        self._entries = {name: plan for name, plan in props.items() if name not in drop}
+        self._keep = frozenset(self._entries)
+        # For project(), built on first use (when every $ref plan has its target):
+        # kept names whose plan may remove something, with their pointer token;
+        self._walk: dict[str, tuple[str, Plan]] | None = None
+        # kept names whose value may hold keys but loses none (their names are collected);
+        self._collect: tuple[str, ...] = ()
+        # 2 = keeps everything; 1 = nothing below can be removed, so this object's own
+        # removals are already in document order; 0 = walk the keys in order.
+        self._simple = 0
+
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        if self.extra is None or self.drop or id(self) in seen:
+            return False
+        inner = seen | {id(self)}
+        plans = [self.extra, *self.props.values(), *(plan for _, plan in self.patterns)]
+        return all(plan.removes_nothing(inner) for plan in plans)
+
+    def _prepare(self) -> dict[str, tuple[str, Plan]]:
+        walk: dict[str, tuple[str, Plan]] = {}
+        collect: list[str] = []
+        for name, plan in self._entries.items():
+            if _deref(plan) is PRIMITIVE:
+                continue
+            if plan.removes_nothing():
+                collect.append(name)
+            else:
+                walk[name] = (_token(name), plan)
+        self._collect = tuple(collect)
+        if self.removes_nothing():
+            self._simple = 2
+        elif not walk and all(
+            plan.removes_nothing()
+            for plan in (self.extra or LEAF, *(plan for _, plan in self.patterns))
+        ):
+            self._simple = 1
+        self._walk = walk
+        return walk
+
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        if type(value) is not dict:
+            if type(value) is list:
+                out.collect(value)
+            return
+        walk = self._walk
+        if walk is None:
+            walk = self._prepare()
+        if self._simple == 2:
+            out.collect(value)
+            return
+        out.names.update(value)
+        keep = self._keep
+        if value.keys() <= keep:
+            # Everything is declared: only values whose schema admits containers matter.
+            for name in self._collect:
+                item = value.get(name)
+                if item is not None and type(item) in _CONTAINERS:
+                    out.collect(item)
+            if len(walk) == 1:
+                ((name, (token, plan)),) = walk.items()
+                item = value.get(name)
+                if item is not None and type(item) in _CONTAINERS:
+                    plan.project(item, prefix + token, out)
+            elif walk:
+                for key, item in value.items():
+                    entry = walk.get(key)
+                    if entry is not None and type(item) in _CONTAINERS:
+                        entry[1].project(item, prefix + entry[0], out)
+            return
+        if self._simple == 1:
+            for key in [key for key in value if key not in keep]:
+                item = value[key]
+                if (self.extra is None and not self.patterns) or self._undeclared(key) is None:
+                    out.doomed.append((value, key))
+                    out.removed.append(prefix + _token(key))
+                if type(item) in _CONTAINERS:
+                    out.collect(item)
+            for name in self._collect:
+                item = value.get(name)
+                if item is not None and type(item) in _CONTAINERS:
+                    out.collect(item)
+            return
+        collect = self._collect
+        for key, item in value.items():
+            if key in collect:
+                if type(item) in _CONTAINERS:
+                    out.collect(item)
+                continue
+            entry = walk.get(key)
+            if entry is not None:
+                if type(item) in _CONTAINERS:
+                    entry[1].project(item, prefix + entry[0], out)
+            elif key not in keep:
+                other = self._undeclared(key)
+                if other is None:
+                    out.remove(value, key, prefix + _token(key))
+                    if type(item) in _CONTAINERS:
+                        out.collect(item)
+                elif type(item) in _CONTAINERS:
+                    other.project(item, prefix + _token(key), out)
 
     def _undeclared(self, key: str) -> Plan | None:
         if key in self.drop:
@@ -83,50 +277,6 @@ class ObjectPlan(Plan):
                 return pattern_plan
         return self.extra
 
-    def apply(self, value: Any, walk: Scanner) -> None:
-        if type(value) is not dict:
-            walk.scan(value, False)
-            return
-        entries = self._entries
-        path = walk.path
-        doomed: list[str] | None = None
-        for key, item in value.items():
-            entry = entries.get(key)
-            if entry is None:
-                plan = self._undeclared(key)
-                if plan is None:
-                    if doomed is None:
-                        doomed = []
-                    doomed.append(key)
-                    path.append(key)
-                    walk.removed.append(walk.pointer())
-                    walk.check_name(key, True)
-                    walk.scan(item, True)
-                    path.pop()
-                    continue
-                sensitive = name_is_sensitive(key)
-            else:
-                plan, sensitive = entry
-            kind = type(item)
-            if kind is str:
-                if sensitive or (len(item) >= 13 and value_kind(item)):
-                    path.append(key)
-                    walk.check_leaf(item, sensitive)
-                    path.pop()
-            elif kind is dict or kind is list:
-                path.append(key)
-                if sensitive:
-                    walk.add("field_name", False)
-                plan.apply(item, walk)
-                path.pop()
-            elif sensitive:
-                path.append(key)
-                walk.add("field_name", False)
-                path.pop()
-        if doomed:
-            for key in doomed:
-                del value[key]
-
 
 class ArrayPlan(Plan):
     __slots__ = ("items", "prefix")
@@ -135,23 +285,25 @@ class ArrayPlan(Plan):
         self.items = items
         self.prefix = prefix
 
-    def apply(self, value: Any, walk: Scanner) -> None:
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        if id(self) in seen:
+            return False
+        inner = seen | {id(self)}
+        return all(plan.removes_nothing(inner) for plan in (self.items, *self.prefix))
+
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
         if type(value) is not list:
-            walk.scan(value, False)
+            if type(value) is dict:
+                out.collect(value)
             return
-        path = walk.path
-        prefix = self.prefix
+        positional = self.prefix
         items = self.items
+        if not positional and _deref(items) is PRIMITIVE:
+            return
         for index, item in enumerate(value):
-            kind = type(item)
-            if kind is dict or kind is list:
-                path.append(index)
-                (prefix[index] if index < len(prefix) else items).apply(item, walk)
-                path.pop()
-            elif kind is str and len(item) >= 13 and value_kind(item):
-                path.append(index)
-                walk.check_leaf(item, False)
-                path.pop()
+            if type(item) in _CONTAINERS:
+                plan = positional[index] if index < len(positional) else items
+                plan.project(item, f"{prefix}/{index}", out)
 
 
 class DispatchPlan(Plan):
@@ -163,8 +315,11 @@ class DispatchPlan(Plan):
         self.object = obj
         self.array = array
 
-    def apply(self, value: Any, walk: Scanner) -> None:
-        (self.array if isinstance(value, list) else self.object).apply(value, walk)
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        (self.array if isinstance(value, list) else self.object).project(value, prefix, out)
+
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        return self.object.removes_nothing(seen) and self.array.removes_nothing(seen)
 
 
 class UnionPlan(Plan):
@@ -177,10 +332,14 @@ class UnionPlan(Plan):
         self.branches = branches
         self.cache: dict[tuple[int, ...], Plan] = {}
 
-    def apply(self, value: Any, walk: Scanner) -> None:
-        if not isinstance(value, dict | list):
-            walk.scan(value, False)
-            return
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        if isinstance(value, dict | list):
+            self._plan_for(value).project(value, prefix, out)
+
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        return False
+
+    def _plan_for(self, value: Any) -> Plan:
         chosen = tuple(i for i, (v, _) in enumerate(self.branches) if v.is_valid(value))
         if not chosen:
             chosen = tuple(range(len(self.branches)))
@@ -188,7 +347,7 @@ class UnionPlan(Plan):
         if plan is None:
             plans = [self.base, *(self.branches[i][1] for i in chosen)]
             plan = self.cache[chosen] = merge(plans, intersect=False)
-        plan.apply(value, walk)
+        return plan
 
 
 def _deref(plan: Plan) -> Plan:
@@ -200,7 +359,8 @@ def _deref(plan: Plan) -> Plan:
 
 def merge(plans: list[Plan], *, intersect: bool) -> Plan:
     """Combine plans: ``intersect`` for allOf, otherwise the union of oneOf/anyOf branches."""
-    concrete = [p for p in (_deref(p) for p in plans) if p is not LEAF]
+    resolved = [_deref(p) for p in plans]
+    concrete = [p for p in resolved if p not in _KEEP_WHOLE]
     unions = [p for p in concrete if isinstance(p, UnionPlan)]
     if unions:
         rest = [p for p in concrete if p is not unions[0]]
@@ -209,7 +369,9 @@ def merge(plans: list[Plan], *, intersect: bool) -> Plan:
             rest.append(merge([extra.base, *(b for _, b in extra.branches)], intersect=False))
         return UnionPlan(merge([unions[0].base, *rest], intersect=intersect), unions[0].branches)
     if not concrete:
-        return LEAF
+        # allOf with a primitive-only branch, or anyOf/oneOf of primitive-only branches.
+        primitive = (any if intersect else all)(p is PRIMITIVE for p in resolved)
+        return PRIMITIVE if resolved and primitive else LEAF
     if len(concrete) == 1:
         return concrete[0]
     objects = [p for p in concrete if isinstance(p, ObjectPlan)]
@@ -286,7 +448,12 @@ class PlanBuilder:
         arr = self._array(schema) if is_array else None
         if obj and arr:
             return DispatchPlan(obj, arr)
-        return obj or arr or LEAF
+        if obj is not None:
+            return obj
+        if arr is not None:
+            return arr
+        # ``type`` applies whatever else the schema says: a valid value is a primitive.
+        return PRIMITIVE if types and types <= _PRIMITIVE_TYPES else LEAF
 
     def _ref(self, ref: str) -> Plan:
         target, pointer = resolve_local(self.document, {"$ref": ref})

@@ -1,5 +1,9 @@
 """Response side: project, scan, validate (strict or monitor), re-serialise only if changed.
 
+A response costs one parse, one projection walk, one validator run and, only when something
+was removed, one dump. The sensitive-data scan (a second walk) runs only when the raw text
+or the keys the projection passed could hold something to report (:func:`_findings`).
+
 Decisions (docs/contract.md): a non-JSON response passes untouched; an empty body passes;
 a JSON response larger than ``max_response_bytes`` is a 502 unless ``pass_large_responses``
 (then it passes unfiltered, reported in ``schema_errors``); a JSON body for a status or
@@ -20,8 +24,13 @@ import orjson
 
 from bastion.contract.media import is_json, match_media, parse_media_type
 from bastion.contract.messages import entries_for
-from bastion.contract.projection import Plan
-from bastion.contract.sensitive import Scanner
+from bastion.contract.projection import Plan, Projection
+from bastion.contract.sensitive import (
+    Scanner,
+    SensitiveFinding,
+    names_are_harmless,
+    values_may_hold_secrets,
+)
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
 from bastion.errors import BadGateway
 from bastion.jsonutil import JSONError, loads_strict
@@ -96,18 +105,19 @@ def filter_json(
         if monitor:
             return FilteredResponse(body, False, (), ("response is not valid JSON",), ())
         raise ResponseContractViolation("contract.response_invalid", ("invalid JSON",)) from None
-    walk = Scanner()
     if rule is None:
         try:
-            walk.scan(document, False)
+            findings = _findings(body, document, None)
         except RecursionError:
-            walk.findings.clear()
+            findings = ()
         assert problem is not None
         if not monitor:
             raise ResponseContractViolation("contract.response_undeclared", (problem,))
-        return FilteredResponse(body, False, (), (problem,), tuple(walk.findings))
+        return FilteredResponse(body, False, (), (problem,), findings)
     try:
-        rule.plan.apply(document, walk)
+        projection = Projection()
+        rule.plan.project(document, "", projection)
+        findings = _findings(body, document, projection)
     except RecursionError:
         # Only a pathologically nested document gets here (orjson allows 1024 levels).
         if monitor:
@@ -115,6 +125,8 @@ def filter_json(
         raise ResponseContractViolation(
             "contract.response_invalid", ("nested too deeply",)
         ) from None
+    projection.commit()
+    removed = tuple(projection.removed)
     errors: tuple[str, ...] = ()
     if rule.validator is not None and not rule.validator.is_valid(document):
         errors = tuple(
@@ -123,6 +135,40 @@ def filter_json(
         )
         if not monitor:
             raise ResponseContractViolation("contract.response_invalid", errors)
-    removed = tuple(walk.removed)
+        if not findings:
+            # The projection walk does not enter what a valid document cannot hold (an
+            # object where the schema says string), so its names were not seen: an invalid
+            # body that is passed on is scanned in full.
+            fresh = _parse(body)
+            again = Projection()
+            rule.plan.project(fresh, "", again)
+            findings = _scan(fresh, again)
     out = _dump(document) if removed else body
-    return FilteredResponse(out, bool(removed), removed, errors, tuple(walk.findings))
+    return FilteredResponse(out, bool(removed), removed, errors, findings)
+
+
+def _findings(
+    body: bytes, document: Any, projection: Projection | None
+) -> tuple[SensitiveFinding, ...]:
+    """What the sensitive-data scan reports, before the projection's removals are applied.
+
+    Most answers have nothing to report, and that is settled without the scan: no string in
+    the raw text can be a reportable value (:func:`values_may_hold_secrets`) and no key the
+    projection passed is a sensitive name.
+    """
+    if not values_may_hold_secrets(body):
+        if projection is None:
+            projection = Projection()
+            projection.collect(document)
+            if names_are_harmless(projection.names):
+                return ()
+        elif names_are_harmless(projection.names):
+            return ()
+    return _scan(document, projection)
+
+
+def _scan(document: Any, projection: Projection | None) -> tuple[SensitiveFinding, ...]:
+    doomed = {(id(owner), key) for owner, key in projection.doomed} if projection else None
+    walk = Scanner(doomed=doomed)
+    walk.scan(document)
+    return tuple(walk.findings)

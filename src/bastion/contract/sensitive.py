@@ -23,8 +23,11 @@ __all__ = [
     "Scanner",
     "SensitiveFinding",
     "name_is_sensitive",
+    "names_are_harmless",
+    "pointer_token",
     "to_pointer",
     "value_kind",
+    "values_may_hold_secrets",
 ]
 
 MAX_FINDINGS = 100
@@ -102,7 +105,8 @@ def value_kind(value: str) -> str | None:
     return None
 
 
-def _token(token: str | int) -> str:
+def pointer_token(token: str | int) -> str:
+    """One RFC 6901 reference token (plain keys are returned as they are)."""
     if type(token) is int:
         return str(token)
     text = str(token)
@@ -113,23 +117,65 @@ def _token(token: str | int) -> str:
 
 def to_pointer(path: list[str | int]) -> str:
     """RFC 6901 pointer for a path of keys and indexes."""
-    return "/" + "/".join([_token(t) for t in path]) if path else ""
+    return "/" + "/".join([pointer_token(t) for t in path]) if path else ""
+
+
+# values_may_hold_secrets: where a reportable value starts (just after its opening quote).
+_VALUE_START = re.compile(rb'"(?:eyJ|A[KS]IA|[3-6][0-9 -]{12,22}")')
+# Names already checked and found harmless (bounded: upstream answers may invent keys).
+_HARMLESS_NAMES: set[str] = set()
+_HARMLESS_CAP = 65_536
+
+
+def values_may_hold_secrets(body: bytes) -> bool:
+    """False only when no string in this JSON text can be a value :func:`value_kind` reports.
+
+    A test on the raw bytes (a few substring searches and one regular expression anchored on
+    a quote), so that a clean response needs no look at each of its strings. A reportable
+    value starts right after its opening quote (``"eyJ``, ``"AKIA``, ``"ASIA``, a card
+    number's digits up to its closing quote) or contains ``PRIVATE KEY-----``. JSON can
+    spell letters and digits differently only with ``\\u`` escapes, so any ``\\u`` counts
+    as a maybe. Keys match too: a maybe only costs the full scan.
+    """
+    if b"\\" in body and b"\\u" in body:
+        return True
+    if b"PRIVATE KEY-----" in body:
+        return True
+    return _VALUE_START.search(body) is not None
+
+
+def names_are_harmless(names: set[str]) -> bool:
+    """True when none of these object keys is a sensitive name (see :func:`name_is_sensitive`).
+
+    Names already found harmless are remembered (up to a cap: upstream answers may invent
+    keys), so the usual answer costs one set difference.
+    """
+    new = names - _HARMLESS_NAMES
+    if not new:
+        return True
+    if any(name_is_sensitive(name) for name in new):
+        return False
+    if len(_HARMLESS_NAMES) + len(new) <= _HARMLESS_CAP:
+        _HARMLESS_NAMES.update(new)
+    return True
 
 
 class Scanner:
-    """Collects findings and removed pointers during the projection walk (one per response).
+    """Collects findings in one walk over a parsed response (see :meth:`scan`).
 
     ``path`` is the current location as a stack of tokens; pointers are only built when
-    something is reported, so the clean path costs no string work.
+    something is reported, so the clean path costs no string work. ``doomed`` holds the
+    (``id`` of the object, key) pairs the projection removes: what is found under them is
+    reported as ``filtered``.
     """
 
-    __slots__ = ("findings", "path", "prefix", "removed")
+    __slots__ = ("doomed", "findings", "path", "prefix")
 
-    def __init__(self, prefix: str = "") -> None:
+    def __init__(self, prefix: str = "", doomed: set[tuple[int, str]] | None = None) -> None:
         self.findings: list[SensitiveFinding] = []
-        self.removed: list[str] = []
         self.path: list[str | int] = []
         self.prefix = prefix
+        self.doomed = doomed or set()
 
     def pointer(self) -> str:
         return self.prefix + to_pointer(self.path)
@@ -138,20 +184,8 @@ class Scanner:
         if len(self.findings) < MAX_FINDINGS:
             self.findings.append(SensitiveFinding(self.pointer(), kind, filtered))
 
-    def check_leaf(self, value: str, sensitive_name: bool) -> None:
-        """Report a kept string leaf at the current path (name and/or value)."""
-        if sensitive_name:
-            self.add("field_name", False)
-        kind = value_kind(value)
-        if kind:
-            self.add(kind, False)
-
-    def check_name(self, name: str, filtered: bool) -> None:
-        if name_is_sensitive(name):
-            self.add("field_name", filtered)
-
-    def scan(self, value: Any, filtered: bool) -> None:
-        """Walk a whole subtree (kept as-is or removed) for names and values."""
+    def scan(self, value: Any, filtered: bool = False) -> None:
+        """Walk a whole subtree for sensitive names and values."""
         kind = type(value)
         if kind is str:
             if len(value) >= 13:
@@ -160,13 +194,16 @@ class Scanner:
                     self.add(found, filtered)
         elif kind is dict:
             path = self.path
+            doomed = self.doomed
+            owner = id(value)
             for key, item in value.items():
                 path.append(key)
+                gone = filtered or (owner, key) in doomed
                 if name_is_sensitive(key):
-                    self.add("field_name", filtered)
+                    self.add("field_name", gone)
                 item_kind = type(item)
                 if item_kind is dict or item_kind is list or item_kind is str:
-                    self.scan(item, filtered)
+                    self.scan(item, gone)
                 path.pop()
         elif kind is list:
             path = self.path

@@ -1,0 +1,113 @@
+"""The raw-text prefilter may say "maybe" too often, never "no" when the scanner would report.
+
+``values_may_hold_secrets`` decides whether a response's strings are scanned at all, so it
+must be a superset of :func:`value_kind` for every way JSON can spell a string.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bastion.contract.sensitive import (
+    Scanner,
+    names_are_harmless,
+    value_kind,
+    values_may_hold_secrets,
+)
+
+
+def _luhn_complete(digits: str) -> str:
+    for check in "0123456789":
+        candidate = digits + check
+        total = 0
+        for index, char in enumerate(reversed(candidate)):
+            value = int(char) * (2 if index % 2 else 1)
+            total += value - 9 if value > 9 else value
+        if total % 10 == 0:
+            return candidate
+    raise AssertionError("unreachable")
+
+
+_B64 = st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", min_size=4)
+jwts = st.builds(lambda a, b, c: f"eyJ{a}.eyJ{b}.{c}", _B64, _B64, _B64)
+cards = st.builds(
+    lambda first, rest, sep: sep.join(
+        _luhn_complete(first + rest)[i : i + 4] for i in range(0, 16, 4)
+    ),
+    st.sampled_from("3456"),
+    st.text("0123456789", min_size=14, max_size=14),
+    st.sampled_from(["", " ", "-"]),
+)
+aws = st.builds(
+    lambda p, r: p + r,
+    st.sampled_from(["AKIA", "ASIA"]),
+    st.text("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789", min_size=16, max_size=16),
+)
+pems = st.builds(
+    lambda kind, body: f"-----BEGIN {kind}PRIVATE KEY-----\n{body}\n-----END PRIVATE KEY-----",
+    st.sampled_from(["", "RSA ", "EC "]),
+    _B64,
+)
+secrets = st.one_of(jwts, cards, aws, pems)
+documents = st.recursive(
+    st.none() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3)
+    ),
+    max_leaves=8,
+)
+
+
+def _place(document: Any, secret: str, as_key: bool) -> Any:
+    return {"wrapper": document, ("k" if not as_key else secret): secret if not as_key else 1}
+
+
+@settings(max_examples=400, deadline=None)
+@given(documents, secrets, st.booleans(), st.booleans(), st.sampled_from([None, 2]))
+def test_every_reportable_value_is_seen_in_the_raw_text(
+    document: Any, secret: str, ascii_only: bool, as_key: bool, indent: int | None
+) -> None:
+    assert value_kind(secret), secret
+    text = json.dumps(
+        _place(document, secret, as_key), ensure_ascii=ascii_only, indent=indent
+    ).encode()
+    if not as_key:
+        walk = Scanner()
+        walk.scan(json.loads(text))
+        assert walk.findings
+    assert values_may_hold_secrets(text)
+
+
+@settings(max_examples=300, deadline=None)
+@given(documents, st.booleans())
+def test_no_maybe_is_lost_on_ordinary_documents(document: Any, ascii_only: bool) -> None:
+    """Whatever the scanner reports on a random document, the prefilters announced."""
+    text = json.dumps(document, ensure_ascii=ascii_only).encode()
+    walk = Scanner()
+    walk.scan(json.loads(text))
+    values = any(f.kind != "field_name" for f in walk.findings)
+    names = any(f.kind == "field_name" for f in walk.findings)
+    if values:
+        assert values_may_hold_secrets(text)
+    if names:
+        keys: set[str] = set()
+        stack = [json.loads(text)]
+        while stack:
+            node = stack.pop()
+            if isinstance(node, dict):
+                keys.update(node)
+                stack.extend(node.values())
+            elif isinstance(node, list):
+                stack.extend(node)
+        assert not names_are_harmless(keys)
+
+
+def test_clean_text_is_not_a_maybe() -> None:
+    body = json.dumps(
+        {"id": "3f1c9a52-8d7e-4b1a-9c55-0e6f2a7b8c91", "phone": "+44 20 7946 0958", "n": 1}
+    ).encode()
+    assert not values_may_hold_secrets(body)
