@@ -248,3 +248,13 @@ async def test_random_sequences_match_the_pure_reference(store: StateStore) -> N
         assert (got.allowed, got.denied_by) == (expected.allowed, expected.denied_by), i
         assert [o.remaining for o in got.checks] == [o.remaining for o in expected.checks], i
         assert got.retry_after == pytest.approx(expected.retry_after, abs=1e-3), i
+
+
+async def test_remaining_never_exceeds_a_full_bucket_at_very_high_rates(store: StateStore) -> None:
+    """The 1 µs tolerance is worth EPSILON / T units when T is tiny: capped, on both stores."""
+    check = LimitCheck("ip:203.0.113.1", parse_rate("100000000/second"), name="ip")
+    first = await store.rate_limit([check], NOW)
+    assert first.allowed
+    assert first.checks[0].remaining == 100_000_000 - 1
+    again = await store.rate_limit([check], NOW + 5)
+    assert again.checks[0].remaining <= 100_000_000 - 1

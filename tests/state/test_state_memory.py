@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bastion.ratelimit import LimitCheck, parse_rate
+from bastion.ratelimit.checks import outcome_of
 from bastion.state import MemoryStateStore
 
 NOW = 1_800_000_000.0
@@ -28,17 +29,17 @@ async def test_concurrency_leases_of_crashed_holders_are_swept() -> None:
     assert set(store._leases) == {"other"}
 
 
-async def test_admit_one_agrees_with_rate_limit_and_refuses_without_consuming() -> None:
+async def test_admit_step_agrees_with_rate_limit_and_refuses_without_consuming() -> None:
     fast, full = MemoryStateStore(), MemoryStateStore()
     check = LimitCheck("k", parse_rate("3/minute"))
     now = 1_800_000_000.0
     for i in range(3):
-        admitted = fast.admit_one(check, now + i)
+        admitted = fast.admit_step(check, now + i)
         reference = await full.rate_limit([check], now + i)
         assert admitted is not None
         assert reference.allowed
-        assert admitted == reference.checks[0]
-    assert fast.admit_one(check, now + 3) is None  # refused: the caller takes the full path
+        assert outcome_of(check, admitted) == reference.checks[0]
+    assert fast.admit_step(check, now + 3) is None  # refused: the caller takes the full path
     refused = await fast.rate_limit([check], now + 3)
     assert not refused.allowed
     assert refused == await full.rate_limit([check], now + 3)  # nothing was consumed

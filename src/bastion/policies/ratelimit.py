@@ -18,7 +18,7 @@ from bastion.decisions import MISSING, parse_field_ref
 from bastion.errors import ServiceUnavailable, TooManyRequests
 from bastion.policies.request_fields import request_value
 from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
-from bastion.ratelimit.headers import admitted_headers
+from bastion.ratelimit.headers import admitted_fields, single_policy
 from bastion.state.base import StateStore
 from bastion.state.memory import MemoryStateStore
 from bastion.types import Policy, RequestContext, Response
@@ -51,10 +51,17 @@ class RateLimitPolicy(Policy):
         }
         self.needs_request_body = any(ref.source == "body" for ref in self._refs.values())
         self._fail_open = all(spec.fail_open for spec in self.limits)
-        #: The memory store, when its one-check shortcut applies (see on_request).
-        self._one_in_memory = store if isinstance(store, MemoryStateStore) else None
         #: Checks built for recently seen identities (immutable, so safely reused).
         self._known: dict[tuple[int, str], LimitCheck] = {}
+        #: The common shape, one limit on one key in this process's memory, takes a short
+        #: path (see on_request): its checks come with their header values, built once.
+        self._memory = store if isinstance(store, MemoryStateStore) else None
+        self._only_key = (
+            self.limits[0].keys[0]
+            if len(self.limits) == 1 and len(self.limits[0].keys) == 1 and self._memory
+            else None
+        )
+        self._only: dict[str, tuple[LimitCheck, tuple[str, str]]] = {}
 
     def _identity(self, ctx: RequestContext, key: str) -> str | None:
         if key == "ip":
@@ -106,16 +113,32 @@ class RateLimitPolicy(Policy):
             name="+".join(spec.keys),
         )
 
+    def _only_check(self, identity: str) -> tuple[LimitCheck, tuple[str, str]]:
+        check = self._check(self.limits[0], identity)
+        if len(self._only) >= _KNOWN_CHECKS:
+            self._only.clear()
+        entry = self._only[identity] = (check, single_policy(check))
+        return entry
+
     async def on_request(self, ctx: RequestContext) -> Response | None:
-        checks = self.checks(ctx)
-        if not checks:
-            return None
-        if self._one_in_memory is not None and len(checks) == 1:
-            # One check against this process's memory: decided without the general
-            # machinery when it admits; a refusal takes the full path below.
-            admitted = self._one_in_memory.admit_one(checks[0], self.clock())
+        if self._only_key is not None and self._memory is not None:
+            # One limit in this process's memory: an admitted request is decided and its
+            # headers written without the general machinery; a refusal takes the full
+            # path below (Retry-After, problem details).
+            identity = self._identity(ctx, self._only_key)
+            if identity is None:
+                return None  # the key does not apply to this request (e.g. no username)
+            check, policy = self._only.get(identity) or self._only_check(identity)
+            admitted = self._memory.admit_step(check, self.clock())
             if admitted is not None:
-                ctx.response_headers.extend(admitted_headers(admitted))
+                ctx.response_headers.extend(
+                    admitted_fields(policy, admitted.remaining, admitted.reset_after)
+                )
+                return None
+            checks = [check]
+        else:
+            checks = self.checks(ctx)
+            if not checks:
                 return None
         try:
             result = await self.store.rate_limit(checks, self.clock())

@@ -8,7 +8,9 @@ Token-bucket semantics with one stored number per key, the *theoretical arrival 
 * otherwise it is refused, nothing is stored, and it may retry after ``new_tat - tau - now``.
 
 So a fresh key admits ``burst`` units at once, then one unit every ``T`` seconds; after
-``burst * T`` seconds idle the bucket is full again (``reset_after``).
+``burst * T`` seconds idle the bucket is full again (``reset_after``). ``remaining`` never
+exceeds what a full bucket holds (the 1 µs tolerance would otherwise add ``EPSILON / T``
+units at very high rates).
 The Redis implementation is the same arithmetic in Lua (``state/lua/rate_limit.lua``), in
 microseconds, with the same 1 µs tolerance.
 """
@@ -39,11 +41,13 @@ def gcra(tat: float | None, now: float, rate: Rate, cost: int = 1) -> Step:
         return Step(
             state=tat,
             allowed=False,
-            remaining=max(0, math.floor((now + EPSILON - (base - tolerance)) / interval)),
+            remaining=max(
+                0, min(rate.burst, math.floor((now + EPSILON - (base - tolerance)) / interval))
+            ),
             reset_after=base - now,
             retry_after=allow_at - now,
             ttl=base - now,
         )
     # Positional (state, allowed, remaining, reset_after, retry_after, ttl): the hot path.
-    remaining = math.floor((now + EPSILON - allow_at) / interval)
+    remaining = min(rate.burst - cost, math.floor((now + EPSILON - allow_at) / interval))
     return Step(new_tat, True, remaining if remaining > 0 else 0, new_tat - now, 0.0, new_tat - now)

@@ -25,11 +25,13 @@ import re
 from bastion.ratelimit.checks import CheckOutcome, LimitCheck, LimitResult
 
 __all__ = [
+    "admitted_fields",
     "admitted_headers",
     "policy_name",
     "ratelimit_headers",
     "retry_after_seconds",
     "sf_string",
+    "single_policy",
 ]
 
 _NOT_SF_STRING = re.compile(r"[^\x20-\x7e]")
@@ -70,25 +72,36 @@ def _quoted(name: str) -> str:
     return sf_string(name)
 
 
-@functools.lru_cache(maxsize=4096)
-def _single(check: LimitCheck) -> tuple[str, str]:
-    """The RateLimit-Policy item and quoted name of a request's only check."""
+def single_policy(check: LimitCheck) -> tuple[str, str]:
+    """The RateLimit-Policy item and quoted name of a request's only check (callers that
+    see the same check again keep this pair: see :func:`admitted_fields`)."""
     name = check.name or "p0"
     rate = check.rate
     return _policy_text(name, rate.limit, rate.window, rate.calendar), _quoted(name)
+
+
+_single = functools.lru_cache(maxsize=4096)(single_policy)
 
 
 def _seconds(value: float) -> int:
     return math.ceil(value - 1e-9)
 
 
+def admitted_fields(
+    policy: tuple[str, str], remaining: int, reset_after: float
+) -> tuple[tuple[str, str], tuple[str, str]]:
+    """The fields for a request admitted by its only check; ``policy`` from
+    :func:`single_policy`, ``reset_after`` in seconds (negative counts as 0)."""
+    reset = math.ceil(reset_after - 1e-9) if reset_after > 0.0 else 0
+    return (
+        ("RateLimit-Policy", policy[0]),
+        ("RateLimit", f"{policy[1]};r={remaining};t={reset}"),
+    )
+
+
 def admitted_headers(only: CheckOutcome) -> list[tuple[str, str]]:
     """The fields for a request admitted by its only check."""
-    policy, quoted = _single(only.check)
-    return [
-        ("RateLimit-Policy", policy),
-        ("RateLimit", f"{quoted};r={only.remaining};t={_seconds(only.reset_after)}"),
-    ]
+    return list(admitted_fields(_single(only.check), only.remaining, only.reset_after))
 
 
 def ratelimit_headers(result: LimitResult) -> list[tuple[str, str]]:

@@ -15,14 +15,12 @@ from typing import Any
 from bastion.jsonutil import dumps, loads_strict
 from bastion.ratelimit.backoff import BackoffPolicy, LoginState, login_state, next_failure
 from bastion.ratelimit.checks import (
-    CheckOutcome,
     LimitCheck,
     LimitResult,
     evaluate_checks,
-    outcome_of,
     step,
 )
-from bastion.ratelimit.step import State
+from bastion.ratelimit.step import State, Step
 from bastion.state.base import BlockEntry, BlockKind, ChangeEvent
 from bastion.state.mirror import SharedMirror, normalize_block_value
 
@@ -74,10 +72,10 @@ class MemoryStateStore:
         for key in [k for k, leases in self._leases.items() if max(leases.values()) <= now]:
             del self._leases[key]
 
-    def admit_one(self, check: LimitCheck, now: float) -> CheckOutcome | None:
+    def admit_step(self, check: LimitCheck, now: float) -> Step | None:
         """The common case without the general machinery: one check, decided at once.
 
-        The outcome when ``check`` admits the request (its state updated, as
+        The algorithm's step when ``check`` admits the request (its state updated, as
         :meth:`rate_limit` would), or None when it refuses, having changed nothing: the
         caller then asks :meth:`rate_limit` for the full refusal (Retry-After, headers).
         """
@@ -86,7 +84,7 @@ class MemoryStateStore:
         if not outcome.allowed:
             return None
         self._keep(check.storage_key, outcome.state, outcome.ttl, now)
-        return outcome_of(check, outcome)
+        return outcome
 
     async def rate_limit(self, checks: Sequence[LimitCheck], now: float) -> LimitResult:
         self._tick(now)

@@ -35,10 +35,13 @@ local function gcra(raw, limit, period, burst, cost)
   local allow_at = new_tat - tolerance
   if allow_at > now + EPS then
     local left = math.floor((now + EPS - (base - tolerance)) / interval)
+    if left > burst then left = burst end
     if left < 0 then left = 0 end
     return 0, left, base - now, allow_at - now, nil, 0
   end
   local left = math.floor((now + EPS - allow_at) / interval)
+  -- never more than a full bucket holds (EPS adds EPS / interval units at high rates)
+  if left > burst - cost then left = burst - cost end
   if left < 0 then left = 0 end
   return 1, left, new_tat - now, 0, string.format('%.17g', new_tat), new_tat - now
 end

@@ -1,0 +1,69 @@
+"""The rate-limit policy's short path (one limit, memory store) answers like the general one."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from bastion.errors import TooManyRequests
+from bastion.policies.ratelimit import LimitSpec, RateLimitPolicy
+from bastion.ratelimit import LimitCheck, LimitResult, parse_rate
+from bastion.state import MemoryStateStore
+
+NOW = 1_800_000_000.0
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class _Ctx:
+    """The few request attributes the policy reads for an ``ip`` key."""
+
+    def __init__(self, ip: str) -> None:
+        self.client_ip = ip
+        self.response_headers: list[tuple[str, str]] = []
+        self.audit: dict[str, Any] = {}
+
+
+class _Delegating:
+    """A store that is not a MemoryStateStore, so the policy takes its general path."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStateStore()
+
+    async def rate_limit(self, checks: list[LimitCheck], now: float) -> LimitResult:
+        return await self.inner.rate_limit(checks, now)
+
+
+async def _answer(policy: RateLimitPolicy, ip: str) -> tuple[str, Any]:
+    ctx = _Ctx(ip)
+    try:
+        await policy.on_request(ctx)  # type: ignore[arg-type]
+    except TooManyRequests as refused:
+        return "429", (refused.retry_after, sorted(refused.headers.items()))
+    return "ok", ctx.response_headers
+
+
+@pytest.mark.parametrize("rate", ["3/minute", "10/second", "5/hour"])
+async def test_short_path_headers_and_refusals_equal_the_general_path(rate: str) -> None:
+    clock = _Clock()
+    spec = LimitSpec("api:a:0", ("ip",), parse_rate(rate), "gcra", False)
+    short = RateLimitPolicy([spec], MemoryStateStore(), clock)
+    general = RateLimitPolicy([spec], _Delegating(), clock)  # type: ignore[arg-type]
+    assert short._only_key == "ip"
+    assert general._only_key is None
+    answers = []
+    for step in range(40):
+        clock.now = NOW + step * 0.037
+        ip = "198.51.100.1" if step % 5 else "198.51.100.2"
+        got = await _answer(short, ip)
+        assert got == await _answer(general, ip), step
+        answers.append(got[0])
+    assert "429" in answers
+    assert "ok" in answers
