@@ -1,7 +1,9 @@
 """Turning per-round measurements into one row per target: medians, ratios, the table.
 
-Ratios are computed within each round (a target against its reference measured minutes
-apart at most, under the same background load) and the median over rounds is reported.
+Each measurement of a row is compared with its reference measured closest in time: the
+mean of the reference's last measurement before and first after it (``seq`` orders all
+measurements of a run; ``run.py --bracket``, the default, puts the reference right on both
+sides). The median of those ratios is reported.
 """
 
 from __future__ import annotations
@@ -21,16 +23,28 @@ def _median(values: list[float | None]) -> float | None:
     return statistics.median(present) if present else None
 
 
+def _beside(measured: list[dict[str, Any]], seq: int, key: str) -> float | None:
+    """The mean of ``key`` in the last good measurement before ``seq`` and the first after."""
+    good = [m for m in measured if m["status"] == "ok" and m.get(key)]
+    before = [m[key] for m in good if m["seq"] < seq][-1:]
+    after = [m[key] for m in good if m["seq"] > seq][:1]
+    near = before + after
+    return sum(near) / len(near) if near else None
+
+
 def _ratio(
     rounds: dict[str, list[dict[str, Any]]], name: str, reference: str | None, key: str
 ) -> float | None:
-    """Median over rounds of this row's ``key`` against the reference's, same round."""
+    """Median of this row's ``key`` against the reference's measured beside it in time."""
     if reference not in rounds:
         return None
     ratios = []
-    for mine, theirs in zip(rounds[name], rounds[reference], strict=True):
-        a, b = mine.get(key), theirs.get(key)
-        if mine["status"] == "ok" and theirs["status"] == "ok" and a and b:
+    for mine in rounds[name]:
+        a = mine.get(key)
+        if mine["status"] != "ok" or not a:
+            continue
+        b = _beside(rounds[reference], mine["seq"], key)
+        if b:
             # req/s: more is better (mine / reference); CPU per request: less is better.
             ratios.append(a / b if key == "rps" else b / a)
     return statistics.median(ratios) if ratios else None

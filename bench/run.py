@@ -60,6 +60,12 @@ def _parse(argv: list[str] | None, rows: list[Row]) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=1, help="repeat every row N times (interleaved); medians"
     )
+    parser.add_argument(
+        "--bracket",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="measure each row's reference right before and right after it (default: on)",
+    )
     parser.add_argument("--list", action="store_true", help="list the rows and exit")
     parser.add_argument("--markdown", action="store_true", help="also print a markdown table")
     parser.add_argument("--only", nargs="+", metavar="ROW", help="run only these rows (by name)")
@@ -86,6 +92,28 @@ def _select(rows: list[Row], only: list[str] | None) -> list[Row]:
         raise SystemExit(f"unknown row(s) {unknown}; rows are: {names}")
     wanted = {name.lower() for name in only}
     return [row for row in rows if row.name.lower() in wanted]
+
+
+def schedule(rows: list[Row], bracket: bool) -> list[Row]:
+    """One round's order: each row, with its reference right before and after it.
+
+    The machine's speed drifts over minutes (shared cores): a ratio is only as good as the
+    closeness in time of its two measurements. Bracketing measures the reference on both
+    sides of each row (A-B-A), so a linear drift cancels in the mean of the two; consecutive
+    rows with the same reference share the measurement between them.
+    """
+    if not bracket:
+        return list(rows)
+    by_name = {row.name: row for row in rows}
+    order: list[Row] = []
+    for row in rows:
+        reference = by_name.get(row.reference or "")
+        if reference is not None and (not order or order[-1] is not reference):
+            order.append(reference)
+        order.append(row)
+        if reference is not None:
+            order.append(reference)
+    return order
 
 
 def _problem(body: bytes) -> str:
@@ -170,12 +198,17 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(workdir, ignore_errors=True)
         return 1
     rounds: dict[str, list[dict[str, Any]]] = {row.name: [] for row in rows}
+    order = schedule(rows, args.bracket)
+    sequence = 0
     try:
         env = make_env(workdir, upstream, upstream_url, args.redis_url)
         for number in range(1, args.rounds + 1):
-            for row in rows:
+            for row in order:
                 print(f"bench: round {number}/{args.rounds}: {row.name} ...", file=sys.stderr)
-                rounds[row.name].append(_measure_row(row, env, args))
+                measured = _measure_row(row, env, args)
+                measured["seq"] = sequence  # position in time, for the ratios (report.py)
+                sequence += 1
+                rounds[row.name].append(measured)
     finally:
         stop(upstream)
         if not args.keep:
@@ -199,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
             "connections": args.connections,
             "threads": args.threads,
             "rounds": args.rounds,
+            "bracket": args.bracket,
         },
         "rows": results,
     }
