@@ -15,12 +15,15 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from enum import Enum
+from typing import Any, ClassVar, Final, Literal, TypeAlias
 
 __all__ = [
+    "LATER",
     "ASGIApp",
     "Decision",
     "Headers",
+    "Later",
     "Message",
     "Policy",
     "Principal",
@@ -216,6 +219,15 @@ class RequestContext:
     state: dict[str, Any] = field(default_factory=dict)
 
 
+class _Later(Enum):
+    LATER = "later"
+
+
+#: What :meth:`Policy.on_request_now` returns when the decision needs :meth:`Policy.on_request`.
+LATER: Final = _Later.LATER
+Later: TypeAlias = Literal[_Later.LATER]
+
+
 class Policy:
     """One stage of the request path.
 
@@ -233,6 +245,16 @@ class Policy:
     async def on_request(self, ctx: RequestContext) -> Response | None:
         """Before forwarding. Return None to continue, a Response to answer, or raise."""
         return None
+
+    def on_request_now(self, ctx: RequestContext) -> Response | Later | None:
+        """The request hook's synchronous shortcut, tried first: ``LATER`` defers to
+        :meth:`on_request` (awaited only then); anything else is its answer.
+
+        For policies that usually decide without waiting (a local lookup, a counter in
+        memory): a request costs them no coroutine. :meth:`on_request` alone must still
+        give the same answers (tracing wraps only it).
+        """
+        return LATER
 
     def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
         """Whether this response must be buffered for ``on_response`` (decided on headers)."""

@@ -10,6 +10,7 @@ from bastion.errors import TooManyRequests
 from bastion.policies.ratelimit import LimitSpec, RateLimitPolicy
 from bastion.ratelimit import LimitCheck, LimitResult, parse_rate
 from bastion.state import MemoryStateStore
+from bastion.types import LATER
 
 NOW = 1_800_000_000.0
 
@@ -42,9 +43,11 @@ class _Delegating:
 
 
 async def _answer(policy: RateLimitPolicy, ip: str) -> tuple[str, Any]:
-    ctx = _Ctx(ip)
+    """As the gateway asks: the synchronous shortcut first, on_request when it defers."""
+    ctx: Any = _Ctx(ip)
     try:
-        await policy.on_request(ctx)  # type: ignore[arg-type]
+        if policy.on_request_now(ctx) is LATER:
+            await policy.on_request(ctx)
     except TooManyRequests as refused:
         return "429", (refused.retry_after, sorted(refused.headers.items()))
     return "ok", ctx.response_headers
@@ -56,8 +59,8 @@ async def test_short_path_headers_and_refusals_equal_the_general_path(rate: str)
     spec = LimitSpec("api:a:0", ("ip",), parse_rate(rate), "gcra", False)
     short = RateLimitPolicy([spec], MemoryStateStore(), clock)
     general = RateLimitPolicy([spec], _Delegating(), clock)  # type: ignore[arg-type]
-    assert short._only_key == "ip"
-    assert general._only_key is None
+    assert short._memory is not None
+    assert general._memory is None
     answers = []
     for step in range(40):
         clock.now = NOW + step * 0.037
@@ -67,3 +70,21 @@ async def test_short_path_headers_and_refusals_equal_the_general_path(rate: str)
         answers.append(got[0])
     assert "429" in answers
     assert "ok" in answers
+
+
+async def test_on_request_alone_answers_like_the_shortcut() -> None:
+    """Tracing wraps on_request only: it must give the same answers without the shortcut."""
+    clock = _Clock()
+    spec = LimitSpec("api:a:0", ("ip",), parse_rate("3/minute"), "gcra", False)
+    shortcut = RateLimitPolicy([spec], MemoryStateStore(), clock)
+    alone = RateLimitPolicy([spec], MemoryStateStore(), clock)
+    for step in range(6):
+        clock.now = NOW + step
+        expected = await _answer(shortcut, "203.0.113.5")
+        ctx: Any = _Ctx("203.0.113.5")
+        try:
+            await alone.on_request(ctx)
+            got: tuple[str, Any] = ("ok", ctx.response_headers)
+        except TooManyRequests as refused:
+            got = ("429", (refused.retry_after, sorted(refused.headers.items())))
+        assert got == expected, step

@@ -45,6 +45,7 @@ from bastion.gateway.upstream import (
 from bastion.jsonutil import dumps
 from bastion.observability.audit import event_from_context
 from bastion.types import (
+    LATER,
     Headers,
     Receive,
     RequestContext,
@@ -233,7 +234,9 @@ class Gateway:
             path, ctx.upstream_path = normalize_path(raw_path.split(b"?", 1)[0])
             ctx.path = path
             for policy in rt.global_policies:
-                local = await policy.on_request(ctx)
+                local = policy.on_request_now(ctx)
+                if local is LATER:
+                    local = await policy.on_request(ctx)
                 if local is not None:
                     await self._send(rt, ctx, local, send)
                     return
@@ -266,7 +269,9 @@ class Gateway:
                     raise RequestTimeout(reason="limits.body_timeout") from None
                 ctx.bytes_in = len(ctx.body)
             for policy in target.request_policies:
-                local = await policy.on_request(ctx)
+                local = policy.on_request_now(ctx)
+                if local is LATER:
+                    local = await policy.on_request(ctx)
                 if local is not None:
                     await self._send(rt, ctx, local, send, target)
                     return

@@ -24,6 +24,11 @@ class BlocklistPolicy(Policy):
         self.store, self.clock = store, clock
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
+        self.on_request_now(ctx)
+        return None
+
+    def on_request_now(self, ctx: RequestContext) -> None:
+        """A local lookup: decided at once, never deferred."""
         now = self.clock()
         mirror = self.store.mirror
         if not mirror.fresh(now):

@@ -21,7 +21,7 @@ from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
 from bastion.ratelimit.headers import admitted_fields, single_policy
 from bastion.state.base import StateStore
 from bastion.state.memory import MemoryStateStore
-from bastion.types import Policy, RequestContext, Response
+from bastion.types import LATER, Later, Policy, RequestContext, Response
 
 __all__ = ["LimitSpec", "RateLimitPolicy"]
 
@@ -53,12 +53,13 @@ class RateLimitPolicy(Policy):
         self._fail_open = all(spec.fail_open for spec in self.limits)
         #: Checks built for recently seen identities (immutable, so safely reused).
         self._known: dict[tuple[int, str], LimitCheck] = {}
-        #: The common shape, one limit on one key in this process's memory, takes a short
-        #: path (see on_request): its checks come with their header values, built once.
+        #: The common shape, one limit on one key: its checks come with their header values,
+        #: built once per identity; in this process's memory an admitted request is decided
+        #: without a coroutine (on_request_now).
         self._memory = store if isinstance(store, MemoryStateStore) else None
         self._only_key = (
             self.limits[0].keys[0]
-            if len(self.limits) == 1 and len(self.limits[0].keys) == 1 and self._memory
+            if len(self.limits) == 1 and len(self.limits[0].keys) == 1
             else None
         )
         self._only: dict[str, tuple[LimitCheck, tuple[str, str]]] = {}
@@ -120,22 +121,29 @@ class RateLimitPolicy(Policy):
         entry = self._only[identity] = (check, single_policy(check))
         return entry
 
+    def on_request_now(self, ctx: RequestContext) -> Response | Later | None:
+        """One limit in this process's memory: an admitted request is decided and its
+        headers written here; a refusal (and every other store) takes on_request."""
+        if self._only_key is None or self._memory is None:
+            return LATER
+        identity = self._identity(ctx, self._only_key)
+        if identity is None:
+            return None  # the key does not apply to this request (e.g. no username)
+        check, policy = self._only.get(identity) or self._only_check(identity)
+        admitted = self._memory.admit_step(check, self.clock())
+        if admitted is None:
+            return LATER  # refused, nothing consumed: on_request answers with Retry-After
+        ctx.response_headers.extend(
+            admitted_fields(policy, admitted.remaining, admitted.reset_after)
+        )
+        return None
+
     async def on_request(self, ctx: RequestContext) -> Response | None:
-        if self._only_key is not None and self._memory is not None:
-            # One limit in this process's memory: an admitted request is decided and its
-            # headers written without the general machinery; a refusal takes the full
-            # path below (Retry-After, problem details).
+        if self._only_key is not None:
             identity = self._identity(ctx, self._only_key)
             if identity is None:
-                return None  # the key does not apply to this request (e.g. no username)
-            check, policy = self._only.get(identity) or self._only_check(identity)
-            admitted = self._memory.admit_step(check, self.clock())
-            if admitted is not None:
-                ctx.response_headers.extend(
-                    admitted_fields(policy, admitted.remaining, admitted.reset_after)
-                )
                 return None
-            checks = [check]
+            checks = [(self._only.get(identity) or self._only_check(identity))[0]]
         else:
             checks = self.checks(ctx)
             if not checks:
