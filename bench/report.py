@@ -3,7 +3,8 @@
 Each measurement of a row is compared with its reference measured closest in time: the
 mean of the reference's last measurement before and first after it (``seq`` orders all
 measurements of a run; ``run.py --bracket``, the default, puts the reference right on both
-sides). The median of those ratios is reported.
+sides). The median of those ratios is reported; a row's own ratio counts only the
+measurements made for it, not those made as another row's bracket.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def _ratio(
     ratios = []
     for mine in rounds[name]:
         a = mine.get(key)
-        if mine["status"] != "ok" or not a:
+        if mine["status"] != "ok" or not a or mine.get("bracket"):
             continue
         b = _beside(rounds[reference], mine["seq"], key)
         if b:

@@ -94,8 +94,10 @@ def _select(rows: list[Row], only: list[str] | None) -> list[Row]:
     return [row for row in rows if row.name.lower() in wanted]
 
 
-def schedule(rows: list[Row], bracket: bool) -> list[Row]:
+def schedule(rows: list[Row], bracket: bool) -> list[tuple[Row, bool]]:
     """One round's order: each row, with its reference right before and after it.
+
+    Each entry says whether the row is measured for itself (True) or as a bracket.
 
     The machine's speed drifts over minutes (shared cores): a ratio is only as good as the
     closeness in time of its two measurements. Bracketing measures the reference on both
@@ -103,16 +105,16 @@ def schedule(rows: list[Row], bracket: bool) -> list[Row]:
     rows with the same reference share the measurement between them.
     """
     if not bracket:
-        return list(rows)
+        return [(row, True) for row in rows]
     by_name = {row.name: row for row in rows}
-    order: list[Row] = []
+    order: list[tuple[Row, bool]] = []
     for row in rows:
         reference = by_name.get(row.reference or "")
-        if reference is not None and (not order or order[-1] is not reference):
-            order.append(reference)
-        order.append(row)
+        if reference is not None and (not order or order[-1][0] is not reference):
+            order.append((reference, False))
+        order.append((row, True))
         if reference is not None:
-            order.append(reference)
+            order.append((reference, False))
     return order
 
 
@@ -203,10 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         env = make_env(workdir, upstream, upstream_url, args.redis_url)
         for number in range(1, args.rounds + 1):
-            for row in order:
-                print(f"bench: round {number}/{args.rounds}: {row.name} ...", file=sys.stderr)
+            for row, own in order:
+                role = "" if own else " (bracket)"
+                print(f"bench: round {number}/{args.rounds}: {row.name}{role} ...", file=sys.stderr)
                 measured = _measure_row(row, env, args)
                 measured["seq"] = sequence  # position in time, for the ratios (report.py)
+                measured["bracket"] = not own
                 sequence += 1
                 rounds[row.name].append(measured)
     finally:
