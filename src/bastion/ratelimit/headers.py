@@ -92,7 +92,7 @@ def admitted_fields(
 ) -> tuple[tuple[str, str], tuple[str, str]]:
     """The fields for a request admitted by its only check; ``policy`` from
     :func:`single_policy`, ``reset_after`` in seconds (negative counts as 0)."""
-    reset = math.ceil(reset_after - 1e-9) if reset_after > 0.0 else 0
+    reset = _seconds(reset_after) if reset_after > 0.0 else 0
     return (
         ("RateLimit-Policy", policy[0]),
         ("RateLimit", f"{policy[1]};r={remaining};t={reset}"),
