@@ -311,3 +311,33 @@ def test_secrets_spelled_with_escapes_are_found() -> None:
     kelvin = json.dumps({"items": [{**USER, "TO\u212aEN": "v"}]}, ensure_ascii=False)
     out = listing.filter_response(200, "application/json", kelvin.encode())
     assert [(f.kind, f.filtered) for f in out.sensitive] == [("field_name", True)]
+
+
+def test_a_deep_schema_of_shared_subschemas_compiles_and_filters_at_once() -> None:
+    """Open objects that each refer twice to the next: 2^40 paths, each plan asked once."""
+    from bastion.contract.projection import PlanBuilder, Projection
+    from bastion.contract.schema import SchemaCompiler
+
+    depth = 40
+    schemas: dict[str, Any] = {
+        f"S{i}": {
+            "type": "object",
+            "additionalProperties": True,
+            "properties": {
+                "a": {"$ref": f"#/components/schemas/S{i + 1}"},
+                "b": {"$ref": f"#/components/schemas/S{i + 1}"},
+            },
+        }
+        for i in range(depth)
+    }
+    schemas[f"S{depth}"] = {"type": "object", "additionalProperties": True}
+    document = {"openapi": "3.1.0", "components": {"schemas": schemas}}
+    plan = PlanBuilder(document, SchemaCompiler(document, "3.1", "response")).build(
+        {"$ref": "#/components/schemas/S0"}
+    )
+    value = {"a": {"b": {"x": 1}, "more": 2}, "extra": 3}
+    out = Projection()
+    plan.project(value, "", out)
+    out.commit()
+    assert value == {"a": {"b": {"x": 1}, "more": 2}, "extra": 3}  # open objects keep all
+    assert out.removed == []

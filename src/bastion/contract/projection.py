@@ -105,7 +105,13 @@ class Plan:
             out.collect(value)
 
     def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
-        """True when no value can lose a key to this plan (it keeps everything)."""
+        """True when no value can lose a key to this plan (it keeps everything).
+
+        ``seen`` holds the plans being asked on the way here: a cycle answers False
+        (conservative). Object and array plans remember their answer, so shared subplans
+        are asked once (a schema whose objects each refer twice to the next would
+        otherwise cost 2^depth): a True never met a cycle and a False is always safe.
+        """
         return True
 
 
@@ -145,6 +151,7 @@ class ObjectPlan(Plan):
         "_collect",
         "_entries",
         "_keep",
+        "_keeps_all",
         "_simple",
         "_walk",
         "drop",
@@ -178,13 +185,21 @@ class ObjectPlan(Plan):
         # 2 = keeps everything; 1 = nothing below can be removed, so this object's own
         # removals are already in document order; 0 = walk the keys in order.
         self._simple = 0
+        self._keeps_all: bool | None = None  # removes_nothing(), once known
 
     def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
-        if self.extra is None or self.drop or id(self) in seen:
+        if self._keeps_all is not None:
+            return self._keeps_all
+        if id(self) in seen:
             return False
-        inner = seen | {id(self)}
-        plans = [self.extra, *self.props.values(), *(plan for _, plan in self.patterns)]
-        return all(plan.removes_nothing(inner) for plan in plans)
+        if self.extra is None or self.drop:
+            answer = False
+        else:
+            inner = seen | {id(self)}
+            plans = [self.extra, *self.props.values(), *(plan for _, plan in self.patterns)]
+            answer = all(plan.removes_nothing(inner) for plan in plans)
+        self._keeps_all = answer
+        return answer
 
     def _prepare(self) -> dict[str, tuple[str, Plan]]:
         walk: dict[str, tuple[str, Plan]] = {}
@@ -279,17 +294,22 @@ class ObjectPlan(Plan):
 
 
 class ArrayPlan(Plan):
-    __slots__ = ("items", "prefix")
+    __slots__ = ("_keeps_all", "items", "prefix")
 
     def __init__(self, items: Plan, prefix: tuple[Plan, ...] = ()) -> None:
         self.items = items
         self.prefix = prefix
+        self._keeps_all: bool | None = None
 
     def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        if self._keeps_all is not None:
+            return self._keeps_all
         if id(self) in seen:
             return False
         inner = seen | {id(self)}
-        return all(plan.removes_nothing(inner) for plan in (self.items, *self.prefix))
+        answer = all(plan.removes_nothing(inner) for plan in (self.items, *self.prefix))
+        self._keeps_all = answer
+        return answer
 
     def project(self, value: Any, prefix: str, out: Projection) -> None:
         if type(value) is not list:
