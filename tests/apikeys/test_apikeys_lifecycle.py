@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -264,3 +265,16 @@ async def test_concurrent_rotations_leave_exactly_one_successor(
     assert isinstance(losers[0], ApiKeyNotRotatable)
     successors = [r for r in await first.list() if r.rotated_from == record.key_id]
     assert [s.key_id for s in successors] == [winners[0][1].key_id]
+
+
+async def test_many_gateways_opening_a_fresh_sqlite_file_at_once(tmp_path: Path) -> None:
+    """Switching a new file to WAL may be refused at once ("database is locked") instead of
+    waiting for the busy timeout when several processes open it together: retried."""
+    for attempt in range(5):
+        url = f"sqlite+aiosqlite:///{tmp_path}/keys-{attempt}.db"
+        stores = [SqlApiKeyStore(url) for _ in range(16)]
+        try:
+            await asyncio.gather(*(store.start() for store in stores))
+        finally:
+            for store in stores:
+                await store.close()

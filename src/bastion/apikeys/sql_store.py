@@ -44,6 +44,7 @@ from bastion.apikeys.store import (
     issue_key,
     successor_of,
 )
+from bastion.sqlite_wal import enable_wal
 
 __all__ = ["SqlApiKeyStore"]
 
@@ -111,10 +112,7 @@ def _sqlite_tuning(engine: AsyncEngine) -> None:
     @event.listens_for(sync_engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        enable_wal(dbapi_connection)
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(conn: Connection) -> None:
