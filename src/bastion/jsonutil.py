@@ -64,9 +64,10 @@ def _loads_proven(data: bytes) -> Any:
     """orjson's parse when the text proves it holds no duplicate key, else ``_MISSING``.
 
     Without a backslash no string can contain a quote, so every ``":`` in the text is a
-    string's closing quote followed by a colon: a key (or a string that starts with
-    ``:``). Without a quote followed by whitespace, every key's closing quote touches its
-    colon, so the text's ``":`` count is the number of key occurrences plus those strings.
+    quote followed by a colon: a key's closing quote, or the opening quote of a string that
+    starts with ``:``. Without a quote followed by whitespace, every key's closing quote
+    touches its colon, so the text's ``":`` count is the number of key occurrences plus
+    those strings.
     orjson's compact output of the parsed value writes the same strings and each surviving
     key once: the counts are equal exactly when no key was dropped as a duplicate. Texts
     that fail a precondition (escapes, pretty-printing, 19-digit numbers) or that orjson
