@@ -295,11 +295,7 @@ class _Connection(asyncio.Protocol):
                 self._complete()  # a close-delimited body ends here
             else:
                 self._fail(_bad("upstream.bad_payload"))
-        drain = self._drain
-        if drain is not None:
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._release_drain()
         timer = self._timer
         if timer is not None:
             self._timer = None
@@ -310,13 +306,17 @@ class _Connection(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._write_paused = True
 
-    def resume_writing(self) -> None:
-        self._write_paused = False
+    def _release_drain(self) -> None:
+        """Wake the request-body writer waiting for the transport to drain, if any."""
         drain = self._drain
         if drain is not None:
             self._drain = None
             if not drain.done():
                 drain.set_result(None)
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        self._release_drain()
 
     # -- llhttp callbacks ---------------------------------------------------------------
     def on_message_begin(self) -> None:
@@ -385,11 +385,7 @@ class _Connection(asyncio.Protocol):
         self._body = weakref.ref(body)
         self._future = None
         future.set_result(UpstreamReply(status, self._headers, body))
-        drain = self._drain
-        if drain is not None:  # a request body still uploading: let it see the answer
-            self._drain = None
-            if not drain.done():
-                drain.set_result(None)
+        self._release_drain()  # a request body still uploading: let it see the answer
 
     def on_body(self, data: bytes) -> None:
         if self._method_head:
