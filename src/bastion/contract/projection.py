@@ -256,8 +256,7 @@ class ObjectPlan(Plan):
             for key in [key for key in value if key not in keep]:
                 item = value[key]
                 if (self.extra is None and not self.patterns) or self._undeclared(key) is None:
-                    out.doomed.append((value, key))
-                    out.removed.append(prefix + _token(key))
+                    out.remove(value, key, prefix + _token(key))
                 if type(item) in _CONTAINERS:
                     out.collect(item)
             for name in self._collect:

@@ -157,12 +157,10 @@ def _findings(
     projection passed is a sensitive name.
     """
     if not values_may_hold_secrets(body):
-        if projection is None:
+        if projection is None:  # nothing projected: collect every key
             projection = Projection()
             projection.collect(document)
-            if names_are_harmless(projection.names):
-                return ()
-        elif names_are_harmless(projection.names):
+        if names_are_harmless(projection.names):
             return ()
     return _scan(document, projection)
 
