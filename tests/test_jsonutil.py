@@ -60,11 +60,54 @@ def test_integers_beyond_64_bits_stay_exact() -> None:
     assert loads_strict(b"[-%d]" % big) == [-big]
 
 
-def test_compact_documents_take_the_proven_orjson_path() -> None:
+def test_documents_without_escapes_take_the_proven_orjson_path() -> None:
     assert _loads_proven(b'{"a":1,"b":{"c":[1,2,":x"]}}') == {"a": 1, "b": {"c": [1, 2, ":x"]}}
+    assert _loads_proven(b'{\n  "a" : 1,\n  "b": [" :x", "a b"]\n}') == {
+        "a": 1,
+        "b": [" :x", "a b"],
+    }  # pretty-printed: whitespace does not matter
     assert _loads_proven(b'{"a":1,"a":2}') is _MISSING
-    assert _loads_proven(b'{"a":1,"a" :2}') is _MISSING  # precondition fails: strict path
+    assert _loads_proven(b'{"a":1,"a" :2}') is _MISSING
     assert _loads_proven(b'{"a":"\\u0041"}') is _MISSING  # escapes: strict path
+    assert _loads_proven(b'{"n":1234567890123456789}') is _MISSING  # may exceed 64 bits
+
+
+# Keys and strings made of whitespace and colons: the colons the proof counts, in strings
+# and keys, beside the structural ones.
+_TRICKY_TEXT = st.text(" \t\n:ab", max_size=5)
+tricky_values = st.recursive(
+    st.integers() | _TRICKY_TEXT,
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(_TRICKY_TEXT, children, max_size=3)
+    ),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.dictionaries(_TRICKY_TEXT, tricky_values, min_size=1, max_size=3),
+    tricky_values,
+    st.sampled_from(_SEPARATORS),
+    st.integers(min_value=0, max_value=3),
+    st.booleans(),
+)
+def test_the_proof_never_accepts_a_repeated_key(
+    obj: dict[str, Any],
+    extra: Any,
+    separators: tuple[str, str],
+    position: int,
+    indent: bool,
+) -> None:
+    """With or without the repeat, _loads_proven answers orjson's value or declines."""
+    item, colon = separators
+    keys = list(obj)
+    key = keys[position % len(keys)]
+    clean = json.dumps(obj, separators=separators, indent=2 if indent else None)
+    proven = _loads_proven(clean.encode())
+    assert proven is _MISSING or proven == obj
+    repeated = f"{clean[:-1]}{item}{json.dumps(key)}{colon}{json.dumps(extra)}}}"
+    assert _loads_proven(repeated.encode()) is _MISSING
 
 
 @settings(max_examples=300, deadline=None)

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 import orjson
@@ -53,8 +52,6 @@ _DECODER = json.JSONDecoder(
 )
 
 _MISSING: Any = object()
-# A quote followed by JSON whitespace: a key's closing quote might not touch its colon.
-_QUOTE_SPACE = re.compile(rb'"[ \t\n\r]')
 _DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
 # orjson turns integers beyond 64 bits into floats; the shortest such has 19 digits.
 _LONG_DIGITS = b"0" * 19
@@ -63,28 +60,23 @@ _LONG_DIGITS = b"0" * 19
 def _loads_proven(data: bytes) -> Any:
     """orjson's parse when the text proves it holds no duplicate key, else ``_MISSING``.
 
-    Without a backslash no string can contain a quote, so every ``":`` in the text is a
-    quote followed by a colon: a key's closing quote, or the opening quote of a string that
-    starts with ``:``. Without a quote followed by whitespace, every key's closing quote
-    touches its colon, so the text's ``":`` count is the number of key occurrences plus
-    those strings.
-    orjson's compact output of the parsed value writes the same strings and each surviving
-    key once: the counts are equal exactly when no key was dropped as a duplicate. Texts
-    that fail a precondition (escapes, pretty-printing, 19-digit numbers) or that orjson
-    refuses (invalid UTF-8, NaN, 1e400, lone surrogates) take the standard library path,
-    which accepts or refuses them with the precise reason.
+    Without a backslash no string holds an escape, so every colon of the text is either
+    a key occurrence's own colon or a character inside a string, written as it is.
+    orjson's output of the parsed value writes one colon per surviving key and every
+    surviving string as it came: it has as many colons as the text exactly when no key
+    occurrence (with its colon) was dropped as a duplicate, and fewer otherwise.
+    Whitespace does not matter, so pretty-printed texts qualify.
+    Texts that fail a precondition (escapes, 19-digit runs) or that orjson refuses (invalid
+    UTF-8, NaN, 1e400, lone surrogates) take the standard library path, which accepts or
+    refuses them with the precise reason.
     """
-    if (
-        b"\\" in data
-        or _QUOTE_SPACE.search(data)
-        or _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO)
-    ):
+    if b"\\" in data or _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
         return _MISSING
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _MISSING
-    if orjson.dumps(value).count(b'":') != data.count(b'":'):
+    if orjson.dumps(value).count(b":") != data.count(b":"):
         return _MISSING
     return value
 
@@ -110,7 +102,11 @@ def loads_strict(data: bytes | str, *, max_depth: int = 64) -> Any:
     if isinstance(data, bytes):
         value = _loads_proven(data)
         if value is not _MISSING:
-            if data.count(b"{") + data.count(b"[") > max_depth and _too_deep(value, max_depth):
+            if (
+                len(data) > max_depth
+                and data.count(b"{") + data.count(b"[") > max_depth
+                and _too_deep(value, max_depth)
+            ):
                 raise JSONError(f"nesting deeper than {max_depth} levels")
             return value
         try:

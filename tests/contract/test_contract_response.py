@@ -341,3 +341,31 @@ def test_a_deep_schema_of_shared_subschemas_compiles_and_filters_at_once() -> No
     out.commit()
     assert value == {"a": {"b": {"x": 1}, "more": 2}, "extra": 3}  # open objects keep all
     assert out.removed == []
+
+
+def test_objects_of_many_key_orders_are_projected_alike_and_remembered_within_a_bound() -> None:
+    """Plans remember what each key order needs; an upstream inventing keys cannot grow that."""
+    from bastion.contract.projection import SHAPES_PER_PLAN, ObjectPlan, PlanBuilder, Projection
+    from bastion.contract.schema import SchemaCompiler
+
+    schema = {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "a": {"type": "string"},
+            "b": {"type": "object", "properties": {"c": {"type": "integer"}}},
+        },
+    }
+    document = {"openapi": "3.1.0"}
+    plan = PlanBuilder(document, SchemaCompiler(document, "3.1", "response")).build(schema)
+    assert isinstance(plan, ObjectPlan)
+    for i in range(3 * SHAPES_PER_PLAN):
+        value = {f"k{i}": 1, "a": "x", "b": {"c": 1, "d": [2]}}
+        reordered = {"b": {"d": [2], "c": 1}, "a": "x", f"k{i}": 1}
+        for item, expected in ((value, [f"/k{i}", "/b/d"]), (reordered, ["/b/d", f"/k{i}"])):
+            out = Projection()
+            plan.project(item, "", out)
+            out.commit()
+            assert out.removed == expected  # document order, whatever the order
+            assert item == {"a": "x", "b": {"c": 1}}
+        assert len(plan._shapes) <= SHAPES_PER_PLAN

@@ -16,12 +16,14 @@ and applied per response in one walk over the parsed JSON (:meth:`Plan.project`)
 * ``$ref`` cycles become plan cycles; primitive schemas keep the value.
 
 The walk only decides: it records the keys to remove (:class:`Projection`, applied by
-:meth:`Projection.commit`, so the document can still be scanned as it came) and collects the
-object keys it passes, for the sensitive-name check (string values are checked on the raw
-bytes; see :mod:`bastion.contract.responses`). It skips what cannot change: a fully declared
-object costs one subset test of its keys, a property whose schema admits only primitives
-(:data:`PRIMITIVE`) is not entered, a subtree whose plan removes nothing only has its keys
-collected. Removals are reported in document order.
+:meth:`Projection.commit`, so the document can still be scanned as it came) and checks the
+object keys it passes against the sensitive names (string values are checked on the raw
+bytes; see :mod:`bastion.contract.responses`). Responses repeat their objects' shapes, so an
+object plan remembers, per key order it has seen, what such an object needs: which keys go,
+which values to enter and with which plan, and whether a key is a sensitive name. An object
+whose declared values are all primitives then costs one lookup; a property whose schema
+admits only primitives (:data:`PRIMITIVE`) is never entered, and a subtree whose plan
+removes nothing only has its keys checked. Removals are reported in document order.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
-from bastion.contract.sensitive import pointer_token
+from bastion.contract.sensitive import keys_are_harmless, pointer_token
 
 __all__ = ["LEAF", "PRIMITIVE", "Plan", "PlanBuilder", "Projection"]
 
@@ -40,19 +42,15 @@ __all__ = ["LEAF", "PRIMITIVE", "Plan", "PlanBuilder", "Projection"]
 class Projection:
     """What one :meth:`Plan.project` walk found: removals (applied by :meth:`commit`), names."""
 
-    __slots__ = ("doomed", "names", "removed")
+    __slots__ = ("doomed", "flagged", "removed")
 
     def __init__(self) -> None:
         #: Pointers of the keys to remove, in document order.
         self.removed: list[str] = []
-        #: Every object key the walk passed (kept or removed), for the sensitive-name check.
-        self.names: set[str] = set()
         #: The keys to remove, as (object, key).
         self.doomed: list[tuple[dict[str, Any], str]] = []
-
-    def remove(self, owner: dict[str, Any], key: str, pointer: str) -> None:
-        self.doomed.append((owner, key))
-        self.removed.append(pointer)
+        #: True once an object key the walk passed (kept or removed) is a sensitive name.
+        self.flagged = False
 
     def commit(self) -> None:
         for owner, key in self.doomed:
@@ -60,24 +58,29 @@ class Projection:
         self.doomed.clear()
 
     def collect(self, value: Any) -> None:
-        """Add every key of a subtree the plan says nothing about (kept or removed whole)."""
-        names = self.names
-        if type(value) is dict:
-            names.update(value)
-            stack = [child for child in value.values() if type(child) in _CONTAINERS]
-        else:
-            stack = [value]
-        while stack:
-            node = stack.pop()
+        """Check the keys of a subtree the plan says nothing about (kept or removed whole)."""
+        if self.flagged:
+            return
+        stack: list[Any] | None = None  # most such subtrees are one flat object
+        node = value
+        while True:
             if type(node) is dict:
-                names.update(node)
+                if not keys_are_harmless(tuple(node)):
+                    self.flagged = True
+                    return
                 children: Any = node.values()
             else:
                 children = node
             for child in children:
                 kind = type(child)
                 if kind is dict or kind is list:
-                    stack.append(child)
+                    if stack is None:
+                        stack = [child]
+                    else:
+                        stack.append(child)
+            if not stack:
+                return
+            node = stack.pop()
 
 
 _CONTAINERS = (dict, list)
@@ -146,20 +149,17 @@ class RefPlan(Plan):
         return id(self) not in seen and self.target.removes_nothing(seen | {id(self)})
 
 
+#: What an object of one key order needs: whether a key is a sensitive name, and the steps
+#: (key, pointer token, plan to project its value with, or None to remove it), in key order.
+_Shape = tuple[bool, tuple[tuple[str, str, "Plan | None"], ...]]
+#: Key orders remembered per object plan (then forgotten all at once and learnt again), and
+#: the longest one remembered: upstream answers may invent keys (maps keyed by ids).
+SHAPES_PER_PLAN = 64
+SHAPE_MAX_KEYS = 64
+
+
 class ObjectPlan(Plan):
-    __slots__ = (
-        "_collect",
-        "_entries",
-        "_keep",
-        "_keeps_all",
-        "_simple",
-        "_walk",
-        "drop",
-        "extra",
-        "freeform",
-        "patterns",
-        "props",
-    )
+    __slots__ = ("_keeps_all", "_shapes", "drop", "extra", "freeform", "patterns", "props")
 
     def __init__(
         self,
@@ -174,18 +174,10 @@ class ObjectPlan(Plan):
         self.patterns = patterns
         self.drop = drop
         self.freeform = freeform
-        # Declared names that are kept, with their plans.
-        self._entries = {name: plan for name, plan in props.items() if name not in drop}
-        self._keep = frozenset(self._entries)
-        # For project(), built on first use (when every $ref plan has its target):
-        # kept names whose plan may remove something, with their pointer token;
-        self._walk: dict[str, tuple[str, Plan]] | None = None
-        # kept names whose value may hold keys but loses none (their names are collected);
-        self._collect: tuple[str, ...] = ()
-        # 2 = keeps everything; 1 = nothing below can be removed, so this object's own
-        # removals are already in document order; 0 = walk the keys in order.
-        self._simple = 0
         self._keeps_all: bool | None = None  # removes_nothing(), once known
+        # What each key order seen needs (see _Shape); learnt on first use, when every
+        # $ref plan has its target.
+        self._shapes: dict[tuple[str, ...], _Shape] = {}
 
     def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
         if self._keeps_all is not None:
@@ -201,87 +193,51 @@ class ObjectPlan(Plan):
         self._keeps_all = answer
         return answer
 
-    def _prepare(self) -> dict[str, tuple[str, Plan]]:
-        walk: dict[str, tuple[str, Plan]] = {}
-        collect: list[str] = []
-        for name, plan in self._entries.items():
-            if _deref(plan) is PRIMITIVE:
-                continue
-            if plan.removes_nothing():
-                collect.append(name)
-            else:
-                walk[name] = (_token(name), plan)
-        self._collect = tuple(collect)
-        if self.removes_nothing():
-            self._simple = 2
-        elif not walk and all(
-            plan.removes_nothing()
-            for plan in (self.extra or LEAF, *(plan for _, plan in self.patterns))
-        ):
-            self._simple = 1
-        self._walk = walk
-        return walk
-
     def project(self, value: Any, prefix: str, out: Projection) -> None:
         if type(value) is not dict:
             if type(value) is list:
                 out.collect(value)
             return
-        walk = self._walk
-        if walk is None:
-            walk = self._prepare()
-        if self._simple == 2:
-            out.collect(value)
-            return
-        out.names.update(value)
-        keep = self._keep
-        if value.keys() <= keep:
-            # Everything is declared: only values whose schema admits containers matter.
-            for name in self._collect:
-                item = value.get(name)
-                if item is not None and type(item) in _CONTAINERS:
+        keys = tuple(value)
+        shape = self._shapes.get(keys)
+        if shape is None:
+            shape = self._learn(keys)
+        flagged, steps = shape
+        if flagged:
+            out.flagged = True
+        for key, token, plan in steps:
+            item = value[key]
+            if plan is None:
+                out.doomed.append((value, key))
+                out.removed.append(prefix + token)
+                if type(item) in _CONTAINERS:
                     out.collect(item)
-            if len(walk) == 1:
-                ((name, (token, plan)),) = walk.items()
-                item = value.get(name)
-                if item is not None and type(item) in _CONTAINERS:
+            elif type(item) in _CONTAINERS:
+                if plan is LEAF:
+                    out.collect(item)
+                else:
                     plan.project(item, prefix + token, out)
-            elif walk:
-                for key, item in value.items():
-                    entry = walk.get(key)
-                    if entry is not None and type(item) in _CONTAINERS:
-                        entry[1].project(item, prefix + entry[0], out)
-            return
-        if self._simple == 1:
-            for key in [key for key in value if key not in keep]:
-                item = value[key]
-                if (self.extra is None and not self.patterns) or self._undeclared(key) is None:
-                    out.remove(value, key, prefix + _token(key))
-                if type(item) in _CONTAINERS:
-                    out.collect(item)
-            for name in self._collect:
-                item = value.get(name)
-                if item is not None and type(item) in _CONTAINERS:
-                    out.collect(item)
-            return
-        collect = self._collect
-        for key, item in value.items():
-            if key in collect:
-                if type(item) in _CONTAINERS:
-                    out.collect(item)
-                continue
-            entry = walk.get(key)
-            if entry is not None:
-                if type(item) in _CONTAINERS:
-                    entry[1].project(item, prefix + entry[0], out)
-            elif key not in keep:
-                other = self._undeclared(key)
-                if other is None:
-                    out.remove(value, key, prefix + _token(key))
-                    if type(item) in _CONTAINERS:
-                        out.collect(item)
-                elif type(item) in _CONTAINERS:
-                    other.project(item, prefix + _token(key), out)
+
+    def _learn(self, keys: tuple[str, ...]) -> _Shape:
+        """The steps for objects with these keys in this order (remembered when short)."""
+        steps: list[tuple[str, str, Plan | None]] = []
+        for key in keys:
+            plan = self.props.get(key) if key not in self.drop else None
+            if plan is None:
+                plan = self._undeclared(key)
+            if plan is not None:
+                plan = _deref(plan)
+                if plan is PRIMITIVE:
+                    continue  # a valid value holds no keys
+                if plan.removes_nothing():
+                    plan = LEAF  # only its keys are checked
+            steps.append((key, _token(key), plan))
+        shape = (not keys_are_harmless(keys), tuple(steps))
+        if len(keys) <= SHAPE_MAX_KEYS:
+            if len(self._shapes) >= SHAPES_PER_PLAN:
+                self._shapes.clear()
+            self._shapes[keys] = shape
+        return shape
 
     def _undeclared(self, key: str) -> Plan | None:
         if key in self.drop:
@@ -293,12 +249,13 @@ class ObjectPlan(Plan):
 
 
 class ArrayPlan(Plan):
-    __slots__ = ("_keeps_all", "items", "prefix")
+    __slots__ = ("_items", "_keeps_all", "items", "prefix")
 
     def __init__(self, items: Plan, prefix: tuple[Plan, ...] = ()) -> None:
         self.items = items
         self.prefix = prefix
         self._keeps_all: bool | None = None
+        self._items: Plan | None = None  # items without its $ref layers, on first use
 
     def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
         if self._keeps_all is not None:
@@ -316,8 +273,15 @@ class ArrayPlan(Plan):
                 out.collect(value)
             return
         positional = self.prefix
-        items = self.items
-        if not positional and _deref(items) is PRIMITIVE:
+        items = self._items
+        if items is None:
+            items = self._items = _deref(self.items)
+        if not positional:
+            if items is PRIMITIVE:
+                return
+            for index, item in enumerate(value):
+                if type(item) in _CONTAINERS:
+                    items.project(item, f"{prefix}/{index}", out)
             return
         for index, item in enumerate(value):
             if type(item) in _CONTAINERS:

@@ -28,7 +28,6 @@ from bastion.contract.projection import Plan, Projection
 from bastion.contract.sensitive import (
     Scanner,
     SensitiveFinding,
-    names_are_harmless,
     values_may_hold_secrets,
 )
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
@@ -157,10 +156,10 @@ def _findings(
     projection passed is a sensitive name.
     """
     if not values_may_hold_secrets(body):
-        if projection is None:  # nothing projected: collect every key
+        if projection is None:  # nothing projected: check every key
             projection = Projection()
             projection.collect(document)
-        if names_are_harmless(projection.names):
+        if not projection.flagged:
             return ()
     return _scan(document, projection)
 

@@ -22,8 +22,8 @@ __all__ = [
     "MAX_FINDINGS",
     "Scanner",
     "SensitiveFinding",
+    "keys_are_harmless",
     "name_is_sensitive",
-    "names_are_harmless",
     "pointer_token",
     "to_pointer",
     "value_kind",
@@ -120,43 +120,56 @@ def to_pointer(path: list[str | int]) -> str:
     return "/" + "/".join([pointer_token(t) for t in path]) if path else ""
 
 
-# values_may_hold_secrets: where a reportable value starts (just after its opening quote).
-_VALUE_START = re.compile(rb'"(?:eyJ|A[KS]IA|[3-6][0-9 -]{12,22}")')
-# Names already checked and found harmless (bounded: upstream answers may invent keys).
-_HARMLESS_NAMES: set[str] = set()
-_HARMLESS_CAP = 65_536
+# values_may_hold_secrets: card characters (digits, space, dash) all read as "0", so that a
+# quote followed by 13 of them, where a card number could start, is one substring search.
+_CARD_TO_ZERO = bytes.maketrans(b"123456789 -", b"00000000000")
+_CARD_START = b'"' + b"0" * 13
+_AWS_START = re.compile(rb"A[KS]IA")
+
+
+# Key sets (objects' keys, in order) already found harmless; forgotten all at once when
+# full (upstream answers may invent keys). Longer ones are checked name by name.
+_HARMLESS_KEYS: set[tuple[str, ...]] = set()
+_HARMLESS_CAP = 4096
+_HARMLESS_MAX_KEYS = 64
 
 
 def values_may_hold_secrets(body: bytes) -> bool:
     """False only when no string in this JSON text can be a value :func:`value_kind` reports.
 
-    A test on the raw bytes (a few substring searches and one regular expression anchored on
-    a quote), so that a clean response needs no look at each of its strings. A reportable
-    value starts right after its opening quote (``"eyJ``, ``"AKIA``, ``"ASIA``, a card
-    number's digits up to its closing quote) or contains ``PRIVATE KEY-----``. JSON can
-    spell letters and digits differently only with ``\\u`` escapes, so any ``\\u`` counts
-    as a maybe. Keys match too: a maybe only costs the full scan.
+    A few searches of the raw bytes, so that a clean response needs no look at each of its
+    strings. A reportable value starts right after its opening quote (``"eyJ``, a card
+    number's 13–23 digits, spaces and dashes), contains ``AKIA``/``ASIA`` or contains
+    ``PRIVATE KEY-----``. Searches for one byte are the cheapest, so ``J`` and ``I`` are
+    looked for before the strings that hold them. JSON can spell letters and digits
+    differently only with ``\\u`` escapes, so any ``\\u`` counts as a maybe. Keys match
+    too: a maybe only costs the full scan.
     """
     if b"\\" in body and b"\\u" in body:
         return True
     if b"PRIVATE KEY-----" in body:
         return True
-    return _VALUE_START.search(body) is not None
-
-
-def names_are_harmless(names: set[str]) -> bool:
-    """True when none of these object keys is a sensitive name (see :func:`name_is_sensitive`).
-
-    Names already found harmless are remembered (up to a cap: upstream answers may invent
-    keys), so the usual answer costs one set difference.
-    """
-    new = names - _HARMLESS_NAMES
-    if not new:
+    if b"J" in body and b'"eyJ' in body:
         return True
-    if any(name_is_sensitive(name) for name in new):
+    if b"I" in body and _AWS_START.search(body) is not None:
+        return True
+    return _CARD_START in body.translate(_CARD_TO_ZERO)
+
+
+def keys_are_harmless(keys: tuple[str, ...]) -> bool:
+    """True when none of an object's keys is a sensitive name (see :func:`name_is_sensitive`).
+
+    Responses repeat their objects' shapes, so key tuples already found harmless are
+    remembered and the usual answer costs one set lookup.
+    """
+    if keys in _HARMLESS_KEYS:
+        return True
+    if any(name_is_sensitive(name) for name in keys):
         return False
-    if len(_HARMLESS_NAMES) + len(new) <= _HARMLESS_CAP:
-        _HARMLESS_NAMES.update(new)
+    if len(keys) <= _HARMLESS_MAX_KEYS:
+        if len(_HARMLESS_KEYS) >= _HARMLESS_CAP:
+            _HARMLESS_KEYS.clear()
+        _HARMLESS_KEYS.add(keys)
     return True
 
 

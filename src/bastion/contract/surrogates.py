@@ -21,7 +21,7 @@ _ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
 def may_contain_surrogates(raw: bytes | str) -> bool:
     """Cheap pre-check on the raw document."""
     if isinstance(raw, bytes):
-        return _ESCAPE_BYTES.search(raw) is not None
+        return b"\\" in raw and _ESCAPE_BYTES.search(raw) is not None
     return _ESCAPE_TEXT.search(raw) is not None
 
 
