@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from bastion.contract.sensitive import (
@@ -153,22 +153,31 @@ response_documents = st.recursive(
 
 @settings(max_examples=400, deadline=None)
 @given(st.dictionaries(_KEYS, response_documents, max_size=6), st.booleans())
-def test_a_response_the_prefilters_pass_has_nothing_to_report(
+@example({"lines": [{"sku": "a", "options": {"a": 1, "n": 2, "pin": 3}}]}, False)
+@example({"extra": {"n": {"id": 1, "a": [{"x-a": 2, "sku": 1, "Session-Id": 3}]}}}, False)
+@example({"lines": [{"tags": ["x"], "password": "p"}], "child": {"meta": {"a": {"n": 1}}}}, True)
+def test_a_response_passed_on_reports_what_the_full_scan_finds(
     document: dict[str, Any], indent: bool
 ) -> None:
-    """filter_json's findings (prefilters, then the scan) equal the full scan's, always."""
-    from bastion.contract.projection import PlanBuilder, Projection
-    from bastion.contract.responses import _findings, _scan
+    """filter_json in monitor mode (every answer passed on): its findings are the scan's.
+
+    Valid answers are settled by the prefilters and the walk's key check; invalid ones
+    (the walk does not enter a value where the schema says string) are scanned in full.
+    """
+    from bastion.contract.compiled import ContractLimits
+    from bastion.contract.projection import PlanBuilder
+    from bastion.contract.responses import ResponseRule, filter_json
     from bastion.contract.schema import SchemaCompiler
 
     spec = {"openapi": "3.1.0", "components": {"schemas": _SCHEMAS}}
-    plan = PlanBuilder(spec, SchemaCompiler(spec, "3.1", "response")).build(
-        {"$ref": "#/components/schemas/Order"}
-    )
+    compiler = SchemaCompiler(spec, "3.1", "response")
+    schema = {"$ref": "#/components/schemas/Order"}
+    rule = ResponseRule(PlanBuilder(spec, compiler).build(schema), compiler.validator_for(schema))
     body = json.dumps(document, indent=2 if indent else None).encode()
-    projection = Projection()
-    plan.project(document, "", projection)
-    full = _scan(json.loads(body), None)
-    assert {(f.pointer, f.kind) for f in _findings(body, document, projection)} == {
-        (f.pointer, f.kind) for f in full
+    limits = ContractLimits(response_mode="monitor")
+    result = filter_json(limits, 200, "application/json", body, {"application/json": rule}, False)
+    full = Scanner()
+    full.scan(json.loads(body))
+    assert {(f.pointer, f.kind) for f in result.sensitive} == {
+        (f.pointer, f.kind) for f in full.findings
     }
