@@ -228,9 +228,11 @@ ROWS: list[Row] = [
         _post_order,
         lambda env: start_gateway(env, "contract", **openapi_changes(env)),
         probe=probe_contract,
-        reference="bastion routing",
+        # Routing-only on the same request: the cost of the contract itself. The GET row,
+        # which moves no body, is shown beside it.
+        reference="bastion routing (POST 2 KB)",
         goal=0.75,
-        also="bastion routing (POST 2 KB)",
+        also="bastion routing",
     ),
 ]
 
