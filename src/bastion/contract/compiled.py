@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jsonschema_rs
 
@@ -23,9 +23,8 @@ from bastion.contract.messages import MAX_ERRORS, ErrorEntry, entries_for
 from bastion.contract.parameters import ParameterRule, StyleError, parse_cookies, parse_query
 from bastion.contract.projection import LEAF, Plan, PlanBuilder
 from bastion.contract.request_body import BodyRule, FormDecoder
-from bastion.contract.responses import ResponseRule, filter_json
+from bastion.contract.responses import FilteredResponse, ResponseRule, filter_json
 from bastion.contract.schema import SchemaCompiler, resolve_local
-from bastion.contract.sensitive import SensitiveFinding
 from bastion.contract.spec import ApiSpec, Operation
 from bastion.errors import ConfigError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from bastion.types import Headers
@@ -56,8 +55,7 @@ class ContractLimits:
     response_mode: Literal["strict", "monitor"] = "strict"
 
 
-@dataclass(frozen=True)
-class ValidatedRequest:
+class ValidatedRequest(NamedTuple):
     """The request as the contract understood it: coerced parameters and the parsed body."""
 
     path: Mapping[str, Any]
@@ -67,16 +65,6 @@ class ValidatedRequest:
     #: Parsed JSON (or form) body; None when absent or of a media type not parsed.
     body: Any
     media_type: str | None
-
-
-@dataclass(frozen=True)
-class FilteredResponse:
-    body: bytes
-    changed: bool
-    #: JSON pointers of the removed fields.
-    removed: tuple[str, ...]
-    schema_errors: tuple[str, ...]
-    sensitive: tuple[SensitiveFinding, ...]
 
 
 class OperationContract:
@@ -120,8 +108,8 @@ class OperationContract:
         if body is not None and len(body) > self.limits.max_body_bytes:
             raise PayloadTooLarge(reason="contract.body_too_large")
         errors: list[ErrorEntry] = []
-        path = self._params_path(path_params, errors)
-        query = self._params_query(query_string, errors)
+        path = self._params_path(path_params, errors) if self._path else {}
+        query = self._params_query(query_string, errors) if self._query or query_string else {}
         header_values: dict[str, Any] = {}
         for rule in self._header:
             self._one(rule, lambda r: r.from_header(headers.get_all(r.name)), header_values, errors)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jsonschema_rs
 import orjson
@@ -35,9 +35,9 @@ from bastion.errors import BadGateway
 from bastion.jsonutil import JSONError, loads_strict
 
 if TYPE_CHECKING:
-    from bastion.contract.compiled import ContractLimits, FilteredResponse
+    from bastion.contract.compiled import ContractLimits
 
-__all__ = ["ResponseContractViolation", "ResponseRule", "filter_json"]
+__all__ = ["FilteredResponse", "ResponseContractViolation", "ResponseRule", "filter_json"]
 
 
 class ResponseContractViolation(BadGateway):
@@ -46,6 +46,17 @@ class ResponseContractViolation(BadGateway):
     def __init__(self, reason: str, schema_errors: tuple[str, ...]) -> None:
         super().__init__(reason=reason)
         self.schema_errors = schema_errors
+
+
+class FilteredResponse(NamedTuple):
+    """What :func:`filter_json` made of one response."""
+
+    body: bytes
+    changed: bool
+    #: JSON pointers of the removed fields.
+    removed: tuple[str, ...]
+    schema_errors: tuple[str, ...]
+    sensitive: tuple[SensitiveFinding, ...]
 
 
 @dataclass(frozen=True)
@@ -81,8 +92,6 @@ def filter_json(
     content: Mapping[str, ResponseRule] | None,
     undeclared_status: bool,
 ) -> FilteredResponse:
-    from bastion.contract.compiled import FilteredResponse
-
     parsed_type = parse_media_type(content_type)
     if parsed_type is None or not is_json(parsed_type[0]) or not body:
         return FilteredResponse(body, False, (), (), ())

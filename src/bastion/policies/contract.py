@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from bastion.contract.compiled import OperationContract
 from bastion.contract.responses import ResponseContractViolation
-from bastion.types import Policy, RequestContext, Response, UpstreamResponse
+from bastion.types import Later, Policy, RequestContext, Response, UpstreamResponse
 
 __all__ = ["ContractPolicy"]
 
@@ -25,7 +25,16 @@ class ContractPolicy(Policy):
         self.contract = contract
         self.needs_request_body = contract.needs_body
 
+    def on_request_now(self, ctx: RequestContext) -> Response | Later | None:
+        # Validation never waits: the request is decided here, without a coroutine.
+        self._validate(ctx)
+        return None
+
     async def on_request(self, ctx: RequestContext) -> Response | None:
+        self._validate(ctx)
+        return None
+
+    def _validate(self, ctx: RequestContext) -> None:
         validated = self.contract.validate_request(
             path_params=ctx.path_params,
             query_string=ctx.query_string,
@@ -34,7 +43,6 @@ class ContractPolicy(Policy):
         )
         if validated.body is not None and validated.media_type and "json" in validated.media_type:
             ctx.json_body, ctx.json_parsed = validated.body, True
-        return None
 
     def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
         return "json" in (response.header("content-type") or "").lower()
