@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.contract.formats import is_email, is_hostname
 
@@ -64,3 +66,12 @@ def test_huge_inputs_are_linear() -> None:
     # No timing assertion: a backtracking check would not finish within the test timeout.
     assert not is_email("a" * 1_000_000 + "@" + "b." * 500_000)
     assert not is_email('"' + "\\" * 1_000_001 + '"@x')
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet='a.-+@ ü"', min_size=1, max_size=12))
+def test_dot_atom_is_non_empty_atext_parts_between_single_dots(text: str) -> None:
+    from bastion.contract.formats import _ATEXT, _dot_atom
+
+    parts = text.split(".")
+    assert _dot_atom(text) == all(part and _ATEXT.issuperset(part) for part in parts)

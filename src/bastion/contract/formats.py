@@ -15,13 +15,15 @@ import string
 __all__ = ["FORMATS", "is_email", "is_hostname"]
 
 _ATEXT = frozenset(string.ascii_letters + string.digits + "!#$%&'*+-/=?^_`{|}~")
+_ATEXT_DOT = _ATEXT | {"."}
 _LDH = frozenset(string.ascii_letters + string.digits + "-")
 _QTEXT = frozenset(chr(c) for c in range(32, 127)) - {'"', "\\"}
 _VCHAR_SP = frozenset(chr(c) for c in range(32, 127))
 
 
 def _dot_atom(text: str) -> bool:
-    return all(part and _ATEXT.issuperset(part) for part in text.split("."))
+    """Non-empty atext parts separated by single dots (``text`` is not empty)."""
+    return text[0] != "." and text[-1] != "." and ".." not in text and _ATEXT_DOT.issuperset(text)
 
 
 def _quoted(text: str) -> bool:
