@@ -14,7 +14,11 @@ from bastion.contract.compiled import OperationContract
 from bastion.contract.responses import ResponseContractViolation
 from bastion.types import Later, Policy, RequestContext, Response, UpstreamResponse
 
-__all__ = ["ContractPolicy"]
+__all__ = ["MAX_AUDITED_REMOVALS", "ContractPolicy"]
+
+#: Removed fields named in one audit event (the first ones, in document order); beyond it
+#: the event also carries ``fields_removed_total``.
+MAX_AUDITED_REMOVALS = 100
 
 
 class ContractPolicy(Policy):
@@ -59,7 +63,11 @@ class ContractPolicy(Policy):
             raise
         response.body = filtered.body
         if filtered.removed:
-            ctx.audit["fields_removed"] = list(filtered.removed)
+            # Bounded like the findings: a long array of leaky objects must not make one
+            # audit line megabytes long.
+            ctx.audit["fields_removed"] = list(filtered.removed[:MAX_AUDITED_REMOVALS])
+            if len(filtered.removed) > MAX_AUDITED_REMOVALS:
+                ctx.audit["fields_removed_total"] = len(filtered.removed)
         if filtered.schema_errors:
             ctx.audit["response_schema_errors"] = list(filtered.schema_errors)
         if filtered.sensitive:
