@@ -283,3 +283,30 @@ def test_chunked_body_is_buffered_then_forwarded(
     assert response is not None
     assert response.status == 200
     assert response.json()["display_name"] == "Alice Chunked"
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # Escaped quotes that never close a string, behind enough brackets to be measured:
+        # the nesting check once took minutes on this (quadratic string matching).
+        b"[" * 40 + b'"' + b'\\"' * 200_000,
+        b'{"username": "' + b'\\"' * 200_000 + b'"' + b"]" * 40 + b"}",
+        b'{"a": ' + b"[" * 33 + b"]" * 33 + b"}",
+    ],
+)
+def test_hostile_nesting_is_refused_quickly_and_not_forwarded(
+    shop_gateway: GatewayProc, body: bytes
+) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", shop_gateway.port, timeout=10)
+    try:
+        conn.request("POST", "/v2/users", body=body, headers={"Content-Type": "application/json"})
+        response = conn.getresponse()
+        problem = json.loads(response.read())
+        request_id = response.getheader("x-request-id")
+    finally:
+        conn.close()
+    assert response.status == 400
+    assert problem["code"] == "validation_failed"
+    event = shop_gateway.event_for(request_id)
+    assert event["upstream"] is None  # never forwarded
