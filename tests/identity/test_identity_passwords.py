@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.identity.passwords import PasswordHasher, PasswordPolicy, PasswordRejected
 from bastion.identity.settings import Argon2Settings, PasswordSettings
@@ -121,3 +125,21 @@ def test_argon2id_and_rehash_on_parameter_change() -> None:
     assert stronger.verify(stored, "a fine long passphrase")
     assert stronger.needs_rehash(stored)
     assert not stronger.verify(None, "anything")  # unknown user: dummy hash, always False
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=12))
+def test_trailing_non_letters_are_stripped_like_the_expression(text: str) -> None:
+    from bastion.identity.passwords import _without_trailing_non_letters
+
+    assert _without_trailing_non_letters(text) == re.sub(r"[\d\W_]+$", "", text)
+
+
+def test_a_very_long_password_is_refused_at_once() -> None:
+    # Quadratic work would not finish within the test timeout (no timing assertion): the
+    # trailing-digit check once took 1.8 s for 16,000 digits.
+    assert reasons("a" + "1" * 1_000_000 + "x") == ["must be at most 128 characters long"]
+    long_policy = PasswordPolicy(PasswordSettings(max_length=4096))
+    assert "is repetitive or sequential" not in reasons(
+        "Correct horse " + "7" * 4000, policy=long_policy
+    )
