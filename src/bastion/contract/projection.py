@@ -40,7 +40,8 @@ __all__ = ["LEAF", "PRIMITIVE", "Plan", "PlanBuilder", "Projection"]
 
 
 class Projection:
-    """What one :meth:`Plan.project` walk found: removals (applied by :meth:`commit`), names."""
+    """What one :meth:`Plan.project` walk found: removals (applied by :meth:`commit`) and
+    whether it passed a sensitive key name."""
 
     __slots__ = ("doomed", "flagged", "removed")
 
