@@ -119,6 +119,7 @@ async def test_client_authentication_failures(live_sqlite: Live) -> None:
         basic("no-such-client", secret),
         basic(entry.client_id, ""),
         {"Authorization": "Basic !!!notbase64"},
+        basic(entry.client_id, secret + "%41" * 2_000),  # over the length read at all
         {"Authorization": "Bearer " + secret},
         {},
     ]

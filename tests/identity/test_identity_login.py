@@ -240,3 +240,26 @@ async def test_known_password_does_not_reset_the_totp_guess_budget(live_sqlite: 
     assert user is not None
     assert user.failed_logins >= threshold
     assert user.locked_until > live.clock.now
+
+
+# Combining marks in descending class order: NFKC sorts them with an insertion sort, so a
+# 64 KB field of them took 2 s of CPU with the GIL held before the length was looked at.
+# (Percent-encoded, 10,000 marks fill the form's 64 KiB.)
+_HOSTILE_PASSWORD = "a" + "\u0301" * 5_000 + "\u0316" * 5_000
+
+
+async def test_a_hostile_password_fails_like_a_wrong_one_without_being_normalised(
+    live_sqlite: Live,
+) -> None:
+    live = live_sqlite
+    seeded = await seed(live)
+    browser = Browser(live)
+    fields = await _login_page(live, browser, seeded)
+    status, html = await _try(live, browser, fields, seeded.username, _HOSTILE_PASSWORD)
+    assert status == 401
+    assert "The username or password is incorrect, or the account is locked." in html
+    causes = [r.get("cause") for r in live.service.audit.records if r["event"] == "login.failure"]
+    assert causes == ["login.bad_password"]
+    # the account still opens with its password
+    status, _ = await _try(live, browser, form_fields(html), seeded.username, USER_PASSWORD)
+    assert status == 303

@@ -143,3 +143,17 @@ def test_a_very_long_password_is_refused_at_once() -> None:
     assert "is repetitive or sequential" not in reasons(
         "Correct horse " + "7" * 4000, policy=long_policy
     )
+
+
+def test_text_far_beyond_the_maximum_is_refused_before_normalising() -> None:
+    hostile = "a" + "\u0301" * 200_000 + "\u0316" * 200_000  # quadratic for NFKC
+    assert reasons(hostile) == ["must be at most 128 characters long"]
+    hasher = PasswordHasher(Argon2Settings(time_cost=1, memory_cost=256), max_length=128)
+    stored = hasher.hash(POLICY.check("a fine long passphrase"))
+    assert not hasher.verify(stored, hostile)
+    assert not hasher.verify(None, hostile)
+    # decomposed input up to twice the maximum is still read (a base letter and its mark)
+    decomposed = "".join(f"{i:02d}e\u0301" for i in range(40))
+    assert len(decomposed) == 160
+    assert len(POLICY.check(decomposed)) == 120
+    assert hasher.verify(hasher.hash(POLICY.check(decomposed)), decomposed)

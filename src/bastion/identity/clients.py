@@ -38,6 +38,9 @@ GRANT_TYPES = ("authorization_code", "client_credentials", "refresh_token")
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 _ASSERTION_ALGS = ("ES256", "ES384", "PS256", "RS256", "EdDSA")
 _MAX_ASSERTION_AGE = 300
+# Basic credentials longer than this are refused before decoding: a 128-character client id
+# and a long secret, both percent-encoded, stay well under it.
+_MAX_BASIC = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +222,8 @@ class ClientRegistry:
         scheme, _, value = authorization.partition(" ")
         if scheme.lower() != "basic" or not value:
             raise InvalidClient(reason="client.bad_scheme")
+        if len(value) > _MAX_BASIC:
+            raise InvalidClient(reason="client.bad_basic")
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
         except (binascii.Error, UnicodeDecodeError):

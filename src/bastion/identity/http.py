@@ -69,7 +69,7 @@ async def read_form(request: Request) -> Form:
     declared = request.headers.get("content-length")
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise InvalidRequest("request body is too large")
-    body = b""
+    body = bytearray()  # extended in place: b"" += chunk copied the body each time
     async for chunk in request.stream():
         body += chunk
         if len(body) > MAX_BODY:

@@ -25,7 +25,14 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 from bastion.identity.settings import Argon2Settings, PasswordSettings
 
-__all__ = ["PasswordHasher", "PasswordPolicy", "PasswordRejected", "load_blocklist", "normalize"]
+__all__ = [
+    "PasswordHasher",
+    "PasswordPolicy",
+    "PasswordRejected",
+    "load_blocklist",
+    "normalize",
+    "raw_length_cap",
+]
 
 _BLOCKLIST = Path(__file__).parent / "data" / "common-passwords.txt"
 _SEQUENCES = ("abcdefghijklmnopqrstuvwxyz", "01234567890", "qwertyuiopasdfghjklzxcvbnm")
@@ -41,6 +48,16 @@ class PasswordRejected(ValueError):
 
 def normalize(password: str) -> str:
     return unicodedata.normalize("NFKC", password)
+
+
+def raw_length_cap(max_length: int) -> int:
+    """The longest text normalised for a ``max_length`` password (code points, before NFKC).
+
+    NFKC reorders runs of combining marks with an insertion sort: quadratic in the run, so a
+    64 KB password of marks took 2 s with the GIL held. Longer texts are refused unread.
+    Twice the limit leaves room for decomposed input (a base letter and its mark each).
+    """
+    return 2 * max_length
 
 
 @lru_cache(maxsize=4)
@@ -95,13 +112,16 @@ class PasswordPolicy:
 
     def check(self, password: str, *, context: Iterable[str] = ()) -> str:
         """Return the normalised password or raise :class:`PasswordRejected` with reasons."""
+        too_long = f"must be at most {self.max_length} characters long"
+        if len(password) > raw_length_cap(self.max_length):
+            raise PasswordRejected([too_long])  # not even normalised (see raw_length_cap)
         text = normalize(password)
         reasons: list[str] = []
         if len(text) < self.min_length:
             reasons.append(f"must be at least {self.min_length} characters long")
         if len(text) > self.max_length:
             # Nothing else is worth computing on a text this long.
-            raise PasswordRejected([f"must be at most {self.max_length} characters long"])
+            raise PasswordRejected([too_long])
         if any(unicodedata.category(c) in ("Cc", "Cs") for c in text):
             reasons.append("must not contain control characters")
         folded = text.casefold()
@@ -131,6 +151,10 @@ class PasswordPolicy:
         return {w for w in words if len(w) >= 3}
 
 
+# Verified against the dummy hash when the user is unknown or the candidate too long.
+_DUMMY_CANDIDATE = "bastion-identity-dummy-password"
+
+
 class PasswordHasher:
     """Argon2id with the configured cost; a dummy hash equalises unknown-user timing.
 
@@ -139,21 +163,28 @@ class PasswordHasher:
     which bounds memory (``memory_cost`` each) under a flood of logins.
     """
 
-    def __init__(self, params: Argon2Settings, concurrency: int = 4) -> None:
+    def __init__(
+        self, params: Argon2Settings, concurrency: int = 4, max_length: int = 4096
+    ) -> None:
         self._slots = asyncio.Semaphore(concurrency)
+        #: Longer candidates are not normalised, only refused (see :func:`raw_length_cap`).
+        self._max_raw = raw_length_cap(max_length)
         self._hasher = argon2.PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,
             parallelism=params.parallelism,
             type=argon2.Type.ID,
         )
-        self._dummy = self._hasher.hash("bastion-identity-dummy-password")
+        self._dummy = self._hasher.hash(_DUMMY_CANDIDATE)
 
     def hash(self, normalized_password: str) -> str:
         return self._hasher.hash(normalized_password)
 
     def verify(self, stored_hash: str | None, password: str) -> bool:
-        """Constant work whether or not the user exists (``stored_hash=None``)."""
+        """Constant work whether or not the user exists (``stored_hash=None``) and however
+        long the candidate (one that no password can be is checked as a dummy)."""
+        if len(password) > self._max_raw:
+            stored_hash, password = None, _DUMMY_CANDIDATE
         try:
             self._hasher.verify(stored_hash or self._dummy, normalize(password))
         except (VerifyMismatchError, VerificationError, InvalidHashError):

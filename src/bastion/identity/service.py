@@ -70,7 +70,9 @@ class IdentityService:
             cache_ttl=settings.tokens.client_cache_ttl,
             clock=clock,
         )
-        self.hasher = PasswordHasher(settings.passwords.argon2)
+        self.hasher = PasswordHasher(
+            settings.passwords.argon2, max_length=settings.passwords.max_length
+        )
         self.policy = PasswordPolicy(settings.passwords, mfa_enforced=settings.mfa.enforce)
         self.users = Users(self.db, self.hasher, self.policy, settings.lockout)
         self.sessions = Sessions(self.db, self.sealer, settings.sessions)

@@ -69,16 +69,16 @@ def _headers(scope: Scope) -> Mapping[bytes, bytes]:
 async def _read_body(receive: Receive, declared: bytes | None) -> bytes:
     if declared is not None and (not declared.isdigit() or int(declared) > MAX_BODY):
         raise InvalidRequest("request body is too large")
-    body = b""
+    body = bytearray()  # extended in place: b"" += chunk copied the body each time
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             raise InvalidRequest("client disconnected")
-        body += bytes(message.get("body", b""))
+        body += message.get("body", b"")
         if len(body) > MAX_BODY:
             raise InvalidRequest("request body is too large")
         if not message.get("more_body", False):
-            return body
+            return bytes(body)
 
 
 class TokenEndpoint:
