@@ -546,3 +546,32 @@ def test_pointer_tokens_are_always_utf8_encodable() -> None:
     from bastion.contract.documents import escape_pointer
 
     assert escape_pointer("\ud800x/~") == "?x~1~0"
+
+
+def test_a_large_body_with_countless_errors_reports_its_first(tmp_path: Path) -> None:
+    """jsonschema-rs builds every error before the first is read: a 1 MiB body of wrong
+    items once cost 7.8 s and 1 GB before its 400. Large bodies report their first error."""
+    item_schema = {"type": "array", "maxItems": 10, "items": {"type": "string"}}
+    spec = minimal(
+        {
+            "/tags": {
+                "post": {
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"type": "object", "properties": {"tags": item_schema}}
+                            }
+                        },
+                    },
+                    "responses": {"204": {"description": "ok"}},
+                }
+            }
+        }
+    )
+    op = contract(write_spec(tmp_path, spec), "POST", "/tags", ContractLimits(max_array_items=10))
+    large = _errors(op, b'{"tags": [' + b"1," * 400_000 + b"1]}")
+    assert len(large) == 1
+    assert large[0]["pointer"].startswith("/body/tags")
+    small = _errors(op, {"tags": [1, 2, 3]})
+    assert [e["pointer"] for e in small] == ["/body/tags/0", "/body/tags/1", "/body/tags/2"]

@@ -19,7 +19,7 @@ from typing import Any, Literal, NamedTuple
 import jsonschema_rs
 
 from bastion.contract.documents import escape_pointer
-from bastion.contract.messages import MAX_ERRORS, ErrorEntry, entries_for
+from bastion.contract.messages import MAX_ERRORS, ErrorEntry, errors_of
 from bastion.contract.parameters import ParameterRule, StyleError, parse_cookies, parse_query
 from bastion.contract.projection import LEAF, Plan, PlanBuilder
 from bastion.contract.request_body import BodyRule, FormDecoder
@@ -39,6 +39,8 @@ __all__ = [
 ]
 
 _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
+# A parameter array or object with more items gets its first error only (see errors_of).
+_ALL_ERRORS_UP_TO_ITEMS = 64
 
 
 @dataclass(frozen=True)
@@ -148,7 +150,8 @@ class OperationContract:
                 errors.append({"pointer": rule.prefix, "detail": "required parameter is missing"})
             return
         if not rule.validator.is_valid(value):
-            errors.extend(entries_for(rule.prefix, rule.validator.iter_errors(value)))
+            large = isinstance(value, list | dict) and len(value) > _ALL_ERRORS_UP_TO_ITEMS
+            errors.extend(errors_of(rule.validator, value, rule.prefix, large=large))
             return
         out[rule.name] = value
 

@@ -17,7 +17,7 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.media import is_json, match_media, parse_media_type
-from bastion.contract.messages import ErrorEntry, entries_for
+from bastion.contract.messages import ALL_ERRORS_UP_TO, ErrorEntry, errors_of
 from bastion.contract.parameters import Coercer, StyleError, make_coercer, parse_query
 from bastion.contract.schema import resolve_local, schema_types
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
@@ -144,5 +144,6 @@ class BodyRule:
         else:
             return None
         if self.validator is not None and not self.validator.is_valid(value):
-            errors.extend(entries_for("/body", self.validator.iter_errors(value)))
+            large = len(body) > ALL_ERRORS_UP_TO
+            errors.extend(errors_of(self.validator, value, "/body", large=large))
         return value

@@ -23,7 +23,7 @@ import jsonschema_rs
 import orjson
 
 from bastion.contract.media import is_json, match_media, parse_media_type
-from bastion.contract.messages import entries_for
+from bastion.contract.messages import ALL_ERRORS_UP_TO, errors_of
 from bastion.contract.projection import Plan, Projection
 from bastion.contract.sensitive import (
     Scanner,
@@ -137,9 +137,10 @@ def filter_json(
     removed = tuple(projection.removed)
     errors: tuple[str, ...] = ()
     if rule.validator is not None and not rule.validator.is_valid(document):
+        large = len(body) > ALL_ERRORS_UP_TO
         errors = tuple(
             f"{e['pointer'] or '/'}: {e['detail']}"
-            for e in entries_for("", rule.validator.iter_errors(document))
+            for e in errors_of(rule.validator, document, "", large=large)
         )
         if not monitor:
             raise ResponseContractViolation("contract.response_invalid", errors)
