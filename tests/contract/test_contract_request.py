@@ -394,8 +394,13 @@ def test_redos_shaped_inputs_finish_on_the_linear_engine(tmp_path: Path) -> None
         "u": "h:" + "/" * 99_999,
         "d": "2020-01-01T" + "0" * 99_990,
     }
-    errors = _errors(op, body)
-    assert {e["pointer"] for e in errors} >= {"/body/p", "/body/q", "/body/e", "/body/d"}
+    # One field per request: a body this large reports its first error only, so each
+    # hostile value must be the one the validator stops at.
+    for name in ("p", "q", "e", "d"):
+        assert [e["pointer"] for e in _errors(op, {name: body[name]})] == [f"/body/{name}"]
+    op.validate_request(
+        path_params={}, query_string=b"", headers=JSON, body=json.dumps({"u": body["u"]}).encode()
+    )  # a valid URI however long
 
 
 def test_two_content_type_headers_are_415(create_user: OperationContract) -> None:
