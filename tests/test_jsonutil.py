@@ -144,3 +144,15 @@ def test_a_repeated_key_is_refused_wherever_it_is(
         text = f'[1{item}{{"outer"{colon}{text}}}]'
     with pytest.raises(JSONError, match="duplicate key"):
         loads_strict(text.encode(), max_depth=1000)
+
+
+@pytest.mark.parametrize("as_bytes", [True, False])
+def test_nesting_is_capped_and_wide_documents_pass(as_bytes: bool) -> None:
+    deep = "[" * 65 + "]" * 65
+    wide = "[" + ",".join(["[[1],{}]"] * 5_000) + "]"  # 15,001 brackets, depth 3
+    tricky = '["' + "[" * 100 + '\\"", [[]]]'  # brackets inside a string with an escape
+    read = (lambda t: loads_strict(t.encode())) if as_bytes else loads_strict
+    with pytest.raises(JSONError, match="nesting deeper than 64 levels"):
+        read(deep)
+    assert len(read(wide)) == 5_000
+    assert read(tricky) == ["[" * 100 + '"', [[]]]

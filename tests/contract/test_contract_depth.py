@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bastion.contract.request_body import depth_exceeds
+from bastion.jsonutil import depth_exceeds
 
 # Strings made of what could fool a byte-level count: brackets, quotes, backslashes.
 tricky = st.text(alphabet='[]{}"\\ a', max_size=6)
