@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from urllib.parse import quote, unquote_to_bytes
 
 from bastion.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, RequestSmuggling
@@ -158,33 +158,45 @@ class TrustedProxies:
         """The client address: the peer, unless the peer is a trusted proxy.
 
         Behind trusted proxies, X-Forwarded-For is read right to left and the first address
-        that is not itself a trusted proxy is the client. A spoofed header from an
-        untrusted peer is ignored entirely.
+        that is not itself a trusted proxy is the client (``Forwarded`` when X-Forwarded-For
+        holds no address). A spoofed header from an untrusted peer is ignored entirely.
+        Entries are parsed only as far as the walk goes: whatever a client prepends to the
+        header (thousands of junk entries) is never read once its own address is found.
         """
         if not self.trusts(peer):
             return peer
-        chain = _forwarded_chain(headers)
-        for candidate in reversed(chain):
-            if not self.trusts(candidate):
-                return candidate
-        return chain[0] if chain else peer
+        for candidates in (_xff_right_to_left(headers), _forwarded_right_to_left(headers)):
+            leftmost = ""
+            for raw in candidates:
+                address = _valid_ip(raw)
+                if not address:
+                    continue
+                if not self.trusts(address):
+                    return address
+                leftmost = address
+            if leftmost:
+                return leftmost  # every hop is a trusted proxy: the first one sent it
+        return peer
 
 
-def _forwarded_chain(headers: Headers) -> list[str]:
-    chain: list[str] = []
-    for value in headers.get_all("x-forwarded-for"):
-        chain.extend(_valid_ip(part.strip()) for part in value.split(","))
-    if not chain:
-        for value in headers.get_all("forwarded"):
-            for element in value.split(","):
-                for pair in element.split(";"):
-                    key, _, val = pair.strip().partition("=")
-                    if key.lower() == "for":
-                        chain.append(_valid_ip(val.strip('"').strip("[]").split("]:")[0]))
-    return [ip for ip in chain if ip]
+def _xff_right_to_left(headers: Headers) -> Iterator[str]:
+    for value in reversed(headers.get_all("x-forwarded-for")):
+        for part in reversed(value.split(",")):
+            yield part.strip()
+
+
+def _forwarded_right_to_left(headers: Headers) -> Iterator[str]:
+    for value in reversed(headers.get_all("forwarded")):
+        for element in reversed(value.split(",")):
+            for pair in element.split(";"):
+                key, _, val = pair.strip().partition("=")
+                if key.lower() == "for":
+                    yield val.strip('"').strip("[]").split("]:")[0]
 
 
 def _valid_ip(value: str) -> str:
+    if not value:
+        return ""
     try:
         return str(ipaddress.ip_address(value))
     except ValueError:

@@ -1,0 +1,54 @@
+"""Which address is the client's: X-Forwarded-For and Forwarded behind trusted proxies."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.gateway.request import TrustedProxies
+from bastion.types import Headers
+
+PROXIES = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
+
+
+def _client(peer: str, *pairs: tuple[str, str]) -> str:
+    return PROXIES.client_ip(peer, Headers((k.encode(), v.encode()) for k, v in pairs))
+
+
+@pytest.mark.parametrize(
+    ("peer", "pairs", "client"),
+    [
+        # an untrusted peer's headers are ignored entirely
+        ("203.0.113.9", [("x-forwarded-for", "198.51.100.1")], "203.0.113.9"),
+        # right to left, the first address that is not a trusted proxy
+        ("10.0.0.1", [("x-forwarded-for", "6.6.6.6, 198.51.100.1, 10.0.0.2")], "198.51.100.1"),
+        # several header lines read as one list, in order
+        (
+            "10.0.0.1",
+            [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.1, 10.0.0.7")],
+            "198.51.100.1",
+        ),
+        # junk and empty entries are skipped
+        ("10.0.0.1", [("x-forwarded-for", "198.51.100.1, , junk,10.0.0.3")], "198.51.100.1"),
+        # every hop trusted: the first one sent it
+        ("10.0.0.1", [("x-forwarded-for", "10.0.0.9, 10.0.0.8")], "10.0.0.9"),
+        # no usable X-Forwarded-For: Forwarded, right to left
+        (
+            "10.0.0.1",
+            [
+                ("x-forwarded-for", "junk"),
+                ("forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https'),
+            ],
+            "6.6.6.6",
+        ),
+        ("2001:db8::1", [("forwarded", "for=198.51.100.1;proto=https")], "198.51.100.1"),
+        # nothing usable at all: the peer
+        ("10.0.0.1", [("x-forwarded-for", ", ,")], "10.0.0.1"),
+    ],
+)
+def test_client_address(peer: str, pairs: list[tuple[str, str]], client: str) -> None:
+    assert _client(peer, *pairs) == client
+
+
+def test_junk_a_client_prepends_is_not_what_decides() -> None:
+    junk = ",".join(["a.b"] * 20_000)
+    assert _client("10.0.0.1", ("x-forwarded-for", f"{junk}, 198.51.100.1")) == "198.51.100.1"
