@@ -594,6 +594,54 @@ async def test_read_timeout_while_streaming_the_body(client: H1Transport) -> Non
         assert caught.value.reason == "upstream.timeout.read"
 
 
+@pytest.mark.parametrize("length", [100, 1_000_000])  # the small path and a streamed body
+async def test_total_timeout_for_a_trickled_body(client: H1Transport, length: int) -> None:
+    """A byte per read interval kept the request open for ever (no 504, no answer)."""
+
+    async def trickle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Raw) -> None:
+        await read_request(reader, s)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % length)
+        for _ in range(length):
+            writer.write(b"a")
+            await writer.drain()
+            await asyncio.sleep(0.05)
+
+    async with raw_server(trickle) as up:
+        timeouts = UpstreamTimeouts(connect=1.0, read=0.5, total=0.4)
+        with pytest.raises(GatewayTimeout) as caught:
+            await body_of(await client.send(get(up.url, timeouts=timeouts)))
+        assert caught.value.reason == "upstream.timeout.total"
+
+
+@pytest.mark.parametrize(
+    "framing",
+    [
+        b"1\r\na\r\n0\r\nX-Trailer: ",  # a trailer value that never ends
+        b"1;ext=",  # a chunk extension that never ends
+        b"0000",  # a chunk size of endless zeros
+    ],
+)
+async def test_endless_chunk_framing_is_cut_at_the_limit(
+    client: H1Transport, framing: bytes
+) -> None:
+    """Framing bytes without a body byte (trailers, extensions, padded sizes) once grew
+    memory and spun a core with the read timer kept alive: cut after 64 KiB."""
+    filler = b"0" if framing == b"0000" else b"a"
+
+    async def endless(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, s: Raw) -> None:
+        await read_request(reader, s)
+        writer.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + framing)
+        while True:
+            writer.write(filler * 8192)
+            await writer.drain()
+
+    async with raw_server(endless) as up:
+        timeouts = UpstreamTimeouts(connect=1.0, read=5.0, total=30.0)
+        with pytest.raises(BadGateway) as caught:
+            await body_of(await client.send(get(up.url, timeouts=timeouts)))
+        assert caught.value.reason == "upstream.bad_payload"
+
+
 async def test_refused_connection_is_connect_failed(client: H1Transport) -> None:
     async with raw_server(answering(OK)) as up:
         url = up.url

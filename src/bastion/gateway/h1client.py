@@ -9,12 +9,14 @@ Errors, all raised as :mod:`bastion.errors` classes (reasons shared with
 
     connect / TLS handshake / pool wait over ``connect``   -> 504 upstream.timeout.connect
     no byte for ``read`` seconds (head or body)             -> 504 upstream.timeout.read
-    no complete head ``total`` seconds after sending         -> 504 upstream.timeout.total
+    no complete response ``total`` seconds after sending     -> 504 upstream.timeout.total
+      (a body already being streamed to the client is cut there)
     refused, reset, DNS or certificate failure at connect   -> 502 upstream.connect_failed
     connection closed before the response head             -> 502 upstream.disconnected
     malformed head: llhttp error, CL+TE, differing CLs,
       head over 64 KiB, 101                                 -> 502 upstream.bad_response
-    truncated or malformed body, error while streaming     -> 502 upstream.bad_payload
+    truncated or malformed body, error while streaming,
+      64 KiB of chunk framing or trailers without a body byte -> 502 upstream.bad_payload
     header with CR/LF/NUL, non-latin-1 text to write        -> 502 upstream.bad_request
 
 A connection goes back to the pool only when its response was read completely, allowed
@@ -165,9 +167,9 @@ class _Connection(asyncio.Protocol):
         "_extra",
         "_future",
         "_head_done",
-        "_head_fed",
         "_head_size",
         "_headers",
+        "_idle_fed",
         "_interim",
         "_keep",
         "_last_read",
@@ -176,6 +178,7 @@ class _Connection(asyncio.Protocol):
         "_method_head",
         "_parser",
         "_parts",
+        "_progress",
         "_read",
         "_received",
         "_small",
@@ -224,7 +227,8 @@ class _Connection(asyncio.Protocol):
         self._chunked = False
         self._keep = False
         self._head_size = 0
-        self._head_fed = 0
+        self._idle_fed = 0
+        self._progress = 0
         self._head_done = False
         self._interim = False
         self._small = False
@@ -250,6 +254,7 @@ class _Connection(asyncio.Protocol):
             return
         self._received = True
         self._last_read = self.loop.time()
+        progress = self._progress
         try:
             self._parser.feed_data(data)
         except HttpParserUpgrade:
@@ -264,13 +269,18 @@ class _Connection(asyncio.Protocol):
                     _bad("upstream.bad_payload" if self._head_done else "upstream.bad_response")
                 )
                 return
-        if not self._head_done and self.active:
-            # Everything fed so far was head (llhttp keeps a header being received in
-            # memory): a head that never ends must not grow without bound.
-            self._head_fed += len(data)
-            if self._head_fed > HEAD_LIMIT:
-                self._fail(_bad("upstream.bad_response"))
-                return
+        if self.active:
+            if self._progress != progress:
+                self._idle_fed = 0
+            else:
+                # Nothing came of these bytes: head, or chunk sizes, extensions, trailers
+                # (llhttp keeps a header being received in memory, and grows it by copying).
+                # Framing that never ends must not grow, spin or keep the read timer alive.
+                self._idle_fed += len(data)
+                if self._idle_fed > HEAD_LIMIT:
+                    reason = "upstream.bad_payload" if self._head_done else "upstream.bad_response"
+                    self._fail(_bad(reason))
+                    return
         if self.active and self._future is None and self._body is None:
             self._finish()
 
@@ -365,6 +375,7 @@ class _Connection(asyncio.Protocol):
             self._chunked = self._te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
         self._status = status
         self._head_done = True
+        self._progress += 1
         future = self._future
         assert future is not None
         length = self._length
@@ -391,6 +402,7 @@ class _Connection(asyncio.Protocol):
         if self._method_head:
             self._extra = True
             raise _Stop
+        self._progress += 1
         ref = self._body
         if ref is not None:
             body = ref()
@@ -409,6 +421,7 @@ class _Connection(asyncio.Protocol):
         if self._interim:
             self._interim = False
             return
+        self._progress += 1
         # Read now: llhttp forgets the message's framing once it is complete.
         self._keep = self._parser.should_keep_alive()
         self._complete()
@@ -524,13 +537,19 @@ class _Connection(asyncio.Protocol):
                 self._fail(GatewayTimeout(reason="upstream.timeout.read"))
                 return
             due = min(due, self._total_at)
+        elif now >= self._total_at:
+            # The whole exchange, body included (as aiohttp's total): an upstream that
+            # trickles a byte per read timeout must not hold the request forever.
+            self._fail(GatewayTimeout(reason="upstream.timeout.total"))
+            return
         elif self.paused:
-            due = now + self._read  # our consumer is slow, not the upstream
+            due = min(now + self._read, self._total_at)  # our consumer is slow, not the upstream
         else:
             due = self._last_read + self._read
             if now >= due:
                 self._fail(GatewayTimeout(reason="upstream.timeout.read"))
                 return
+            due = min(due, self._total_at)
         self._timer = self.loop.call_at(due, self._on_timer)
 
     def resume(self) -> None:
