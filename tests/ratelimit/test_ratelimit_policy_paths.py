@@ -88,3 +88,19 @@ async def test_on_request_alone_answers_like_the_shortcut() -> None:
         except TooManyRequests as refused:
             got = ("429", (refused.retry_after, sorted(refused.headers.items())))
         assert got == expected, step
+
+
+def test_long_identities_are_hashed_each_time_not_remembered() -> None:
+    """A body or header field is the client's choice: 10,000 remembered 1 MB values held
+    10 GB. Identities beyond 256 characters are not memoised (same checks either way)."""
+    from bastion.policies import ratelimit
+
+    spec = LimitSpec("api:a:0", ("ip",), parse_rate("5/second"), "gcra", False)
+    policy = RateLimitPolicy([spec], MemoryStateStore(), _Clock())
+    long_identity = "x" * 100_000
+    first = policy._only_check(long_identity)
+    assert long_identity not in policy._only
+    assert policy._only_check(long_identity)[0] == first[0]
+    short = policy._only_check("short")
+    assert policy._only["short"] == short
+    assert ratelimit._MEMO_MAX_CHARS == 256

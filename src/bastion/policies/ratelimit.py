@@ -26,6 +26,9 @@ from bastion.types import LATER, Later, Policy, RequestContext, Response
 __all__ = ["LimitSpec", "RateLimitPolicy"]
 
 _KNOWN_CHECKS = 10_000
+# Identities longer than this (a body or header field: the client's choice) are hashed on
+# every request instead of remembered: 10,000 remembered 1 MB values held 10 GB.
+_MEMO_MAX_CHARS = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,9 +98,10 @@ class RateLimitPolicy(Policy):
             check = self._known.get((index, identity))
             if check is None:
                 check = self._check(spec, identity)
-                if len(self._known) >= _KNOWN_CHECKS:
-                    self._known.clear()
-                self._known[(index, identity)] = check
+                if len(identity) <= _MEMO_MAX_CHARS:
+                    if len(self._known) >= _KNOWN_CHECKS:
+                        self._known.clear()
+                    self._known[(index, identity)] = check
             checks.append(check)
         return checks
 
@@ -116,9 +120,11 @@ class RateLimitPolicy(Policy):
 
     def _only_check(self, identity: str) -> tuple[LimitCheck, tuple[str, str]]:
         check = self._check(self.limits[0], identity)
-        if len(self._only) >= _KNOWN_CHECKS:
-            self._only.clear()
-        entry = self._only[identity] = (check, single_policy(check))
+        entry = (check, single_policy(check))
+        if len(identity) <= _MEMO_MAX_CHARS:
+            if len(self._only) >= _KNOWN_CHECKS:
+                self._only.clear()
+            self._only[identity] = entry
         return entry
 
     def on_request_now(self, ctx: RequestContext) -> Response | Later | None:

@@ -1,0 +1,36 @@
+"""The in-memory store stays bounded and cheap under floods of client-chosen keys."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bastion.ratelimit.backoff import BackoffPolicy
+from bastion.state import memory
+from bastion.state.memory import MemoryStateStore
+
+POLICY = BackoffPolicy(reset_after=60)
+
+
+def test_login_failures_are_swept_oldest_first_and_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(memory, "_LOGINS_MAX", 5_000)
+    monkeypatch.setattr(memory, "_LOGINS_SWEEP_ABOVE", 1_000)
+    store = MemoryStateStore()
+
+    async def run() -> None:
+        await store.login_failure("target", 0.0, POLICY)
+        await store.login_failure("target", 1.0, POLICY)
+        # a flood of fresh usernames, one second apart: older records reset as it goes
+        for i in range(20_000):
+            await store.login_failure(f"user-{i}", 2.0 + i, POLICY)
+        assert len(store._logins) <= 64 + 1_000  # reset ones are gone, a step at a time
+        assert (await store.login_state("target", 20_002.0, POLICY)).failures == 0
+        # the same flood within one minute: nothing resets, the cap holds
+        for i in range(20_000):
+            await store.login_failure(f"burst-{i}", 30_000.0 + i / 1000, POLICY)
+        assert len(store._logins) <= 5_000
+        newest = await store.login_state("burst-19999", 30_020.0, POLICY)
+        assert newest.failures == 1
+
+    asyncio.run(run())
