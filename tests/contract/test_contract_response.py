@@ -369,3 +369,65 @@ def test_objects_of_many_key_orders_are_projected_alike_and_remembered_within_a_
             assert out.removed == expected  # document order, whatever the order
             assert item == {"a": "x", "b": {"c": 1}}
         assert len(plan._shapes) <= SHAPES_PER_PLAN
+
+
+def test_a_union_reached_twice_through_one_schema_projects() -> None:
+    """Two branches whose property refers to the same recursive union: merging met the
+    union twice and raised (a 500 for any answer)."""
+    from bastion.contract.projection import PlanBuilder, Projection
+    from bastion.contract.schema import SchemaCompiler
+
+    schemas = {
+        "U": {
+            "anyOf": [
+                {"type": "object", "properties": {"c": {"$ref": "#/components/schemas/U"}}},
+                {
+                    "type": "object",
+                    "required": ["c"],
+                    "properties": {"c": {"$ref": "#/components/schemas/U"}, "d": {}},
+                },
+            ]
+        }
+    }
+    document = {"openapi": "3.1.0", "components": {"schemas": schemas}}
+    plan = PlanBuilder(document, SchemaCompiler(document, "3.1", "response")).build(
+        {"$ref": "#/components/schemas/U"}
+    )
+    value = {"c": {"c": {}, "x": 1}, "d": 2}
+    out = Projection()
+    plan.project(value, "", out)
+    out.commit()
+    assert value == {"c": {"c": {}}, "d": 2}
+    assert out.removed == ["/c/x"]
+
+
+def test_pointers_of_long_keys_nested_deep_stay_bounded() -> None:
+    """Pointers are built only for reported removals, and cut at 1,024 characters."""
+    from bastion.contract.projection import MAX_POINTERS, PlanBuilder, Projection
+    from bastion.contract.schema import SchemaCompiler
+
+    leaf = {"type": "object", "additionalProperties": False, "properties": {"v": {}}}
+    schemas = {
+        "Node": {
+            "type": "object",
+            "additionalProperties": {"$ref": "#/components/schemas/Node"},
+            "properties": {"v": {"type": "integer"}, "items": {"type": "array", "items": leaf}},
+        }
+    }
+    document = {"openapi": "3.1.0", "components": {"schemas": schemas}}
+    plan = PlanBuilder(document, SchemaCompiler(document, "3.1", "response")).build(
+        {"$ref": "#/components/schemas/Node"}
+    )
+    key = "k" * 5_000
+    value: dict[str, Any] = {"v": 1}
+    for _ in range(200):  # 200 levels of 5,000-character keys: 1 MB of keys
+        value = {key: value}
+    out = Projection()
+    plan.project(value, "", out)
+    assert out.removed == []  # open objects keep everything
+    wide = {"items": [{"v": 1, "junk": i} for i in range(3 * MAX_POINTERS)]}
+    out = Projection()
+    plan.project({key: {key: wide}}, "", out)
+    assert len(out.doomed) == 3 * MAX_POINTERS
+    assert len(out.removed) == MAX_POINTERS
+    assert all(len(p) <= 1_024 and p.endswith("…") for p in out.removed)

@@ -36,7 +36,14 @@ import jsonschema_rs
 from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
 from bastion.contract.sensitive import keys_are_harmless, pointer_token
 
-__all__ = ["LEAF", "PRIMITIVE", "Plan", "PlanBuilder", "Projection"]
+__all__ = [
+    "LEAF",
+    "MAX_POINTERS",
+    "PRIMITIVE",
+    "Plan",
+    "PlanBuilder",
+    "Projection",
+]
 
 
 class Projection:
@@ -46,7 +53,7 @@ class Projection:
     __slots__ = ("doomed", "flagged", "removed")
 
     def __init__(self) -> None:
-        #: Pointers of the keys to remove, in document order.
+        #: Pointers of the keys to remove, in document order (the first MAX_POINTERS).
         self.removed: list[str] = []
         #: The keys to remove, as (object, key).
         self.doomed: list[tuple[dict[str, Any], str]] = []
@@ -93,9 +100,24 @@ def _token(key: str) -> str:
     token = _TOKENS.get(key)
     if token is None:
         token = "/" + pointer_token(key)
-        if len(_TOKENS) < 4096:
+        if len(_TOKENS) < 4096 and len(key) <= CACHED_KEY_CHARS:
             _TOKENS[key] = token
     return token
+
+
+#: Removals named (the first ones, in document order), and the longest pointer written out
+#: (cut with ``…``): an answer of long keys nested deep must not turn into gigabytes of
+#: pointers (each level's pointer repeats every key above it).
+MAX_POINTERS = 1_000
+MAX_POINTER_CHARS = 1_024
+
+
+def _below(prefix: str, token: str) -> str:
+    """The pointer one step below ``prefix`` (cut at MAX_POINTER_CHARS)."""
+    pointer = prefix + token
+    if len(pointer) > MAX_POINTER_CHARS:
+        return pointer[: MAX_POINTER_CHARS - 1] + "…"
+    return pointer
 
 
 class Plan:
@@ -157,6 +179,9 @@ _Shape = tuple[bool, tuple[tuple[str, str, "Plan | None"], ...]]
 #: the longest one remembered: upstream answers may invent keys (maps keyed by ids).
 SHAPES_PER_PLAN = 64
 SHAPE_MAX_KEYS = 64
+SHAPE_MAX_CHARS = 4_096
+#: Longest key whose pointer token is remembered (the caches are bounded in bytes too).
+CACHED_KEY_CHARS = 256
 
 
 class ObjectPlan(Plan):
@@ -210,14 +235,15 @@ class ObjectPlan(Plan):
             item = value[key]
             if plan is None:
                 out.doomed.append((value, key))
-                out.removed.append(prefix + token)
+                if len(out.removed) < MAX_POINTERS:
+                    out.removed.append(_below(prefix, token))
                 if type(item) in _CONTAINERS:
                     out.collect(item)
             elif type(item) in _CONTAINERS:
                 if plan is LEAF:
                     out.collect(item)
                 else:
-                    plan.project(item, prefix + token, out)
+                    plan.project(item, _below(prefix, token), out)
 
     def _learn(self, keys: tuple[str, ...]) -> _Shape:
         """The steps for objects with these keys in this order (remembered when short)."""
@@ -234,7 +260,7 @@ class ObjectPlan(Plan):
                     plan = LEAF  # only its keys are checked
             steps.append((key, _token(key), plan))
         shape = (not keys_are_harmless(keys), tuple(steps))
-        if len(keys) <= SHAPE_MAX_KEYS:
+        if len(keys) <= SHAPE_MAX_KEYS and sum(map(len, keys)) <= SHAPE_MAX_CHARS:
             if len(self._shapes) >= SHAPES_PER_PLAN:
                 self._shapes.clear()
             self._shapes[keys] = shape
@@ -282,12 +308,12 @@ class ArrayPlan(Plan):
                 return
             for index, item in enumerate(value):
                 if type(item) in _CONTAINERS:
-                    items.project(item, f"{prefix}/{index}", out)
+                    items.project(item, _below(prefix, f"/{index}"), out)
             return
         for index, item in enumerate(value):
             if type(item) in _CONTAINERS:
                 plan = positional[index] if index < len(positional) else items
-                plan.project(item, f"{prefix}/{index}", out)
+                plan.project(item, _below(prefix, f"/{index}"), out)
 
 
 class DispatchPlan(Plan):
@@ -345,11 +371,12 @@ def merge(plans: list[Plan], *, intersect: bool) -> Plan:
     """Combine plans: ``intersect`` for allOf, otherwise the union of oneOf/anyOf branches."""
     resolved = [_deref(p) for p in plans]
     concrete = [p for p in resolved if p not in _KEEP_WHOLE]
-    unions = [p for p in concrete if isinstance(p, UnionPlan)]
+    # Each union once: the same one reached twice (branches referring to one schema) merges
+    # like once.
+    unions = list({id(p): p for p in concrete if isinstance(p, UnionPlan)}.values())
     if unions:
-        rest = [p for p in concrete if p is not unions[0]]
+        rest = [p for p in concrete if not isinstance(p, UnionPlan)]
         for extra in unions[1:]:
-            rest.remove(extra)
             rest.append(merge([extra.base, *(b for _, b in extra.branches)], intersect=False))
         return UnionPlan(merge([unions[0].base, *rest], intersect=intersect), unions[0].branches)
     if not concrete:

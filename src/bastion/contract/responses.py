@@ -53,10 +53,12 @@ class FilteredResponse(NamedTuple):
 
     body: bytes
     changed: bool
-    #: JSON pointers of the removed fields.
+    #: JSON pointers of the removed fields (the first MAX_POINTERS, in document order).
     removed: tuple[str, ...]
     schema_errors: tuple[str, ...]
     sensitive: tuple[SensitiveFinding, ...]
+    #: How many fields were removed in all.
+    removed_total: int = 0
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,7 @@ def filter_json(
         raise ResponseContractViolation(
             "contract.response_invalid", ("nested too deeply",)
         ) from None
+    total = len(projection.doomed)
     projection.commit()
     removed = tuple(projection.removed)
     errors: tuple[str, ...] = ()
@@ -152,8 +155,8 @@ def filter_json(
             again = Projection()
             rule.plan.project(fresh, "", again)
             findings = _scan(fresh, again)
-    out = _dump(document) if removed else body
-    return FilteredResponse(out, bool(removed), removed, errors, findings)
+    out = _dump(document) if total else body
+    return FilteredResponse(out, bool(total), removed, errors, findings, total)
 
 
 def _findings(

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 MAX_FINDINGS = 100
+_MAX_POINTER_CHARS = 1_024
 
 _NAME_PARTS = (
     "password",
@@ -66,8 +67,17 @@ class SensitiveFinding:
     filtered: bool
 
 
-@lru_cache(maxsize=4096)
 def name_is_sensitive(name: str) -> bool:
+    # Remembered for names of ordinary length only: the cache is bounded in bytes too.
+    return _name_is_sensitive(name) if len(name) <= 256 else _sensitive_norm(name)
+
+
+@lru_cache(maxsize=4096)
+def _name_is_sensitive(name: str) -> bool:
+    return _sensitive_norm(name)
+
+
+def _sensitive_norm(name: str) -> bool:
     norm = name.lower().replace("_", "").replace("-", "").replace(".", "")
     return norm in _NAME_EXACT or any(part in norm for part in _NAME_PARTS)
 
@@ -132,6 +142,7 @@ _AWS_START = re.compile(rb"A[KS]IA")
 _HARMLESS_KEYS: set[tuple[str, ...]] = set()
 _HARMLESS_CAP = 4096
 _HARMLESS_MAX_KEYS = 64
+_HARMLESS_MAX_CHARS = 4_096
 
 
 def values_may_hold_secrets(body: bytes) -> bool:
@@ -166,7 +177,7 @@ def keys_are_harmless(keys: tuple[str, ...]) -> bool:
         return True
     if any(name_is_sensitive(name) for name in keys):
         return False
-    if len(keys) <= _HARMLESS_MAX_KEYS:
+    if len(keys) <= _HARMLESS_MAX_KEYS and sum(map(len, keys)) <= _HARMLESS_MAX_CHARS:
         if len(_HARMLESS_KEYS) >= _HARMLESS_CAP:
             _HARMLESS_KEYS.clear()
         _HARMLESS_KEYS.add(keys)
@@ -195,7 +206,10 @@ class Scanner:
 
     def add(self, kind: str, filtered: bool) -> None:
         if len(self.findings) < MAX_FINDINGS:
-            self.findings.append(SensitiveFinding(self.pointer(), kind, filtered))
+            where = self.pointer()
+            if len(where) > _MAX_POINTER_CHARS:  # a pointer of megabyte keys is not logged
+                where = where[: _MAX_POINTER_CHARS - 1] + "…"
+            self.findings.append(SensitiveFinding(where, kind, filtered))
 
     def scan(self, value: Any, filtered: bool = False) -> None:
         """Walk a whole subtree for sensitive names and values."""

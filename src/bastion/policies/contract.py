@@ -66,8 +66,8 @@ class ContractPolicy(Policy):
             # Bounded like the findings: a long array of leaky objects must not make one
             # audit line megabytes long.
             ctx.audit["fields_removed"] = list(filtered.removed[:MAX_AUDITED_REMOVALS])
-            if len(filtered.removed) > MAX_AUDITED_REMOVALS:
-                ctx.audit["fields_removed_total"] = len(filtered.removed)
+            if filtered.removed_total > MAX_AUDITED_REMOVALS:
+                ctx.audit["fields_removed_total"] = filtered.removed_total
         if filtered.schema_errors:
             ctx.audit["response_schema_errors"] = list(filtered.schema_errors)
         if filtered.sensitive:
