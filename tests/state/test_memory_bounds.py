@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from bastion.ratelimit import LimitCheck, parse_rate
 from bastion.ratelimit.backoff import BackoffPolicy
 from bastion.state import memory
 from bastion.state.memory import MemoryStateStore
@@ -34,3 +35,23 @@ def test_login_failures_are_swept_oldest_first_and_capped(monkeypatch: pytest.Mo
         assert newest.failures == 1
 
     asyncio.run(run())
+
+
+def test_lapsed_blocks_are_dropped_by_the_sweep() -> None:
+    """Playbook blocks expire; with the memory backend nothing ever dropped them."""
+    store = MemoryStateStore(sweep_every=10, clock=lambda: 1_000.0)
+
+    async def run() -> None:
+        for i in range(50):
+            await store.block("ip", f"198.51.100.{i}", 1_100.0, "test")
+        await store.block("ip", "203.0.113.1", None, "for good")
+        assert len(store.mirror.blocks()) == 51
+        for _ in range(10):  # one sweep, after the blocks lapsed
+            store.admit_step(_check(), 2_000.0)
+        assert [e.value for e in store.mirror.blocks()] == ["203.0.113.1"]
+
+    asyncio.run(run())
+
+
+def _check() -> LimitCheck:
+    return LimitCheck(key="k", rate=parse_rate("1000/second"), algorithm="gcra", name="ip")

@@ -82,6 +82,8 @@ class MemoryStateStore:
         self._limits = {k: v for k, v in self._limits.items() if v[1] > now}
         for key in [k for k, leases in self._leases.items() if max(leases.values()) <= now]:
             del self._leases[key]
+        # Lapsed blocks and revocations of expired tokens (with Redis, its resync does this).
+        self._mirror.prune(now)
 
     def admit_step(self, check: LimitCheck, now: float) -> Step | None:
         """The common case without the general machinery: one check, decided at once.
