@@ -50,7 +50,7 @@ class Projection:
     """What one :meth:`Plan.project` walk found: removals (applied by :meth:`commit`) and
     whether it passed a sensitive key name."""
 
-    __slots__ = ("doomed", "flagged", "removed")
+    __slots__ = ("doomed", "flagged", "removed", "unions_open")
 
     def __init__(self) -> None:
         #: Pointers of the keys to remove, in document order (the first MAX_POINTERS).
@@ -59,6 +59,8 @@ class Projection:
         self.doomed: list[tuple[dict[str, Any], str]] = []
         #: True once an object key the walk passed (kept or removed) is a sensitive name.
         self.flagged = False
+        #: oneOf/anyOf choices open around the current position (see MAX_UNION_NESTING).
+        self.unions_open = 0
 
     def commit(self) -> None:
         for owner, key in self.doomed:
@@ -110,6 +112,9 @@ def _token(key: str) -> str:
 #: pointers (each level's pointer repeats every key above it).
 MAX_POINTERS = 1_000
 MAX_POINTER_CHARS = 1_024
+#: oneOf/anyOf branches are chosen by validating the value, which reads its whole subtree;
+#: inside this many open choices, nested ones keep what any branch declares instead.
+MAX_UNION_NESTING = 8
 
 
 def _below(prefix: str, token: str) -> str:
@@ -343,16 +348,29 @@ class UnionPlan(Plan):
         self.cache: dict[tuple[int, ...], Plan] = {}
 
     def project(self, value: Any, prefix: str, out: Projection) -> None:
-        if isinstance(value, dict | list):
+        if not isinstance(value, dict | list):
+            return
+        if out.unions_open >= MAX_UNION_NESTING:
+            # Each open union validated the whole subtree already: choosing again at every
+            # level of a recursive union cost size x depth (1 MB at depth 200: 5 s). Deeper
+            # down, what any branch declares is kept (as when no branch validates); the
+            # validation of the whole answer still applies the schema.
+            self._merged(tuple(range(len(self.branches)))).project(value, prefix, out)
+            return
+        out.unions_open += 1
+        try:
             self._plan_for(value).project(value, prefix, out)
+        finally:
+            out.unions_open -= 1
 
     def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
         return False
 
     def _plan_for(self, value: Any) -> Plan:
         chosen = tuple(i for i, (v, _) in enumerate(self.branches) if v.is_valid(value))
-        if not chosen:
-            chosen = tuple(range(len(self.branches)))
+        return self._merged(chosen or tuple(range(len(self.branches))))
+
+    def _merged(self, chosen: tuple[int, ...]) -> Plan:
         plan = self.cache.get(chosen)
         if plan is None:
             plans = [self.base, *(self.branches[i][1] for i in chosen)]
