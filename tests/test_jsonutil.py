@@ -26,6 +26,16 @@ json_values = st.recursive(
 )
 
 
+def _with_member(
+    text: str, key: str, value: Any, separators: tuple[str, str], ascii_only: bool = True
+) -> str:
+    """A JSON object's text with one more member, ``key: value``, written at its end."""
+    item, colon = separators
+    member = json.dumps(key, ensure_ascii=ascii_only) + colon
+    member += json.dumps(value, separators=separators, ensure_ascii=ascii_only)
+    return f"{text[:-1]}{item}{member}}}"
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -100,13 +110,12 @@ def test_the_proof_never_accepts_a_repeated_key(
     indent: bool,
 ) -> None:
     """With or without the repeat, _loads_proven answers orjson's value or declines."""
-    item, colon = separators
     keys = list(obj)
     key = keys[position % len(keys)]
     clean = json.dumps(obj, separators=separators, indent=2 if indent else None)
     proven = _loads_proven(clean.encode())
     assert proven is _MISSING or proven == obj
-    repeated = f"{clean[:-1]}{item}{json.dumps(key)}{colon}{json.dumps(extra)}}}"
+    repeated = _with_member(clean, key, extra, separators)
     assert _loads_proven(repeated.encode()) is _MISSING
 
 
@@ -135,11 +144,8 @@ def test_a_repeated_key_is_refused_wherever_it_is(
     ascii_only: bool,
 ) -> None:
     item, colon = separators
-    key = next(iter(obj))
     body = json.dumps(obj, separators=separators, ensure_ascii=ascii_only)
-    repeated = json.dumps(key, ensure_ascii=ascii_only)
-    value = json.dumps(extra, separators=separators, ensure_ascii=ascii_only)
-    text = f"{body[:-1]}{item}{repeated}{colon}{value}}}"
+    text = _with_member(body, next(iter(obj)), extra, separators, ascii_only)
     if nested:
         text = f'[1{item}{{"outer"{colon}{text}}}]'
     with pytest.raises(JSONError, match="duplicate key"):
