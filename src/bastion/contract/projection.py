@@ -34,7 +34,7 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
-from bastion.contract.sensitive import keys_are_harmless, pointer_token
+from bastion.contract.sensitive import cut_pointer, keys_are_harmless, pointer_token
 
 __all__ = [
     "LEAF",
@@ -107,22 +107,13 @@ def _token(key: str) -> str:
     return token
 
 
-#: Removals named (the first ones, in document order), and the longest pointer written out
-#: (cut with ``…``): an answer of long keys nested deep must not turn into gigabytes of
-#: pointers (each level's pointer repeats every key above it).
+#: Removals named (the first ones, in document order; each pointer cut by
+#: :func:`~bastion.contract.sensitive.cut_pointer`): an answer of long keys nested deep must
+#: not turn into gigabytes of pointers.
 MAX_POINTERS = 1_000
-MAX_POINTER_CHARS = 1_024
 #: oneOf/anyOf branches are chosen by validating the value, which reads its whole subtree;
 #: inside this many open choices, nested ones keep what any branch declares instead.
 MAX_UNION_NESTING = 8
-
-
-def _below(prefix: str, token: str) -> str:
-    """The pointer one step below ``prefix`` (cut at MAX_POINTER_CHARS)."""
-    pointer = prefix + token
-    if len(pointer) > MAX_POINTER_CHARS:
-        return pointer[: MAX_POINTER_CHARS - 1] + "…"
-    return pointer
 
 
 class Plan:
@@ -241,14 +232,14 @@ class ObjectPlan(Plan):
             if plan is None:
                 out.doomed.append((value, key))
                 if len(out.removed) < MAX_POINTERS:
-                    out.removed.append(_below(prefix, token))
+                    out.removed.append(cut_pointer(prefix + token))
                 if type(item) in _CONTAINERS:
                     out.collect(item)
             elif type(item) in _CONTAINERS:
                 if plan is LEAF:
                     out.collect(item)
                 else:
-                    plan.project(item, _below(prefix, token), out)
+                    plan.project(item, cut_pointer(prefix + token), out)
 
     def _learn(self, keys: tuple[str, ...]) -> _Shape:
         """The steps for objects with these keys in this order (remembered when short)."""
@@ -313,12 +304,12 @@ class ArrayPlan(Plan):
                 return
             for index, item in enumerate(value):
                 if type(item) in _CONTAINERS:
-                    items.project(item, _below(prefix, f"/{index}"), out)
+                    items.project(item, cut_pointer(f"{prefix}/{index}"), out)
             return
         for index, item in enumerate(value):
             if type(item) in _CONTAINERS:
                 plan = positional[index] if index < len(positional) else items
-                plan.project(item, _below(prefix, f"/{index}"), out)
+                plan.project(item, cut_pointer(f"{prefix}/{index}"), out)
 
 
 class DispatchPlan(Plan):

@@ -20,8 +20,10 @@ from bastion.contract.documents import escape_pointer
 
 __all__ = [
     "MAX_FINDINGS",
+    "MAX_POINTER_CHARS",
     "Scanner",
     "SensitiveFinding",
+    "cut_pointer",
     "keys_are_harmless",
     "name_is_sensitive",
     "pointer_token",
@@ -31,7 +33,9 @@ __all__ = [
 ]
 
 MAX_FINDINGS = 100
-_MAX_POINTER_CHARS = 1_024
+#: The longest pointer written out (findings, removed fields): a pointer repeats every key
+#: above it, so long keys nested deep would otherwise make megabytes of it.
+MAX_POINTER_CHARS = 1_024
 
 _NAME_PARTS = (
     "password",
@@ -125,6 +129,13 @@ def pointer_token(token: str | int) -> str:
     return text
 
 
+def cut_pointer(pointer: str) -> str:
+    """``pointer`` as written out: cut with ``…`` beyond :data:`MAX_POINTER_CHARS`."""
+    if len(pointer) > MAX_POINTER_CHARS:
+        return pointer[: MAX_POINTER_CHARS - 1] + "…"
+    return pointer
+
+
 def to_pointer(path: list[str | int]) -> str:
     """RFC 6901 pointer for a path of keys and indexes."""
     return "/" + "/".join([pointer_token(t) for t in path]) if path else ""
@@ -206,10 +217,7 @@ class Scanner:
 
     def add(self, kind: str, filtered: bool) -> None:
         if len(self.findings) < MAX_FINDINGS:
-            where = self.pointer()
-            if len(where) > _MAX_POINTER_CHARS:  # a pointer of megabyte keys is not logged
-                where = where[: _MAX_POINTER_CHARS - 1] + "…"
-            self.findings.append(SensitiveFinding(where, kind, filtered))
+            self.findings.append(SensitiveFinding(cut_pointer(self.pointer()), kind, filtered))
 
     def scan(self, value: Any, filtered: bool = False) -> None:
         """Walk a whole subtree for sensitive names and values."""

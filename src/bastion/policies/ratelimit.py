@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bastion.decisions import MISSING, parse_field_ref
 from bastion.errors import ServiceUnavailable, TooManyRequests
@@ -29,6 +30,19 @@ _KNOWN_CHECKS = 10_000
 # Identities longer than this (a body or header field: the client's choice) are hashed on
 # every request instead of remembered: 10,000 remembered 1 MB values held 10 GB.
 _MEMO_MAX_CHARS = 256
+
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+
+def _remember(memo: dict[_K, _V], key: _K, identity: str, value: _V) -> None:
+    """Keep ``value`` for an identity's next request: at most _KNOWN_CHECKS of them
+    (forgotten all at once), and none for a long identity (see _MEMO_MAX_CHARS)."""
+    if len(identity) <= _MEMO_MAX_CHARS:
+        if len(memo) >= _KNOWN_CHECKS:
+            memo.clear()
+        memo[key] = value
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +112,7 @@ class RateLimitPolicy(Policy):
             check = self._known.get((index, identity))
             if check is None:
                 check = self._check(spec, identity)
-                if len(identity) <= _MEMO_MAX_CHARS:
-                    if len(self._known) >= _KNOWN_CHECKS:
-                        self._known.clear()
-                    self._known[(index, identity)] = check
+                _remember(self._known, (index, identity), identity, check)
             checks.append(check)
         return checks
 
@@ -121,10 +132,7 @@ class RateLimitPolicy(Policy):
     def _only_check(self, identity: str) -> tuple[LimitCheck, tuple[str, str]]:
         check = self._check(self.limits[0], identity)
         entry = (check, single_policy(check))
-        if len(identity) <= _MEMO_MAX_CHARS:
-            if len(self._only) >= _KNOWN_CHECKS:
-                self._only.clear()
-            self._only[identity] = entry
+        _remember(self._only, identity, identity, entry)
         return entry
 
     def on_request_now(self, ctx: RequestContext) -> Response | Later | None:
