@@ -12,6 +12,7 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.documents import escape_pointer
+from bastion.contract.formats import EMAIL_PATTERNS
 
 __all__ = ["MAX_ERRORS", "ErrorEntry", "entries_for", "errors_of", "pointer"]
 
@@ -57,6 +58,8 @@ def _detail(kind: Any) -> str:
         "contains": "does not contain a required item",
         "propertyNames": "has a property name that is not allowed",
     }
+    if name == "pattern" and value.get("pattern") in EMAIL_PATTERNS:
+        return "is not a valid email"  # format: email, compiled to patterns (formats.py)
     template = templates.get(name)
     if template is None:
         return "is invalid"
@@ -93,7 +96,9 @@ def entries_for(
                 }
             )
         else:
-            entries.append({"pointer": pointer(prefix, base), "detail": _detail(kind)})
+            entry = {"pointer": pointer(prefix, base), "detail": _detail(kind)}
+            if not entries or entries[-1] != entry:  # an address failing two email patterns
+                entries.append(entry)
         if len(entries) >= limit:
             break
     return _without_shadowed(entries)[:limit]
