@@ -79,7 +79,24 @@ def test_documents_without_escapes_take_the_proven_orjson_path() -> None:
     assert _loads_proven(b'{"a":1,"a":2}') is _MISSING
     assert _loads_proven(b'{"a":1,"a" :2}') is _MISSING
     assert _loads_proven(b'{"a":"\\u0041"}') is _MISSING  # escapes: strict path
-    assert _loads_proven(b'{"n":1234567890123456789}') is _MISSING  # may exceed 64 bits
+    assert _loads_proven(b'{"n":1234567890123456789}') == {"n": 1234567890123456789}
+    assert _loads_proven(b'{"n":18446744073709551616}') is _MISSING  # 2**64: strict path
+    assert _loads_proven(b'{"n":1e20,"s":"1234567890123456789"}') is _MISSING  # a maybe
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.integers(),
+        st.integers(-(2**70), 2**70),
+        st.sampled_from([2**63 - 1, 2**63, 2**64 - 1, 2**64, -(2**63), -(2**63) - 1]),
+    ),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+def test_integers_stay_exact_and_floats_stay_floats(number: int, real: float) -> None:
+    value = loads_strict(json.dumps({"n": number, "x": real}).encode())
+    assert value == {"n": number, "x": real}
+    assert type(value["n"]) is int
 
 
 # Keys and strings made of whitespace and colons: the colons the proof counts, in strings

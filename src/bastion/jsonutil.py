@@ -66,17 +66,23 @@ def _loads_proven(data: bytes) -> Any:
     surviving string as it came: it has as many colons as the text exactly when no key
     occurrence (with its colon) was dropped as a duplicate, and fewer otherwise.
     Whitespace does not matter, so pretty-printed texts qualify.
-    Texts that fail a precondition (escapes, 19-digit runs) or that orjson refuses (invalid
-    UTF-8, NaN, 1e400, lone surrogates) take the standard library path, which accepts or
-    refuses them with the precise reason.
+    orjson reads an integer beyond 64 bits as a float, which it writes with ``e+`` (every
+    float of 1e16 or more): only then is the text searched for a run of 19 digits, and a
+    text with one is parsed by the standard library, which keeps such integers exact.
+    Texts with escapes, or that orjson refuses (invalid UTF-8, NaN, 1e400, lone
+    surrogates), take the standard library path too, which accepts or refuses them with
+    the precise reason.
     """
-    if b"\\" in data or _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
+    if b"\\" in data:
         return _MISSING
     try:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _MISSING
-    if orjson.dumps(value).count(b":") != data.count(b":"):
+    written = orjson.dumps(value)
+    if written.count(b":") != data.count(b":"):
+        return _MISSING
+    if b"e+" in written and _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
         return _MISSING
     return value
 
