@@ -34,7 +34,12 @@ from typing import Any
 import jsonschema_rs
 
 from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
-from bastion.contract.sensitive import cut_pointer, keys_are_harmless, pointer_token
+from bastion.contract.sensitive import (
+    MAX_POINTER_CHARS,
+    cut_pointer,
+    keys_are_harmless,
+    pointer_token,
+)
 
 __all__ = [
     "LEAF",
@@ -232,14 +237,20 @@ class ObjectPlan(Plan):
             if plan is None:
                 out.doomed.append((value, key))
                 if len(out.removed) < MAX_POINTERS:
-                    out.removed.append(cut_pointer(prefix + token))
+                    pointer = prefix + token
+                    if len(pointer) > MAX_POINTER_CHARS:
+                        pointer = cut_pointer(pointer)
+                    out.removed.append(pointer)
                 if type(item) in _CONTAINERS:
                     out.collect(item)
             elif type(item) in _CONTAINERS:
                 if plan is LEAF:
                     out.collect(item)
                 else:
-                    plan.project(item, cut_pointer(prefix + token), out)
+                    pointer = prefix + token
+                    if len(pointer) > MAX_POINTER_CHARS:
+                        pointer = cut_pointer(pointer)
+                    plan.project(item, pointer, out)
 
     def _learn(self, keys: tuple[str, ...]) -> _Shape:
         """The steps for objects with these keys in this order (remembered when short)."""
@@ -302,9 +313,11 @@ class ArrayPlan(Plan):
         if not positional:
             if items is PRIMITIVE:
                 return
+            cut = len(prefix) > MAX_POINTER_CHARS - 24  # room for "/" and any index
             for index, item in enumerate(value):
                 if type(item) in _CONTAINERS:
-                    items.project(item, cut_pointer(f"{prefix}/{index}"), out)
+                    pointer = f"{prefix}/{index}"
+                    items.project(item, cut_pointer(pointer) if cut else pointer, out)
             return
         for index, item in enumerate(value):
             if type(item) in _CONTAINERS:
