@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.gateway.request import TrustedProxies
+from bastion.gateway.request import TrustedProxies, client_key
 from bastion.types import Headers
 
 PROXIES = TrustedProxies(["10.0.0.0/8", "2001:db8::/32"])
@@ -52,3 +52,55 @@ def test_client_address(peer: str, pairs: list[tuple[str, str]], client: str) ->
 def test_junk_a_client_prepends_is_not_what_decides() -> None:
     junk = ",".join(["a.b"] * 20_000)
     assert _client("10.0.0.1", ("x-forwarded-for", f"{junk}, 198.51.100.1")) == "198.51.100.1"
+
+
+@pytest.mark.parametrize(
+    ("address", "prefix", "key"),
+    [
+        ("198.51.100.7", 64, "198.51.100.7"),
+        ("::ffff:198.51.100.7", 64, "198.51.100.7"),  # IPv4-mapped counts as IPv4
+        ("2001:db8:1:2:3:4:5:6", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:ffff:ffff:ffff:ffff", 64, "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:3:4:5:6", 48, "2001:db8:1::/48"),
+        ("2001:db8:1:2:3:4:5:6", 128, "2001:db8:1:2:3:4:5:6"),
+        ("fe80::1%eth0", 128, "fe80::1"),  # the zone index is not part of the client
+        ("fe80::1%eth0", 64, "fe80::/64"),
+        ("not-an-address", 64, "not-an-address"),
+    ],
+)
+def test_client_key_groups_ipv6_by_prefix(address: str, prefix: int, key: str) -> None:
+    assert client_key(address, prefix) == key
+
+
+def test_concurrency_counts_ipv6_clients_per_network() -> None:
+    from bastion.policies.concurrency import ConcurrencyPolicy
+    from bastion.state.memory import MemoryStateStore
+    from bastion.types import RequestContext
+
+    def identity(key: str, address: str, prefix: int = 64) -> str:
+        policy = ConcurrencyPolicy(
+            scope="s",
+            key=key,
+            limit=1,
+            ttl=1.0,
+            store=MemoryStateStore(),
+            clock=lambda: 0.0,
+            ipv6_prefix=prefix,
+        )
+        ctx = RequestContext(
+            request_id="r",
+            method="GET",
+            path="/",
+            query_string=b"",
+            headers=Headers([]),
+            client_ip=address,
+            peer_ip=address,
+            scheme="http",
+            started=0.0,
+            started_wall=0.0,
+        )
+        return policy._identity(ctx)
+
+    assert identity("ip", "2001:db8::1") == identity("ip", "2001:db8::ffff") == "2001:db8::/64"
+    assert identity("principal", "2001:db8::1") == "ip:2001:db8::/64"  # anonymous caller
+    assert identity("ip", "2001:db8::1", 128) == "2001:db8::1"

@@ -187,6 +187,61 @@ async def test_dry_run_and_throttle(tmp_path: Path) -> None:
     assert [e["dry_run"] for e in events if e["event"] == "incident_action"] == [True, False]
 
 
+async def test_an_ipv6_client_rotating_addresses_is_detected_and_blocked_as_its_64(
+    tmp_path: Path,
+) -> None:
+    """Each failure from another address of one /64: the audit events' ``client_net``
+    makes them one client, and the playbook blocks the whole network."""
+    clock = Clock()
+    monitor, _ = make_monitor(
+        tmp_path,
+        clock,
+        playbooks=[{"name": "shut", "when": ["auth_failure_ip"], "actions": ["block_ip"]}],
+    )
+    for n in range(25):
+        monitor.observe(
+            request(
+                ip=f"2001:db8:7:1::{n + 1:x}",
+                client_net="2001:db8:7:1::/64",
+                principal=None,
+                status=401,
+                route=None,
+            )
+        )
+    alerts = await monitor.process_pending()
+    assert [(a.detector, a.subject) for a in alerts] == [
+        ("auth_failure_ip", "ip:2001:db8:7:1::/64")
+    ]
+    mirror = monitor.store.mirror
+    assert mirror.is_blocked("ip", "2001:db8:7:1:ffff::1", clock.now) is not None
+    assert mirror.is_blocked("ip", "2001:db8:7:2::1", clock.now) is None
+
+
+def test_audit_events_name_an_ipv6_clients_network() -> None:
+    from bastion.observability.audit import event_from_context
+    from bastion.types import Headers, RequestContext
+
+    def event(address: str, prefix: int = 64) -> dict[str, Any]:
+        ctx = RequestContext(
+            request_id="r",
+            method="GET",
+            path="/",
+            query_string=b"",
+            headers=Headers([]),
+            client_ip=address,
+            peer_ip=address,
+            scheme="http",
+            started=0.0,
+            started_wall=0.0,
+        )
+        return event_from_context(ctx, 0.0, prefix)
+
+    assert event("2001:db8:7:1::9")["client_net"] == "2001:db8:7:1::/64"
+    assert event("2001:db8:7:1::9", 48)["client_net"] == "2001:db8:7::/48"
+    assert "client_net" not in event("2001:db8:7:1::9", 128)
+    assert "client_net" not in event("198.51.100.7")
+
+
 async def test_alerts_are_deduplicated_and_rate_limited(tmp_path: Path) -> None:
     clock = Clock()
     monitor, _ = make_monitor(

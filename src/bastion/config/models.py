@@ -703,6 +703,16 @@ class GatewayConfig(Model):
         default_factory=list,
         description="CIDRs of proxies whose X-Forwarded-For / Forwarded headers are believed.",
     )
+    client_ipv6_prefix: int = Field(
+        64,
+        ge=16,
+        le=128,
+        description="IPv6 clients are counted by this network prefix wherever a limit is "
+        "keyed by the client address (rate limits and concurrency with key ip, and the "
+        "principal key's fallback for anonymous callers): one subscriber usually holds a "
+        "whole /64, so counting single addresses would let one client rotate through "
+        "2^64 of them. 128 counts every address alone.",
+    )
     ip_allow: CidrList = Field(
         default_factory=list,
         description="Only these client CIDRs may use the gateway at all (empty: everyone).",

@@ -300,7 +300,7 @@ class Gateway:
                     except Exception as exc:  # on_complete must not break the response
                         _log("policy_complete_error", policy=policy.name, error=repr(exc))
             if rt.audit.enabled:
-                rt.audit.emit(event_from_context(ctx, self._clock()))
+                rt.audit.emit(event_from_context(ctx, self._clock(), rt.services.ipv6_prefix))
 
     async def _forward(
         self,

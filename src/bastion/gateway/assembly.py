@@ -73,6 +73,8 @@ class Services:
     clock: Callable[[], float]
     #: The mTLS authenticator (``authentication.mtls``), or None.
     mtls: Any = None
+    #: IPv6 clients are counted per network of this prefix (``client_ipv6_prefix``).
+    ipv6_prefix: int = 64
 
 
 @dataclass
@@ -344,6 +346,7 @@ def policies_for(
                 ],
                 services.store,
                 clock,
+                ipv6_prefix=services.ipv6_prefix,
             )
         )
     if route.concurrency is not None:
@@ -355,6 +358,7 @@ def policies_for(
                 ttl=route.concurrency.ttl,
                 store=services.store,
                 clock=clock,
+                ipv6_prefix=services.ipv6_prefix,
             )
         )
     if route.login is not None:

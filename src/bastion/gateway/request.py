@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
+from functools import lru_cache
 from urllib.parse import quote, unquote_to_bytes
 
 from bastion.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, RequestSmuggling
@@ -177,6 +178,29 @@ class TrustedProxies:
             if leftmost:
                 return leftmost  # every hop is a trusted proxy: the first one sent it
         return peer
+
+
+@lru_cache(maxsize=8192)  # clients repeat; addresses are short, validated strings
+def client_key(address: str, ipv6_prefix: int = 64) -> str:
+    """Who a limit keyed by the client address counts: the IPv4 address, or the IPv6
+    address's ``/ipv6_prefix`` network (``2001:db8:1:2::/64``).
+
+    An IPv6 subscriber is usually given a whole /64 or more (RFC 6177), so a limit per
+    address would let one client rotate through 2^64 of them. IPv4-mapped addresses count
+    as IPv4; a prefix of 128 counts every address alone.
+    """
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    if ip.ipv4_mapped is not None:
+        return str(ip.ipv4_mapped)
+    if ipv6_prefix >= 128:
+        return str(ipaddress.IPv6Address(int(ip)))  # without a zone index
+    host_bits = 128 - ipv6_prefix
+    return str(ipaddress.IPv6Network(((int(ip) >> host_bits) << host_bits, ipv6_prefix)))
 
 
 def _xff_right_to_left(headers: Headers) -> Iterator[str]:

@@ -300,6 +300,7 @@ def _build_services(loaded: LoadedConfig) -> Services:
         api_key_header=auth.api_keys.header if auth.api_keys else "X-API-Key",
         clock=time.time,
         mtls=build_mtls(loaded),
+        ipv6_prefix=config.client_ipv6_prefix,
     )
 
 

@@ -30,6 +30,7 @@ from urllib.parse import parse_qsl
 import orjson
 from structlog.typing import EventDict, Processor
 
+from bastion.gateway.request import client_key
 from bastion.types import RequestContext
 
 __all__ = [
@@ -256,8 +257,12 @@ class _RotatingWriter:
         os.close(self._fd)
 
 
-def event_from_context(ctx: RequestContext, now: float) -> dict[str, Any]:
-    """The audit event for one finished request (before redaction)."""
+def event_from_context(ctx: RequestContext, now: float, ipv6_prefix: int = 64) -> dict[str, Any]:
+    """The audit event for one finished request (before redaction).
+
+    An IPv6 client also gets ``client_net``, the network it is counted as
+    (:func:`~bastion.gateway.request.client_key`): detectors and playbooks act on it.
+    """
     decision = ctx.decision
     event: dict[str, Any] = {
         "event": "request",
@@ -285,6 +290,10 @@ def event_from_context(ctx: RequestContext, now: float) -> dict[str, Any]:
         event["params"] = dict(ctx.path_params)
     if ctx.peer_ip != ctx.client_ip:
         event["peer_ip"] = ctx.peer_ip
+    if ":" in ctx.client_ip:
+        network = client_key(ctx.client_ip, ipv6_prefix)
+        if network != ctx.client_ip:
+            event["client_net"] = network
     traceparent = ctx.headers.get("traceparent")
     if traceparent:
         event["traceparent"] = traceparent

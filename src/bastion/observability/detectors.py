@@ -92,6 +92,11 @@ class _Touched:
         return keys
 
 
+def _client(event: Event) -> Any:
+    """The client as it is counted: its IPv6 network (``client_net``) or its address."""
+    return event.get("client_net") or event.get("client_ip")
+
+
 class AuthFailureByIp(Detector):
     name = "auth_failure_ip"
 
@@ -99,7 +104,7 @@ class AuthFailureByIp(Detector):
         self.threshold, self.window, self._touched = threshold, window, _Touched()
 
     def collect(self, event: Event, batch: Batch) -> None:
-        ip = event.get("client_ip")
+        ip = _client(event)
         if event.get("status") == 401 and ip:
             batch.add(f"af_ip:{ip}", self.window)
             self._touched.keys[str(ip)] = {}
@@ -131,7 +136,7 @@ class AuthFailureByPrincipal(Detector):
         principal = event.get("principal")
         if principal and event.get("status") in (401, 403):
             batch.add(f"af_p:{principal}", self.window)
-            self._touched.keys[str(principal)] = {"ip": event.get("client_ip")}
+            self._touched.keys[str(principal)] = {"ip": _client(event)}
 
     def judge(self, readings: Readings, now: float) -> list[Finding]:
         out = []
@@ -170,7 +175,7 @@ class Enumeration(Detector):
             batch.add(f"en_d:{principal}", self.window)
         batch.add_member(f"en_o:{principal}", self.window, obj)
         self._touched.keys[str(principal)] = {
-            "ip": event.get("client_ip"),
+            "ip": _client(event),
             "route": event.get("route"),
         }
 
@@ -209,7 +214,7 @@ class CredentialStuffing(Detector):
         self.threshold, self.window, self._touched = distinct_usernames, window, _Touched()
 
     def collect(self, event: Event, batch: Batch) -> None:
-        ip = event.get("client_ip")
+        ip = _client(event)
         login = event.get("login")
         if not ip or login is None:
             return
@@ -271,7 +276,7 @@ class Scraping(Detector):
         principal = event.get("principal")
         if principal and event.get("event") == "request":
             batch.add(f"sc:{principal}", self.interval)
-            self._touched.keys[str(principal)] = {"ip": event.get("client_ip")}
+            self._touched.keys[str(principal)] = {"ip": _client(event)}
 
     def _fold(self, principal: str, now: float) -> _Baseline:
         index = int(now // self.interval)
@@ -377,7 +382,7 @@ class DataExposure(Detector):
                 f"{where}",
                 severity="critical",
                 principal=event.get("principal"),
-                ip=event.get("client_ip"),
+                ip=_client(event),
                 evidence={"kinds": kinds, "request_id": event.get("request_id")},
             )
         )
@@ -395,7 +400,7 @@ class TokenManyIps(Detector):
 
     def collect(self, event: Event, batch: Batch) -> None:
         principal = event.get("principal")
-        ip = event.get("client_ip")
+        ip = _client(event)
         if not principal or not ip or event.get("status") == 401:
             return
         credential = str(event.get("credential_id") or principal)

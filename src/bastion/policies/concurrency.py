@@ -12,6 +12,7 @@ import secrets
 from collections.abc import Callable
 
 from bastion.errors import TooManyRequests
+from bastion.gateway.request import client_key
 from bastion.state.base import StateStore
 from bastion.types import Policy, RequestContext, Response
 
@@ -30,21 +31,23 @@ class ConcurrencyPolicy(Policy):
         ttl: float,
         store: StateStore,
         clock: Callable[[], float],
+        ipv6_prefix: int = 64,
     ) -> None:
         self.scope, self.key, self.limit, self.ttl = scope, key, limit, ttl
+        self.ipv6_prefix = ipv6_prefix
         self.store, self.clock = store, clock
         self._releases: set[asyncio.Task[None]] = set()
 
     def _identity(self, ctx: RequestContext) -> str:
         if self.key == "ip":
-            return ctx.client_ip
+            return client_key(ctx.client_ip, self.ipv6_prefix)
         if self.key == "route":
             return f"{ctx.method} {ctx.route}"
         if ctx.principal is not None:
             if self.key == "api_key" and ctx.principal.kind == "api_key":
                 return ctx.principal.credential_id or ctx.principal.subject
             return ctx.principal.subject
-        return f"ip:{ctx.client_ip}"
+        return f"ip:{client_key(ctx.client_ip, self.ipv6_prefix)}"
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
         key = f"cc:{self.scope}:{self._identity(ctx)}"

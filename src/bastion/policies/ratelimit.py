@@ -1,5 +1,8 @@
 """Rate limiting per principal, API key, client IP, route or request field.
 
+A client IP is its address for IPv4 and its ``/client_ipv6_prefix`` network for IPv6
+(:func:`~bastion.gateway.request.client_key`).
+
 All the limits that apply to a request are checked together, atomically, in one call to
 the state store (one Lua script on Redis), all-or-nothing: a refused request consumes
 nothing. Answers carry the IETF ``RateLimit-Policy`` / ``RateLimit`` headers; a refusal is
@@ -17,6 +20,7 @@ from typing import TypeVar
 
 from bastion.decisions import MISSING, parse_field_ref
 from bastion.errors import ServiceUnavailable, TooManyRequests
+from bastion.gateway.request import client_key
 from bastion.policies.request_fields import request_value
 from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
 from bastion.ratelimit.headers import admitted_fields, single_policy
@@ -58,9 +62,15 @@ class RateLimitPolicy(Policy):
     name = "rate_limit"
 
     def __init__(
-        self, limits: Sequence[LimitSpec], store: StateStore, clock: Callable[[], float]
+        self,
+        limits: Sequence[LimitSpec],
+        store: StateStore,
+        clock: Callable[[], float],
+        *,
+        ipv6_prefix: int = 64,
     ) -> None:
         self.limits = tuple(limits)
+        self.ipv6_prefix = ipv6_prefix
         self.store = store
         self.clock = clock
         self._refs = {
@@ -83,11 +93,13 @@ class RateLimitPolicy(Policy):
 
     def _identity(self, ctx: RequestContext, key: str) -> str | None:
         if key == "ip":
-            return ctx.client_ip
+            return client_key(ctx.client_ip, self.ipv6_prefix)
         if key == "route":
             return f"{ctx.method} {ctx.route}"
         if key == "principal":
-            return ctx.principal.subject if ctx.principal else f"ip:{ctx.client_ip}"
+            if ctx.principal is not None:
+                return ctx.principal.subject
+            return f"ip:{client_key(ctx.client_ip, self.ipv6_prefix)}"
         if key == "api_key":
             if ctx.principal is not None and ctx.principal.kind == "api_key":
                 return ctx.principal.credential_id
