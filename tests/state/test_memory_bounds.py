@@ -53,5 +53,27 @@ def test_lapsed_blocks_are_dropped_by_the_sweep() -> None:
     asyncio.run(run())
 
 
+def test_sweeps_are_amortised_over_the_counters_they_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A sweep reads every counter: with many clients counted it must come less often."""
+    store = MemoryStateStore(sweep_every=10)
+    sweeps: list[int] = []
+    sweep = store._sweep
+    monkeypatch.setattr(
+        store, "_sweep", lambda now: (sweeps.append(len(store._limits)), sweep(now))
+    )
+    hourly = parse_rate("5/hour")
+    for i in range(20_000):  # 20,000 clients, each counted for an hour
+        store.admit_step(LimitCheck(key=f"ip-{i}", rate=hourly, algorithm="gcra"), 0.0)
+    assert len(store._limits) == 20_000
+    read = sum(sweeps)
+    assert read <= 2 * 20_000  # every 10 operations, they would have read 20 million
+    # Once they lapse, they go within as many operations as there were counters.
+    for _ in range(20_000 + 10):
+        store.admit_step(_check(), 10_000.0)
+    assert len(store._limits) == 1
+
+
 def _check() -> LimitCheck:
     return LimitCheck(key="k", rate=parse_rate("1000/second"), algorithm="gcra", name="ip")

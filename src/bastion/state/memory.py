@@ -2,8 +2,11 @@
 
 Every operation runs without awaiting inside, so on one event loop it is atomic. Time is
 the ``now`` the caller passes (inject a clock in tests). Expired counters are swept
-periodically (amortised O(1)), so attacker-chosen keys (random usernames, spoofed IPs)
-cannot grow memory without bound beyond their TTL.
+periodically, so attacker-chosen keys (random usernames, spoofed IPs) cannot grow memory
+without bound beyond their TTL. A sweep reads every counter, so it comes at most once per
+as many operations as there are counters (and every ``sweep_every`` at the most often):
+amortised O(1) per operation however many clients are counted (a sweep every 4,096
+operations over a million monthly quotas cost about 25 µs per request, in 100 ms pauses).
 """
 
 from __future__ import annotations
@@ -56,6 +59,7 @@ class MemoryStateStore:
         self._callbacks: list[Callable[[ChangeEvent], None]] = []
         self._sweep_every = max(1, sweep_every)
         self._ops = 0
+        self._next_sweep = self._sweep_every
 
     async def start(self) -> None:
         return None
@@ -77,8 +81,12 @@ class MemoryStateStore:
 
     def _tick(self, now: float) -> None:
         self._ops += 1
-        if self._ops % self._sweep_every:
-            return
+        if self._ops >= self._next_sweep:
+            self._sweep(now)
+            held = len(self._limits) + len(self._leases)
+            self._next_sweep = self._ops + max(self._sweep_every, held)
+
+    def _sweep(self, now: float) -> None:
         self._limits = {k: v for k, v in self._limits.items() if v[1] > now}
         for key in [k for k, leases in self._leases.items() if max(leases.values()) <= now]:
             del self._leases[key]
