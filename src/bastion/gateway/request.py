@@ -180,7 +180,6 @@ class TrustedProxies:
         return peer
 
 
-@lru_cache(maxsize=8192)  # clients repeat; addresses are short, validated strings
 def client_key(address: str, ipv6_prefix: int = 64) -> str:
     """Who a limit keyed by the client address counts: the IPv4 address, or the IPv6
     address's ``/ipv6_prefix`` network (``2001:db8:1:2::/64``).
@@ -189,12 +188,15 @@ def client_key(address: str, ipv6_prefix: int = 64) -> str:
     address would let one client rotate through 2^64 of them. IPv4-mapped addresses count
     as IPv4; a prefix of 128 counts every address alone.
     """
+    return address if ":" not in address else _ipv6_key(address, ipv6_prefix)
+
+
+@lru_cache(maxsize=8192)  # clients repeat; addresses are short, validated strings
+def _ipv6_key(address: str, ipv6_prefix: int) -> str:
     try:
-        ip = ipaddress.ip_address(address)
+        ip = ipaddress.IPv6Address(address)
     except ValueError:
         return address
-    if isinstance(ip, ipaddress.IPv4Address):
-        return str(ip)
     if ip.ipv4_mapped is not None:
         return str(ip.ipv4_mapped)
     if ipv6_prefix >= 128:

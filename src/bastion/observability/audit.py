@@ -290,10 +290,9 @@ def event_from_context(ctx: RequestContext, now: float, ipv6_prefix: int = 64) -
         event["params"] = dict(ctx.path_params)
     if ctx.peer_ip != ctx.client_ip:
         event["peer_ip"] = ctx.peer_ip
-    if ":" in ctx.client_ip:
-        network = client_key(ctx.client_ip, ipv6_prefix)
-        if network != ctx.client_ip:
-            event["client_net"] = network
+    network = client_key(ctx.client_ip, ipv6_prefix)
+    if network != ctx.client_ip:
+        event["client_net"] = network
     traceparent = ctx.headers.get("traceparent")
     if traceparent:
         event["traceparent"] = traceparent

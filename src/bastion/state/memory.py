@@ -5,8 +5,9 @@ the ``now`` the caller passes (inject a clock in tests). Expired counters are sw
 periodically, so attacker-chosen keys (random usernames, spoofed IPs) cannot grow memory
 without bound beyond their TTL. A sweep reads every counter, so it comes at most once per
 as many operations as there are counters (and every ``sweep_every`` at the most often):
-amortised O(1) per operation however many clients are counted (a sweep every 4,096
-operations over a million monthly quotas cost about 25 µs per request, in 100 ms pauses).
+amortised O(1) per operation however many clients are counted (one sweep of a million
+counters took 0.4 s on the development machine: every 4,096 operations, that was about
+100 µs per request, in 0.4 s pauses).
 """
 
 from __future__ import annotations
