@@ -17,8 +17,8 @@ within 254 characters is valid, so together they accept exactly the valid addres
 the two on generated addresses.
 
 Why not a Python format function: jsonschema-rs validates more slowly with any Python
-callback registered (2 of the 7 µs of the bench body, whether it is called or not), and the
-call itself cost 3.3 µs per address. The patterns run on the ``regex`` crate (finite
+callback registered, called or not (the bench's 2 KB request: 7.0 against 5.0 µs with a
+callback that is never called; 8.2 with the email function called once). The patterns run on the ``regex`` crate (finite
 automata, linear time: :data:`bastion.contract.schema.compile_validator`).
 """
 
