@@ -18,8 +18,9 @@ the two on generated addresses.
 
 Why not a Python format function: jsonschema-rs validates more slowly with any Python
 callback registered, called or not (the bench's 2 KB request: 7.0 against 5.0 µs with a
-callback that is never called; 8.2 with the email function called once). The patterns run on the ``regex`` crate (finite
-automata, linear time: :data:`bastion.contract.schema.compile_validator`).
+callback that is never called; 8.2 with the email function called once). The patterns run
+on the ``regex`` crate (finite automata, linear time:
+:data:`bastion.contract.schema.compile_validator`).
 """
 
 from __future__ import annotations
