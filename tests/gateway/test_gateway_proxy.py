@@ -186,6 +186,39 @@ def test_path_confusion_refused_and_not_forwarded(
     assert upstream.received() == []
 
 
+def test_a_refused_path_is_audited_as_it_came_never_with_control_bytes(
+    gateway: GatewayProc, upstream: Upstream
+) -> None:
+    """Terminal escapes percent-encoded in a path are refused (400); the audit event names
+    the path as sent, still encoded, so nobody reading the log gets the raw bytes."""
+    raw_path = "/echo/%1b]0;PWNED%07%1b[2J%e2%80%ae"
+    response = get(gateway.port, raw_path, headers="X-Request-ID: escape-path-0001\r\n")
+    assert response is not None
+    assert response.status == 400
+    event = gateway.event_for("escape-path-0001")
+    assert event["path"] == raw_path
+    assert not any(ord(c) < 0x20 or ord(c) >= 0x7F for c in event["path"])
+    assert upstream.received() == []
+
+
+def test_the_admin_dashboard_session_cookie_never_reaches_the_upstream(
+    gateway: GatewayProc, upstream: Upstream
+) -> None:
+    from bastion.gateway.headers import ADMIN_SESSION_COOKIE
+    from bastion.observability.dashboard import SESSION_COOKIE
+
+    assert ADMIN_SESSION_COOKIE == SESSION_COOKIE
+    cookies = {
+        "app=1; bastion_session=1999999999.NONCE.MAC; theme=dark": "app=1; theme=dark",
+        "bastion_session=1999999999.NONCE.MAC": None,
+        "bastion_sessions=kept": "bastion_sessions=kept",
+    }
+    for sent, forwarded in cookies.items():
+        status, _, body = request(gateway, "GET", "/echo", headers={"Cookie": sent})
+        assert status == 200
+        assert upstream_headers(json.loads(body)).get("cookie") == forwarded
+
+
 def test_cl_and_te_together_never_desyncs_the_upstream(
     gateway: GatewayProc, upstream: Upstream
 ) -> None:

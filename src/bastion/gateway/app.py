@@ -33,7 +33,7 @@ from bastion.errors import (
 )
 from bastion.gateway.headers import request_headers_for_upstream, response_headers_for_client
 from bastion.gateway.problem import render_problem
-from bastion.gateway.request import check_framing, normalize_path
+from bastion.gateway.request import check_framing, normalize_path, path_as_received
 from bastion.gateway.runtime import RouteTarget, Runtime
 from bastion.gateway.tls_scope import peer_certificate
 from bastion.gateway.upstream import (
@@ -215,7 +215,7 @@ class Gateway:
         ctx = RequestContext(
             request_id=request_id,
             method=scope["method"],
-            path=scope.get("path", "/"),
+            path="",  # once accepted by normalize_path (see the audit below)
             query_string=scope.get("query_string", b""),
             headers=headers,
             client_ip=rt.trusted.client_ip(peer, headers) if rt.trusted else peer,
@@ -293,6 +293,8 @@ class Gateway:
                 problem = render_problem(InternalError(), request_id=ctx.request_id)
                 await self._send(rt, ctx, problem, send, target)
         finally:
+            if not ctx.path:  # refused before its path was accepted: logged as it came
+                ctx.path = path_as_received(scope.get("raw_path"), scope.get("path", "/"))
             if target is not None:
                 for policy in target.complete_policies:
                     try:

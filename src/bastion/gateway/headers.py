@@ -15,6 +15,7 @@ import re
 from bastion.types import Headers
 
 __all__ = [
+    "ADMIN_SESSION_COOKIE",
     "HOP_BY_HOP",
     "RESPONSE_HEADERS_REMOVED",
     "request_headers_for_upstream",
@@ -64,6 +65,22 @@ def _connection_listed(headers: Headers) -> set[str]:
     return listed
 
 
+#: The admin dashboard's session cookie (``observability.dashboard.SESSION_COOKIE``): a
+#: browser signed in to the dashboard sends it to every port of the host, the gateway's
+#: included, and an upstream that received it could use the dashboard.
+ADMIN_SESSION_COOKIE = "bastion_session"
+
+
+def _without_admin_session(value: str) -> str:
+    """A ``Cookie`` header value without the admin session cookie."""
+    kept = [
+        part
+        for part in (p.strip() for p in value.split(";"))
+        if part and part.partition("=")[0].strip() != ADMIN_SESSION_COOKIE
+    ]
+    return "; ".join(kept)
+
+
 def request_headers_for_upstream(
     headers: Headers,
     *,
@@ -76,7 +93,8 @@ def request_headers_for_upstream(
 ) -> list[tuple[str, str]]:
     """The headers sent upstream, with forwarding headers written by us.
 
-    ``drop`` names client headers a policy withholds (e.g. the API key it consumed).
+    ``drop`` names client headers a policy withholds (e.g. the API key it consumed). The
+    admin dashboard's session cookie is never forwarded (:data:`ADMIN_SESSION_COOKIE`).
     """
     skip = _SKIP_TO_UPSTREAM
     if drop or "connection" in headers:
@@ -90,6 +108,10 @@ def request_headers_for_upstream(
             continue
         if name.startswith(("proxy-", "x-bastion-")):
             continue
+        if name == "cookie" and ADMIN_SESSION_COOKIE in value:
+            value = _without_admin_session(value)
+            if not value:
+                continue
         out.append((name, value))
     xff = ", ".join([*prior_xff, client_ip]) if prior_xff else client_ip
     node = f'"[{client_ip}]"' if ":" in client_ip else client_ip

@@ -205,6 +205,18 @@ def _ipv6_key(address: str, ipv6_prefix: int) -> str:
     return str(ipaddress.IPv6Network(((int(ip) >> host_bits) << host_bits, ipv6_prefix)))
 
 
+_VISIBLE_ASCII = "".join(chr(c) for c in range(0x21, 0x7F))
+
+
+def path_as_received(raw_path: bytes | None, path: str) -> str:
+    """The request path as the client sent it, for the audit log of a request refused
+    before its path was accepted: everything but printable ASCII percent-encoded, so a
+    path full of control bytes (terminal escapes) cannot reach a log reader raw."""
+    if raw_path is None:
+        raw_path = path.encode("utf-8", "surrogateescape")
+    return quote(raw_path.split(b"?", 1)[0], safe=_VISIBLE_ASCII)
+
+
 def _xff_right_to_left(headers: Headers) -> Iterator[str]:
     for value in reversed(headers.get_all("x-forwarded-for")):
         for part in reversed(value.split(",")):
