@@ -48,9 +48,17 @@ _FORWARDING = frozenset(
 #: RFC 9440 client-certificate fields: only a trusted proxy may send them, and only the
 #: gateway consumes them (the verified identity goes upstream as X-Bastion-*).
 _CLIENT_CERT = frozenset({"client-cert", "client-cert-chain"})
+#: Method overrides: frameworks that honour them (Express method-override, Symfony, ASP.NET
+#: Core's UseHttpMethodOverride) would run another method's handler than the one the
+#: gateway authorized (a POST allowed for customers becoming an admin-only DELETE).
+_METHOD_OVERRIDES = frozenset({"x-http-method-override", "x-http-method", "x-method-override"})
 #: Client headers never copied upstream: hop-by-hop, ours to write, or re-framed by us.
 _SKIP_TO_UPSTREAM = (
-    HOP_BY_HOP | _FORWARDING | _CLIENT_CERT | {"host", "x-request-id", "content-length"}
+    HOP_BY_HOP
+    | _FORWARDING
+    | _CLIENT_CERT
+    | _METHOD_OVERRIDES
+    | {"host", "x-request-id", "content-length"}
 )
 _TOKEN_HOST = re.compile(r"[A-Za-z0-9.\-:\[\]]+\Z")
 RESPONSE_HEADERS_REMOVED = frozenset(

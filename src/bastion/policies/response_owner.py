@@ -2,9 +2,12 @@
 must belong to the caller; in a list, foreign items are filtered out (or the whole
 response is refused).
 
-Only successful JSON responses are inspected; anything else passes untouched (an error
-from the upstream reveals no object). A 2xx response whose owner field cannot be found is
-refused: fail closed.
+Only successful responses are inspected (an error from the upstream reveals no object),
+and they must be JSON: a 2xx body of any other media type is refused with 502, because an
+upstream that negotiates (``Accept: text/html``, ``text/csv``) or omits the Content-Type
+would otherwise hand out an object nobody checked. A 2xx response whose owner field cannot
+be found is refused too: fail closed. ``HEAD`` is refused (405) on these routes: its
+answer has no body to check, yet its status tells whether a foreign object exists.
 """
 
 from __future__ import annotations
@@ -12,38 +15,54 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from bastion.decisions import MISSING, FieldRef, OwnerSpec, decide_owner, filter_owned, lookup_path
-from bastion.errors import BadGateway
+from bastion.errors import BadGateway, MethodNotAllowed
 from bastion.jsonutil import JSONError, dumps, loads_strict
 from bastion.policies.authorization import deny_object
-from bastion.types import Decision, Policy, RequestContext, UpstreamResponse
+from bastion.types import Decision, Later, Policy, RequestContext, Response, UpstreamResponse
 
 __all__ = ["OwnerListPolicy", "ResponseOwnerPolicy"]
 
 
 def _inspected(response: UpstreamResponse) -> bool:
-    """Only successful JSON answers carry an object to check."""
-    content_type = (response.header("content-type") or "").lower()
-    return 200 <= response.status < 300 and "json" in content_type
+    """Only successful answers carry an object to check."""
+    return 200 <= response.status < 300
 
 
 def _json(response: UpstreamResponse) -> Any:
     if not _inspected(response) or not response.body:
         return MISSING
+    content_type = (response.header("content-type") or "").lower()
+    if "json" not in content_type:
+        raise BadGateway(reason="owner.response_not_json")
     try:
         return loads_strict(response.body)
     except JSONError:
         raise BadGateway(reason="owner.response_not_json") from None
 
 
-class ResponseOwnerPolicy(Policy):
-    name = "owner_response"
+class _ResponseOwnership(Policy):
+    """What both response-side owner rules share: HEAD refused, 2xx bodies read."""
+
     needs_response_body = True
 
-    def __init__(self, field: FieldRef, spec: OwnerSpec, status: Literal[403, 404]) -> None:
-        self.field, self.spec, self.status = field, spec, status
+    def on_request_now(self, ctx: RequestContext) -> Response | Later | None:
+        if ctx.method == "HEAD":
+            raise MethodNotAllowed(["GET"], reason="owner.head_unverifiable")
+        return None
+
+    async def on_request(self, ctx: RequestContext) -> Response | None:
+        self.on_request_now(ctx)
+        return None
 
     def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
         return _inspected(response)
+
+
+class ResponseOwnerPolicy(_ResponseOwnership):
+    name = "owner_response"
+
+    def __init__(self, field: FieldRef, spec: OwnerSpec, status: Literal[403, 404]) -> None:
+        self.field, self.spec, self.status = field, spec, status
 
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
         document = _json(response)
@@ -55,9 +74,8 @@ class ResponseOwnerPolicy(Policy):
         ctx.decision = decision
 
 
-class OwnerListPolicy(Policy):
+class OwnerListPolicy(_ResponseOwnership):
     name = "owner_list"
-    needs_response_body = True
 
     def __init__(
         self,
@@ -67,9 +85,6 @@ class OwnerListPolicy(Policy):
         mode: Literal["filter", "deny"],
     ) -> None:
         self.items, self.field, self.spec, self.mode = items, field, spec, mode
-
-    def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
-        return _inspected(response)
 
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
         document = _json(response)

@@ -1,0 +1,87 @@
+"""Fields read for decisions (owner rules, login lockout, rate-limit keys) are read the way
+the upstream reads them, or refused: never silently absent."""
+
+from __future__ import annotations
+
+import pytest
+
+from bastion.decisions import MISSING, parse_field_ref
+from bastion.errors import BadRequest, UnsupportedMediaType
+from bastion.policies.request_fields import request_value
+from bastion.types import Headers, RequestContext
+
+
+def _ctx(
+    body: bytes | None = None,
+    content_type: str | None = None,
+    query: bytes = b"",
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+) -> RequestContext:
+    pairs = list(headers)
+    if content_type:
+        pairs.append((b"content-type", content_type.encode()))
+    ctx = RequestContext(
+        request_id="r",
+        method="POST",
+        path="/login",
+        query_string=query,
+        headers=Headers(pairs),
+        client_ip="198.51.100.7",
+        peer_ip="198.51.100.7",
+        scheme="http",
+        started=0.0,
+        started_wall=0.0,
+    )
+    ctx.body = body
+    return ctx
+
+
+USERNAME = parse_field_ref("body.username")
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        (b'{"username": "alice"}', "application/json"),
+        (b'{"username": "alice"}', "application/vnd.api+json; charset=utf-8"),
+        (b"username=alice&password=x", "application/x-www-form-urlencoded"),
+    ],
+)
+def test_json_and_form_bodies_are_read(body: bytes, content_type: str) -> None:
+    assert request_value(_ctx(body, content_type), USERNAME) == "alice"
+
+
+def test_absent_is_missing() -> None:
+    assert request_value(_ctx(None, "application/json"), USERNAME) is MISSING
+    assert request_value(_ctx(b'{"user": "alice"}', "application/json"), USERNAME) is MISSING
+    assert request_value(_ctx(), parse_field_ref("query.account")) is MISSING
+    assert request_value(_ctx(), parse_field_ref("header.x-account")) is MISSING
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "error"),
+    [
+        (b'{"username": "alice", "UserName": "bob"}', "application/json", BadRequest),
+        (b'{"username": "alice", "username": "bob"}', "application/json", BadRequest),
+        (b"username=alice&username=bob", "application/x-www-form-urlencoded", BadRequest),
+        (b"username=%ff", "application/x-www-form-urlencoded", BadRequest),
+        (b"{not json", "application/json", BadRequest),
+        (b'{"username": "alice"}', "text/plain", UnsupportedMediaType),
+        (b'{"username": "alice"}', None, UnsupportedMediaType),
+    ],
+)
+def test_what_the_upstream_could_read_differently_is_refused(
+    body: bytes, content_type: str | None, error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        request_value(_ctx(body, content_type), USERNAME)
+
+
+def test_ambiguous_query_and_header_fields_are_refused() -> None:
+    account = parse_field_ref("query.account")
+    assert request_value(_ctx(query=b"account=bob&x=1"), account) == "bob"
+    for query in (b"account=bob&account=eve", b"account=bob;account=eve", b"x=1;account=eve"):
+        with pytest.raises(BadRequest):
+            request_value(_ctx(query=query), account)
+    with pytest.raises(BadRequest):
+        request_value(_ctx(headers=((b"x-a", b"1"), (b"x-a", b"2"))), parse_field_ref("header.x-a"))
