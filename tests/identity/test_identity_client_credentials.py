@@ -10,7 +10,7 @@ import pytest
 from joserfc import jwt
 from joserfc.jwk import ECKey, KeySet
 
-from tests.identity.harness import Live, basic, seed
+from tests.identity.harness import FakeClock, Live, basic, live_server, seed
 
 pytestmark = pytest.mark.rfc("6749-4.4")
 
@@ -142,6 +142,38 @@ async def test_client_authentication_failures(live_sqlite: Live) -> None:
     )
     assert status == 400
     assert body["error"] == "unauthorized_client"
+
+
+async def test_unknown_client_ids_are_not_cached_and_long_ones_not_looked_up(
+    sqlite_url: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every miss was cached under the id sent, of any length: 1,000 requests with a 60 KB
+    # client_id held 60 MB (up to 10,000 entries, 600 MB per worker).
+    async with live_server(sqlite_url, clock, tokens={"client_cache_ttl": 2}) as live:
+        await seed(live)
+        registry = live.service.clients
+        cached = set(registry._cache)
+        assert cached  # registered clients are cached (create reads them back)
+        db = live.service.db
+        lookups: list[int] = []
+        read = db.read
+
+        def counting_read():  # type: ignore[no-untyped-def]
+            lookups.append(1)
+            return read()
+
+        monkeypatch.setattr(db, "read", counting_read)
+        for client_id, lookups_each in (("a" * 60_000, 0), ("b" * 129, 0), ("unknown", 1)):
+            for _ in range(3):
+                lookups.clear()
+                status, body, _ = await live.post(
+                    "/token", {"grant_type": "client_credentials", "client_id": client_id}
+                )
+                assert (status, body["error"]) == (401, "invalid_client")
+                assert len(lookups) == lookups_each, len(client_id)
+        assert set(registry._cache) == cached
+        with pytest.raises(ValueError, match="at most 128"):
+            await registry.create(name="Long", client_id="c" * 129)
 
 
 @pytest.mark.rfc("6749-3.1")

@@ -3,6 +3,7 @@ recovery codes, sessions (idle and absolute timeouts, cookie attributes)."""
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlencode
 
 import pyotp
@@ -140,6 +141,88 @@ async def test_throttling_refuses_guesses_during_the_delay(live_sqlite: Live) ->
     live.clock.advance(2)
     status, _ = await _try(live, browser, fields, seeded.username, USER_PASSWORD)
     assert status == 303
+
+
+def _count_password_checks(live: Live, monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Record every Argon2id verification: True against a user's hash, False the dummy's."""
+    hasher = live.service.hasher
+    checks: list[bool] = []
+    verify = hasher.verify
+
+    def counting(stored_hash: str | None, password: str) -> bool:
+        checks.append(stored_hash is not None)
+        return verify(stored_hash, password)
+
+    monkeypatch.setattr(hasher, "verify", counting)
+    return checks
+
+
+async def test_a_burst_of_guesses_checks_no_more_passwords_than_a_sequence(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Each guess was read as "not throttled" before any failure was counted, so a burst
+    # queued for Argon2id slots was checked in full (60 of 60), not 5.
+    seeded = await seed(live)
+    browser = Browser(live)
+    fields = await _login_page(live, browser, seeded)
+    checks = _count_password_checks(live, monkeypatch)
+    budget = live.service.settings.lockout.throttle_after  # the clock stands still
+    burst = [f"wrong guess {attempt:04d}!" for attempt in range(8 * budget)]
+    results = await asyncio.gather(
+        *(_try(live, browser, fields, seeded.username, guess) for guess in burst)
+    )
+    assert [status for status, _ in results] == [401] * len(burst)
+    assert checks.count(True) == budget  # the rest cost the dummy hash, unchecked
+    assert len(checks) == len(burst)
+    causes = [r.get("cause") for r in live.service.audit.records if r["event"] == "login.failure"]
+    assert causes.count("login.bad_password") == budget
+    assert causes.count("login.throttled") == len(burst) - budget
+    user = await live.service.users.get(seeded.user_id)
+    assert user is not None
+    assert user.failed_logins == budget
+    # the delay holds against the right password too, and then the account opens
+    status, _ = await _try(live, browser, fields, seeded.username, USER_PASSWORD)
+    assert status == 401
+    assert checks.count(True) == budget
+    live.clock.advance(2)
+    status, _ = await _try(live, browser, fields, seeded.username, USER_PASSWORD)
+    assert status == 303
+
+
+async def test_a_burst_of_codes_on_one_mfa_ticket_checks_no_more_than_a_sequence(
+    live: Live,
+) -> None:
+    # The ticket is reusable and each code was checked before its failure was counted:
+    # 100 codes posted at once had 52 checked, and the right one among them logged in.
+    seeded = await seed(live)
+    totp = pyotp.TOTP((await live.service.totp.enroll(seeded.user_id, seeded.username)).seed)
+    browser = Browser(live)
+    fields = await _login_page(live, browser, seeded)
+    status, html = await _try(live, browser, fields, seeded.username, USER_PASSWORD)
+    assert status == 200
+    mfa_fields = form_fields(html)  # carries the sealed ticket
+    valid = {totp.at(live.clock.now + drift) for drift in (-30, 0, 30)}
+    budget = live.service.settings.lockout.throttle_after
+    wrong = [code for code in (f"{n:06d}" for n in range(100, 200)) if code not in valid]
+    burst = wrong[: 6 * budget]
+
+    async def submit(code: str) -> int:
+        status, _, _ = await browser.post("/authorize/mfa", [*mfa_fields, ("otp", code)])
+        return status
+
+    def checked() -> int:
+        return [r["event"] for r in live.service.audit.records].count("mfa.failure")
+
+    assert await asyncio.gather(*(submit(code) for code in burst)) == [401] * len(burst)
+    assert checked() == budget
+    user = await live.service.users.get(seeded.user_id)
+    assert user is not None
+    assert user.failed_logins == budget  # the right password cost nothing
+    # inside the delay even the right code is refused; after it, it logs in
+    assert await submit(totp.at(live.clock.now)) == 401
+    assert checked() == budget
+    live.clock.advance(2)
+    assert await submit(totp.at(live.clock.now)) == 303
 
 
 @pytest.mark.rfc("6238-5.2")

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from tests.identity.harness import (
+    USER_PASSWORD,
     Browser,
     Live,
     Seeded,
@@ -232,6 +233,53 @@ async def test_password_change_revokes_everything_and_sets_not_before(live: Live
     )
     assert status == 400
     assert live.events.subjects == [(seeded.user_id, live.clock.now)]
+
+
+async def test_a_code_issued_before_logout_or_password_change_is_refused(live: Live) -> None:
+    # Revocation reached only existing refresh families: a code still unredeemed when the
+    # session ended was redeemed afterwards, for a fresh 30-day family.
+    seeded = await seed(live)
+    web = live.clients["web"][0]
+    password = USER_PASSWORD
+    for ending in ("logout", "password change"):
+        browser = Browser(live)
+        verifier, challenge = pkce_pair()
+        params = await login_for_code(
+            live, browser, web, seeded.redirect_uri, challenge, seeded.username, password
+        )
+        live.clock.advance(5)
+        if ending == "logout":
+            _, html, _ = await browser.get("/logout")
+            status, _, _ = await browser.post("/logout", form_fields(html))
+            assert status == 200
+        else:
+            user = await live.service.users.get(seeded.user_id)
+            assert user is not None
+            password = "a completely new passphrase 2026"
+            await live.service.change_password(user, password)
+        live.clock.advance(5)  # well inside the code's 60 s
+        status, body = await live.token(
+            "web",
+            grant_type="authorization_code",
+            code=params["code"],
+            redirect_uri=seeded.redirect_uri,
+            code_verifier=verifier,
+        )
+        assert (status, body["error"]) == (400, "invalid_grant"), ending
+    # a login after the change (at the same instant) gets a code that works
+    browser = Browser(live)
+    verifier, challenge = pkce_pair()
+    params = await login_for_code(
+        live, browser, web, seeded.redirect_uri, challenge, seeded.username, password
+    )
+    status, body = await live.token(
+        "web",
+        grant_type="authorization_code",
+        code=params["code"],
+        redirect_uri=seeded.redirect_uri,
+        code_verifier=verifier,
+    )
+    assert status == 200, body
 
 
 async def test_disabled_user_tokens_become_inactive(live_sqlite: Live) -> None:

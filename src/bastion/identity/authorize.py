@@ -8,7 +8,8 @@ and ``iss`` (RFC 9207 §2). PKCE S256 is mandatory (RFC 7636, RFC 9700 §2.1.1).
 The login page works without JavaScript; forms carry a CSRF token bound to a
 ``__Host-`` cookie (double submit, keyed). Password failures, unknown users, lockout and
 throttling all show one generic message. Second factor: a sealed, short-lived ticket
-carries the half-finished login to the TOTP page.
+carries the half-finished login to the TOTP page; every code submitted with it is counted
+against the account's failure budget before it is checked.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bastion.identity.clients import Client
+from bastion.identity.clients import MAX_CLIENT_ID, Client
 from bastion.identity.http import Form, parse_params, read_form
 from bastion.identity.oautherrors import InvalidRequest, OAuthError, UnsupportedResponseType
 from bastion.identity.pages import csrf, csrf_ok, error_page, page, redirect
@@ -61,7 +62,11 @@ class AuthRequest:
 async def _parse(service: IdentityService, form: Form) -> AuthRequest:
     """Validate an authorization request; PageError before the redirect URI is trusted."""
     client_id = form.get("client_id")
-    client = await service.clients.get(client_id) if client_id and len(client_id) <= 128 else None
+    client = (
+        await service.clients.get(client_id)
+        if client_id and len(client_id) <= MAX_CLIENT_ID
+        else None
+    )
     if client is None or client.disabled or "authorization_code" not in client.grant_types:
         raise PageError("The application is not registered for sign-in.")
     try:
@@ -268,18 +273,17 @@ async def mfa_post(request: Request) -> Response:
             service, req, token, cookies, "Your sign-in expired. Please try again.", status=400
         )
     user = await service.users.get(str(ticket.get("u")))
-    if (
-        user is None
-        or user.disabled
-        or user.mfa_seed is None
-        or user.locked_until > now
-        or user.next_attempt_at > now
-    ):
+    if user is None or user.disabled or user.mfa_seed is None:
+        return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
+    # The guess is counted before the code is checked (one guarded UPDATE), so a burst of
+    # codes on one ticket gets no more checks than the same codes sent one by one.
+    try:
+        attempt = await service.users.reserve_attempt(user.id, now)
+    except LoginFailed:
         return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
     if not await service.totp.verify(user.id, user.mfa_seed, form.get("otp", ""), now):
-        locked = await service.users.record_failure(user.id, now)
         service.audit.emit("mfa.failure", user=user.id, client_id=req.client.client_id)
-        if locked:
+        if attempt.locks:
             service.audit.emit("login.locked", user=user.id)
             return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
         return page(

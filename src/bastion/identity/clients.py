@@ -30,7 +30,14 @@ from bastion.identity.sealing import Sealer, new_token
 from bastion.identity.storage import Database
 from bastion.jsonutil import JSONError, dumps, loads_strict
 
-__all__ = ["ASSERTION_TYPE", "AUTH_METHODS", "GRANT_TYPES", "Client", "ClientRegistry"]
+__all__ = [
+    "ASSERTION_TYPE",
+    "AUTH_METHODS",
+    "GRANT_TYPES",
+    "MAX_CLIENT_ID",
+    "Client",
+    "ClientRegistry",
+]
 
 AuthMethod = Literal["client_secret_basic", "private_key_jwt", "none"]
 AUTH_METHODS: tuple[AuthMethod, ...] = ("client_secret_basic", "private_key_jwt", "none")
@@ -41,6 +48,11 @@ _MAX_ASSERTION_AGE = 300
 # Basic credentials longer than this are refused before decoding: a 128-character client id
 # and a long secret, both percent-encoded, stay well under it.
 _MAX_BASIC = 4096
+#: The longest client id (the column's width): a longer one is unknown without a lookup.
+MAX_CLIENT_ID = 128
+# Cached client records; only registered clients are cached (never misses, whose keys are
+# whatever a caller sent), so this bounds memory to what the administrator registered.
+_MAX_CACHED = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +111,7 @@ class ClientRegistry:
         self._issuer = issuer
         self._cache_ttl = cache_ttl
         self._clock = clock
-        self._cache: dict[str, tuple[float, Client | None]] = {}
+        self._cache: dict[str, tuple[float, Client]] = {}
 
     # -- administration -------------------------------------------------------------
     async def create(
@@ -136,6 +148,8 @@ class ClientRegistry:
             check_registrable(uri)
         secret = new_token(32) if auth_method == "client_secret_basic" else None
         cid = client_id or new_token(12)
+        if len(cid) > MAX_CLIENT_ID:
+            raise ValueError(f"a client id has at most {MAX_CLIENT_ID} characters")
         values = {
             "client_id": cid,
             "name": name,
@@ -178,6 +192,13 @@ class ClientRegistry:
             return [_row_to_client(r) for r in rows]
 
     async def get(self, client_id: str, *, fresh: bool = False) -> Client | None:
+        """The registered client, or ``None``; an id over :data:`MAX_CLIENT_ID` is not looked up.
+
+        Only clients found are cached: an unknown id costs a lookup each time, but never
+        memory (the ids of a flood of unknown clients are the sender's to choose).
+        """
+        if not 0 < len(client_id) <= MAX_CLIENT_ID:
+            return None
         now = self._clock()
         cached = self._cache.get(client_id)
         if not fresh and cached is not None and now - cached[0] < self._cache_ttl:
@@ -186,9 +207,12 @@ class ClientRegistry:
             row = (
                 await conn.execute(select(clients).where(clients.c.client_id == client_id))
             ).first()
-        client = _row_to_client(row) if row is not None else None
+        if row is None:
+            self._cache.pop(client_id, None)
+            return None
+        client = _row_to_client(row)
         if self._cache_ttl > 0:
-            if len(self._cache) > 10_000:
+            if len(self._cache) >= _MAX_CACHED:
                 self._cache.clear()
             self._cache[client_id] = (now, client)
         return client
@@ -213,7 +237,7 @@ class ClientRegistry:
         client_id = form.get("client_id")
         if not client_id:
             raise InvalidClient(reason="client.missing")
-        client = await self.get(client_id)
+        client = await self.get(client_id) if len(client_id) <= MAX_CLIENT_ID else None
         if client is None or client.disabled or not client.public or not allow_public:
             raise InvalidClient(reason="client.not_public")
         return client
@@ -234,7 +258,7 @@ class ClientRegistry:
         client_id, secret = unquote_plus(raw_id), unquote_plus(raw_secret)
         if form_client_id is not None and form_client_id != client_id:
             raise InvalidRequest("client_id does not match the authenticated client")
-        client = await self.get(client_id) if 0 < len(client_id) <= 128 else None
+        client = await self.get(client_id) if 0 < len(client_id) <= MAX_CLIENT_ID else None
         stored = client.secret_hash if client is not None else None
         ok = self._sealer.matches(secret, stored)  # runs for unknown clients too
         if client is None or not ok or client.disabled:
@@ -253,7 +277,7 @@ class ClientRegistry:
         client_id = unverified.get("iss") if isinstance(unverified, dict) else None
         if not isinstance(client_id, str) or (form_client_id not in (None, client_id)):
             raise InvalidClient(reason="client.assertion_issuer")
-        client = await self.get(client_id) if len(client_id) <= 128 else None
+        client = await self.get(client_id) if len(client_id) <= MAX_CLIENT_ID else None
         if client is None or client.disabled or client.auth_method != "private_key_jwt":
             raise InvalidClient(reason="client.method_mismatch")
         if client.jwks is None or client.jwt_alg is None:

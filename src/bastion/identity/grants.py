@@ -3,7 +3,9 @@
 * Codes: hashed at rest, ``code_ttl`` <= 60 s, bound to client, redirect URI and PKCE
   challenge, redeemed by one atomic ``UPDATE … WHERE consumed_at IS NULL``. Each code
   carries the id of the refresh family its redemption creates, so a second redemption
-  revokes everything the first produced (RFC 6749 §4.1.2, RFC 9700 §4.5).
+  revokes everything the first produced (RFC 6749 §4.1.2, RFC 9700 §4.5). A code whose
+  login session has ended (logout, password change) or that predates the user's
+  ``not_before`` redeems to nothing.
 * Refresh tokens: opaque, hashed at rest, rotated on every use; consuming one is a single
   conditional UPDATE, so of two concurrent refreshes exactly one wins. Presenting a spent
   token revokes the whole family (reuse detection, RFC 9700 §4.14.2). Idle expiry per
@@ -21,7 +23,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from bastion.identity.oautherrors import OAuthError
+from bastion.identity.oautherrors import InvalidGrant, OAuthError
 from bastion.identity.revocation import Revoked, revoke_families
 from bastion.identity.rfc9068 import IssuedToken
 from bastion.identity.schema import (
@@ -30,6 +32,8 @@ from bastion.identity.schema import (
     refresh_families,
     refresh_tokens,
     revoked_jtis,
+    sessions,
+    users,
 )
 from bastion.identity.sealing import Sealer, new_token
 from bastion.identity.settings import TokenSettings
@@ -117,8 +121,9 @@ class Grants:
 
         ``prepare`` checks the grant and signs the access token inside the transaction;
         an error it returns is handed back after the code was burnt. ``None`` for an
-        unknown or expired code. Raises :class:`ReuseDetected` (after the revocation of
-        the family committed) if the code was already consumed.
+        unknown or expired code, and :class:`InvalidGrant` for one whose login has ended
+        since (:meth:`_login_ended`). Raises :class:`ReuseDetected` (after the revocation
+        of the family committed) if the code was already consumed.
         """
         if not 0 < len(code) <= 256:
             return None
@@ -140,6 +145,8 @@ class Grants:
                 reuse = ReuseDetected(row.family_id, revoked)
             elif row.expires_at <= now:
                 return None
+            elif await self._login_ended(conn, row):
+                return InvalidGrant("the code is invalid or expired", reason="code.login_ended")
             else:
                 grant = CodeGrant(
                     client_id=row.client_id,
@@ -167,6 +174,39 @@ class Grants:
                 )
                 return grant, prepared, refresh
         raise reuse
+
+    async def _login_ended(self, conn: AsyncConnection, code_row: Any) -> bool:
+        """Has the login behind this code ended since it was issued?
+
+        Yes if its session was revoked (logout, password change, disable) or is gone, if the
+        session began before the user's ``not_before``, or if the user is gone. A code with
+        no session is compared with ``not_before`` by the time it was issued. The user and
+        session rows are read under a lock (PostgreSQL; SQLite serialises writers anyway),
+        so a logout or password change committing meanwhile waits for this redemption and
+        then revokes the family it creates.
+        """
+        user = (
+            await conn.execute(
+                select(users.c.not_before).where(users.c.id == code_row.user_id).with_for_update()
+            )
+        ).first()
+        if user is None:
+            return True
+        if code_row.session_hash is None:
+            issued_at = code_row.expires_at - self._settings.code_ttl
+            return bool(issued_at < user.not_before)
+        session = (
+            await conn.execute(
+                select(sessions.c.created_at, sessions.c.revoked_at)
+                .where(sessions.c.id_hash == code_row.session_hash)
+                .with_for_update()
+            )
+        ).first()
+        return (
+            session is None
+            or session.revoked_at is not None
+            or session.created_at < user.not_before
+        )
 
     async def _insert_family(self, conn: AsyncConnection, code_row: Any, now: float) -> None:
         await conn.execute(

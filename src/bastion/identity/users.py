@@ -3,6 +3,9 @@
 Throttling is an atomic per-account failure counter: after ``throttle_after`` consecutive
 failures each further attempt must wait a doubling delay (capped), and at
 ``lockout_threshold`` (never more than 100) the account locks for ``lockout_duration``.
+Each guess is counted *before* it is checked (:meth:`Users.reserve_attempt`, one guarded
+``UPDATE``), so however many guesses arrive at once, no more are checked than the throttle
+lets through one after another; a right guess gives its reservation back.
 Unknown users cost one Argon2id verification against a dummy hash, and every failure
 (unknown user, wrong password, disabled, locked, throttled) is the same :class:`LoginFailed`.
 """
@@ -23,7 +26,14 @@ from bastion.identity.settings import LockoutSettings
 from bastion.identity.storage import Database
 from bastion.jsonutil import dumps, loads_strict
 
-__all__ = ["GENERIC_LOGIN_ERROR", "LoginFailed", "User", "Users", "normalize_username"]
+__all__ = [
+    "GENERIC_LOGIN_ERROR",
+    "Attempt",
+    "LoginFailed",
+    "User",
+    "Users",
+    "normalize_username",
+]
 
 GENERIC_LOGIN_ERROR = "The username or password is incorrect, or the account is locked."
 
@@ -54,6 +64,17 @@ class User:
     @property
     def mfa_enrolled(self) -> bool:
         return self.mfa_seed is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A guess already counted as a failure (see :meth:`Users.reserve_attempt`)."""
+
+    user_id: str
+    #: ``failed_logins`` once this guess was counted.
+    count: int
+    #: Counting this guess locked the account (it stays locked unless the guess was right).
+    locks: bool
 
 
 def normalize_username(name: str) -> str:
@@ -170,26 +191,27 @@ class Users:
     async def authenticate(self, username: str, password: str, now: float) -> User:
         """The user whose password this is, or :class:`LoginFailed` (generic).
 
-        Success does not reset the failure counter; call :meth:`reset_failures` when the
-        login is complete.
+        The guess is counted as a failure before the password is checked, and given back
+        if it was right: success leaves the counter as it was. Call :meth:`reset_failures`
+        when the whole login (second factor included) is complete.
         """
         user = await self.by_username(username) if len(username) <= 512 else None
         if user is None:
             await self.hasher.averify(None, password)
             raise LoginFailed("login.unknown_user")
-        if user.locked_until > now:
+        try:
+            attempt = await self.reserve_attempt(user.id, now)
+        except LoginFailed:
             await self.hasher.averify(None, password)
-            raise LoginFailed("login.locked", user.id)
-        if user.next_attempt_at > now:
-            await self.hasher.averify(None, password)
-            raise LoginFailed("login.throttled", user.id)
+            raise
         if not await self.hasher.averify(user.password_hash, password):
-            locked = await self.record_failure(user.id, now)
-            raise LoginFailed("login.locked_now" if locked else "login.bad_password", user.id)
+            raise LoginFailed(
+                "login.locked_now" if attempt.locks else "login.bad_password", user.id
+            )
+        # A known password must not reset the TOTP guess budget, nor cost any of it.
+        await self.release_attempt(attempt)
         if user.disabled:
             raise LoginFailed("login.disabled", user.id)
-        # The failure counter is reset by the caller once the whole login (including a
-        # second factor) succeeded: a known password must not reset the TOTP guess budget.
         if self.hasher.needs_rehash(user.password_hash):
             async with self._db.write() as conn:
                 await conn.execute(
@@ -199,27 +221,64 @@ class Users:
                 )
         return user
 
-    async def record_failure(self, user_id: str, now: float) -> bool:
-        """Count one failure atomically; returns True when this failure locked the account."""
-        cfg = self._lockout
+    async def reserve_attempt(self, user_id: str, now: float) -> Attempt:
+        """Count one guess as a failure before it is checked, or raise :class:`LoginFailed`.
+
+        The count goes up only where the account is neither locked nor waiting out a delay,
+        in one conditional ``UPDATE``; the delay or lock this failure earns is set in the
+        same transaction. Concurrent reservations queue on the row (the write lock on
+        SQLite, the row lock on PostgreSQL, which re-checks the condition on the row the
+        previous one committed), so a burst gets exactly as many guesses as a sequence.
+        """
         async with self._db.write() as conn:
             result = await conn.execute(
                 update(users)
-                .where(users.c.id == user_id)
+                .where(
+                    users.c.id == user_id,
+                    users.c.locked_until <= now,
+                    users.c.next_attempt_at <= now,
+                )
                 .values(failed_logins=users.c.failed_logins + 1)
                 .returning(users.c.failed_logins)
             )
-            count = int(result.scalar_one())
-            values: dict[str, float] = {}
-            if count >= cfg.throttle_after:
-                exponent = min(count - cfg.throttle_after, 30)
-                values["next_attempt_at"] = now + min(cfg.base_delay * 2**exponent, cfg.max_delay)
-            locked = count >= cfg.lockout_threshold
-            if locked:
-                values["locked_until"] = now + cfg.lockout_duration
-            if values:
-                await conn.execute(update(users).where(users.c.id == user_id).values(values))
-        return locked
+            count = result.scalar_one_or_none()
+            if count is None:
+                row = (
+                    await conn.execute(select(users.c.locked_until).where(users.c.id == user_id))
+                ).first()
+                if row is None:
+                    raise LoginFailed("login.unknown_user")
+                locked = row.locked_until > now
+                raise LoginFailed("login.locked" if locked else "login.throttled", user_id)
+            penalty = self._penalty(int(count), now)
+            if penalty:
+                await conn.execute(update(users).where(users.c.id == user_id).values(penalty))
+        return Attempt(user_id, int(count), int(count) >= self._lockout.lockout_threshold)
+
+    async def release_attempt(self, attempt: Attempt) -> None:
+        """Give back a reservation whose guess was right, if nothing was counted since.
+
+        It then undoes exactly its own reservation (the delay and lock it set had not been
+        there, or the reservation would have been refused). If other guesses were counted
+        meanwhile it is kept: a burst never earns guesses back.
+        """
+        async with self._db.write() as conn:
+            await conn.execute(
+                update(users)
+                .where(users.c.id == attempt.user_id, users.c.failed_logins == attempt.count)
+                .values(failed_logins=attempt.count - 1, next_attempt_at=0.0, locked_until=0.0)
+            )
+
+    def _penalty(self, count: int, now: float) -> dict[str, float]:
+        """The delay and lock that ``count`` consecutive failures earn."""
+        cfg = self._lockout
+        values: dict[str, float] = {}
+        if count >= cfg.throttle_after:
+            exponent = min(count - cfg.throttle_after, 30)
+            values["next_attempt_at"] = now + min(cfg.base_delay * 2**exponent, cfg.max_delay)
+        if count >= cfg.lockout_threshold:
+            values["locked_until"] = now + cfg.lockout_duration
+        return values
 
     async def reset_failures(self, user_id: str) -> None:
         async with self._db.write() as conn:
