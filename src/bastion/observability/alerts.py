@@ -8,6 +8,13 @@ with exponential backoff (``backoff * 2**attempt``, capped at 60 s) up to ``max_
 Webhook signature: header ``X-Bastion-Signature: t=<unix seconds>,v1=<hex>`` where ``hex``
 is HMAC-SHA256(secret, ``"<t>." + body``). A receiver recomputes it, compares in constant
 time and rejects stale ``t`` (replay).
+
+Alert text embeds client-chosen values (a principal is a JWT ``sub``, a jti, a key name):
+the e-mail and Slack sinks show control and format characters as escapes
+(:func:`~bastion.observability.safetext.printable`; a CR/LF in a subject would otherwise
+make the e-mail fail, silencing alerts about that principal) and Slack text has ``&``,
+``<``, ``>`` escaped (no ``<!channel>`` or ``<url|text>`` links). Webhook and log bodies
+are JSON, which escapes by itself, and keep the exact values.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import contextlib
 import hashlib
 import hmac
 import smtplib
+import ssl
 import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,17 +37,28 @@ import orjson
 
 from bastion.observability.config import AlertsConfig, SinkConfig
 from bastion.observability.detectors import Finding
+from bastion.observability.safetext import printable
 
 __all__ = [
     "SIGNATURE_HEADER",
     "Alert",
     "AlertDispatcher",
+    "AlertSinkError",
     "sign",
     "slack_payload",
     "verify_signature",
 ]
 
 SIGNATURE_HEADER = "X-Bastion-Signature"
+
+#: A receiver's answer body is read only when it declares at most this many bytes (so the
+#: connection can be reused); a bigger or unannounced body is never read, the connection
+#: is closed instead (a hostile receiver could otherwise answer gigabytes into memory).
+MAX_RECEIVER_BODY = 4096
+
+
+class AlertSinkError(RuntimeError):
+    """A delivery refused or failed for a reason worth printing (no secrets in it)."""
 
 
 @dataclass(frozen=True)
@@ -103,11 +122,19 @@ def verify_signature(
     return hmac.compare_digest(expected, header.strip())
 
 
+def _mrkdwn(value: object) -> str:
+    """Literal text inside Slack mrkdwn: one line, and ``&``, ``<``, ``>`` escaped as Slack
+    requires (``<!channel>``, ``<@U123>`` and ``<url|text>`` all start with ``<``)."""
+    return printable(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_payload(alert: Alert) -> dict[str, Any]:
     """Slack incoming-webhook message (also accepted by Mattermost and Rocket.Chat)."""
     icon = ":rotating_light:" if alert.severity == "critical" else ":warning:"
-    actions = ", ".join(f"{a.get('action')} {a.get('target', '')}".strip() for a in alert.actions)
-    text = f"{icon} *{alert.detector}* {alert.summary}"
+    actions = ", ".join(
+        _mrkdwn(f"{a.get('action')} {a.get('target', '')}".strip()) for a in alert.actions
+    )
+    text = f"{icon} *{_mrkdwn(alert.detector)}* {_mrkdwn(alert.summary)}"
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": text}},
         {
@@ -115,7 +142,8 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": f"subject `{alert.subject}` · gateway {alert.gateway} · "
+                    "text": f"subject `{_mrkdwn(alert.subject)}` · "
+                    f"gateway {_mrkdwn(alert.gateway)} · "
                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(alert.time))}"
                     + (f" · actions: {actions}" if actions else ""),
                 }
@@ -169,9 +197,12 @@ class _SinkWorker:
                 if attempt + 1 < attempts:
                     await self.sleep(min(60.0, self.config.backoff * 2**attempt))
                 else:
+                    # The type only (a receiver's error may quote its URL, a Slack
+                    # webhook's secret), except for our own errors, written to be shown.
+                    why = f": {exc}" if isinstance(exc, AlertSinkError) else ""
                     print(
                         f"bastion: alert sink {self.name} gave up on {alert.id}: "
-                        f"{type(exc).__name__}",
+                        f"{type(exc).__name__}{why}",
                         file=sys.stderr,
                     )
             else:
@@ -256,9 +287,12 @@ class AlertDispatcher:
             timeout=timeout,
             allow_redirects=False,
         ) as response:
-            await response.read()
+            length = response.content_length
+            if length is not None and length <= MAX_RECEIVER_BODY:
+                await response.read()  # small and announced: keeps the connection reusable
+            # Otherwise leaving the block closes the connection without reading the body.
             if response.status >= 300:
-                raise RuntimeError(f"receiver answered {response.status}")
+                raise AlertSinkError(f"receiver answered {response.status}")
 
 
 def _stderr_line(line: bytes) -> None:
@@ -268,15 +302,23 @@ def _stderr_line(line: bytes) -> None:
 
 def _send_mail(sink: SinkConfig, alert: Alert) -> None:
     message = EmailMessage()
-    message["Subject"] = f"[bastion] {alert.severity}: {alert.detector} {alert.subject}"
+    message["Subject"] = printable(f"[bastion] {alert.severity}: {alert.detector} {alert.subject}")
     message["From"] = sink.mail_from
     message["To"] = ", ".join(sink.mail_to)
     message.set_content(
-        f"{alert.summary}\n\n" + orjson.dumps(alert.to_json(), option=orjson.OPT_INDENT_2).decode()
+        f"{printable(alert.summary)}\n\n"
+        + orjson.dumps(alert.to_json(), option=orjson.OPT_INDENT_2).decode()
     )
     with smtplib.SMTP(sink.smtp_host, sink.smtp_port, timeout=sink.timeout) as smtp:
         if sink.smtp_starttls:
-            smtp.starttls()
+            # Certificate and host name verified against the system trust store
+            # (SSL_CERT_FILE / SSL_CERT_DIR point OpenSSL at a private CA).
+            smtp.starttls(context=ssl.create_default_context())
         if sink.smtp_username and sink.smtp_password:
+            if not isinstance(smtp.sock, ssl.SSLSocket):  # the config refuses it too
+                raise AlertSinkError(
+                    "refusing to send SMTP credentials over a connection without TLS "
+                    "(set smtp_starttls: true)"
+                )
             smtp.login(sink.smtp_username, sink.smtp_password)
         smtp.send_message(message)

@@ -4,6 +4,10 @@
 the gateway's admin API (address and credential from the gateway config, like ``bastion
 block``). ``audit search`` reads the audit file (and its rotated siblings) or the audit
 database and prints matching events as JSON lines, or a table with ``--table``.
+
+Every value shown comes from audit events or alerts, hence partly from remote clients: the
+text outputs pass each through :func:`printable` and the JSON outputs through
+:func:`json_line`, so no control or format character ever reaches the terminal raw.
 """
 
 from __future__ import annotations
@@ -14,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import click
-import orjson
 
 from bastion.observability.audit_search import Query, parse_time, search_file
+from bastion.observability.safetext import json_line, printable
 
 __all__ = ["audit", "incidents"]
 
@@ -39,17 +43,22 @@ def incidents(config_path: str, limit: int, as_json: bool) -> None:
     rows: list[dict[str, Any]] = listing.get("incidents", []) if isinstance(listing, dict) else []
     if as_json:
         for row in rows:
-            click.echo(orjson.dumps(row).decode())
+            click.echo(json_line(row))
         return
     if not rows:
         click.echo("no incidents")
         return
     for row in rows:
         at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(row.get("time", 0))))
-        actions = ", ".join(f"{a.get('action')}:{a.get('outcome')}" for a in row.get("actions", []))
+        actions = ", ".join(
+            f"{printable(a.get('action'))}:{printable(a.get('outcome'))}"
+            for a in row.get("actions", [])
+            if isinstance(a, dict)
+        )
         click.echo(
-            f"{at}  {row.get('severity', ''):8}  {row.get('detector', ''):22}  "
-            f"{row.get('subject', '')}  {row.get('summary', '')}"
+            f"{at}  {printable(row.get('severity', '')):8}  "
+            f"{printable(row.get('detector', '')):22}  "
+            f"{printable(row.get('subject', ''))}  {printable(row.get('summary', ''))}"
             + (f"  [{actions}]" if actions else "")
         )
 
@@ -133,9 +142,10 @@ def search(
     for item in events:
         if table_output:
             click.echo(
-                f"{item.get('time', '')}  {item.get('status', ''):>3}  "
-                f"{item.get('principal') or '-':20}  {item.get('method', '')} "
-                f"{item.get('path', '')}  {item.get('reason', '')}"
+                f"{printable(item.get('time', ''))}  {printable(item.get('status', '')):>3}  "
+                f"{printable(item.get('principal') or '-'):20}  "
+                f"{printable(item.get('method', ''))} "
+                f"{printable(item.get('path', ''))}  {printable(item.get('reason', ''))}"
             )
         else:
-            click.echo(orjson.dumps(item).decode())
+            click.echo(json_line(item))

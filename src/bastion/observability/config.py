@@ -203,6 +203,12 @@ class SinkConfig(_Model):
             raise ValueError(f"a {self.type} sink needs `url`")
         if self.type == "smtp" and not self.mail_to:
             raise ValueError("an smtp sink needs `mail_to`")
+        credentials = self.smtp_username and self.smtp_password
+        if self.type == "smtp" and credentials and not self.smtp_starttls:
+            raise ValueError(
+                "an smtp sink with `smtp_username` and `smtp_password` needs "
+                "`smtp_starttls: true` (credentials are never sent without TLS)"
+            )
         return self
 
 

@@ -10,6 +10,13 @@ directory (:class:`SnapshotDir`) once per ``snapshot_interval``; ``/metrics`` on
 merges its live aggregate with the other workers' snapshots, so the scrape is the sum over
 the gateway instance (counters may lag by one interval). This is prometheus-client's
 multiprocess idea without its per-increment mmap writes on the hot path.
+
+The snapshot directory must be private: whoever can write to it can forge the numbers
+/metrics and the dashboard show, and the default one sits in the shared temp dir under a
+predictable name. So every level Bastion creates is made 0700, a directory that is a
+symlink, not owned by this user or writable by group or others is refused
+(:class:`UnsafeSnapshotDir`; the worker then reports only its own numbers), and files are
+created, read and removed without ever following a symlink.
 """
 
 from __future__ import annotations
@@ -17,6 +24,8 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
+import stat
 import tempfile
 import time
 from bisect import bisect_left
@@ -29,7 +38,14 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["BUCKETS_MS", "MetricsCollector", "RequestMetrics", "SnapshotDir", "render"]
+__all__ = [
+    "BUCKETS_MS",
+    "MetricsCollector",
+    "RequestMetrics",
+    "SnapshotDir",
+    "UnsafeSnapshotDir",
+    "render",
+]
 
 #: Histogram upper bounds in milliseconds (exposed in seconds).
 BUCKETS_MS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
@@ -282,26 +298,111 @@ def _server_pid() -> int:
     return os.getpid()
 
 
+class UnsafeSnapshotDir(PermissionError):
+    """A snapshot directory someone else could write to (or a symlink to one): refused."""
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_RUN_NAME = re.compile(r"[0-9a-f]{16}")  # the default directory's per-run tags
+_SNAPSHOT_NAME = re.compile(r"metrics-[0-9]+\.json")
+_OUR_FILE = re.compile(r"metrics-[0-9]+\.(?:json|tmp)")
+
+
+def _check_private(path: Path, *, tighten: bool = False) -> None:
+    """Refuse ``path`` unless it is a directory, not a symlink, owned by this user and not
+    writable by group or others. ``tighten`` also takes away group/other read access
+    (directories of earlier versions were 0755)."""
+    try:
+        fd = os.open(path, _DIR_FLAGS)
+    except OSError:
+        if os.path.islink(path) or (os.path.lexists(path) and not os.path.isdir(path)):
+            raise UnsafeSnapshotDir(
+                f"metrics snapshot directory {path} is a symlink or not a directory: refused"
+            ) from None
+        raise
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid():
+            raise UnsafeSnapshotDir(
+                f"metrics snapshot directory {path} belongs to uid {info.st_uid}, "
+                f"not to this user (uid {os.getuid()}): refused"
+            )
+        mode = stat.S_IMODE(info.st_mode)
+        if mode & 0o022:
+            raise UnsafeSnapshotDir(
+                f"metrics snapshot directory {path} is writable by group or others "
+                f"(mode {mode:04o}): refused; remove it or use a private directory"
+            )
+        if tighten and mode & 0o077:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
+
+
+def _private_dir(path: Path, *, tighten: bool = False) -> None:
+    """Create ``path`` and its missing parents, each 0700, then check every level created
+    (possibly by someone else meanwhile) and ``path`` itself with :func:`_check_private`."""
+    missing: list[Path] = []
+    probe = path
+    while not os.path.lexists(probe) and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    for level in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # another worker was first: checked below
+            os.mkdir(level, 0o700)  # the umask can only take bits away from 0700
+        _check_private(level)
+    _check_private(path, tighten=tighten)
+
+
 def _forget_old_runs(base: Path, keep: str, age: float = 86_400.0) -> None:
-    """Remove snapshot directories of gateway runs untouched for a day."""
-    if not base.is_dir():
-        return
+    """Remove snapshot directories of gateway runs untouched for a day: only real
+    directories (never a symlink's target) of this user named like a run, only the snapshot
+    files in them, and the directory only if that left it empty."""
     horizon = time.time() - age
-    for directory in base.iterdir():
-        with contextlib.suppress(OSError):
-            if directory.name != keep and directory.stat().st_mtime < horizon:
-                for file in directory.iterdir():
-                    file.unlink()
-                directory.rmdir()
+    try:
+        base_fd = os.open(base, _DIR_FLAGS)
+    except OSError:
+        return
+    try:
+        for name in os.listdir(base_fd):
+            if name != keep and _RUN_NAME.fullmatch(name):
+                with contextlib.suppress(OSError):
+                    _forget_run(base_fd, name, horizon)
+    finally:
+        os.close(base_fd)
+
+
+def _forget_run(base_fd: int, name: str, horizon: float) -> None:
+    fd = os.open(name, _DIR_FLAGS, dir_fd=base_fd)  # a symlink fails here (ELOOP)
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.getuid() or info.st_mtime >= horizon:
+            return
+        for entry in os.listdir(fd):
+            if _OUR_FILE.fullmatch(entry):
+                os.unlink(entry, dir_fd=fd)  # removes a link itself, never its target
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=base_fd)
+
+
+def _read_snapshot(path: Path) -> Any:
+    """The JSON in ``path`` if it is a regular file of this user, not a symlink."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.getuid():
+            return None
+        return orjson.loads(fh.read())
 
 
 class SnapshotDir:
-    """Per-worker snapshot files ``metrics-<pid>.json`` in one directory."""
+    """Per-worker snapshot files ``metrics-<pid>.json`` in one private directory."""
 
     def __init__(self, path: Path, pid: int | None = None) -> None:
         self.path = path
         self.pid = pid if pid is not None else os.getpid()
-        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        _private_dir(path)
 
     @classmethod
     def default(cls, configured: str | None) -> SnapshotDir:
@@ -313,21 +414,33 @@ class SnapshotDir:
         config = os.environ.get("BASTION_CONFIG", "")
         tag = hashlib.sha256(f"{_server_pid()}:{config}".encode()).hexdigest()[:16]
         base = Path(tempfile.gettempdir()) / f"bastion-metrics-{os.getuid()}"
+        _private_dir(base, tighten=True)  # a name anyone can take first: checked
         _forget_old_runs(base, keep=tag)
         return cls(base / tag)
 
     def write(self, metrics: RequestMetrics) -> None:
         target = self.path / f"metrics-{self.pid}.json"
         temporary = target.with_suffix(".tmp")
-        temporary.write_bytes(orjson.dumps(metrics.snapshot()))
+        data = orjson.dumps(metrics.snapshot())
+        with contextlib.suppress(FileNotFoundError):
+            temporary.unlink()  # a leftover of a crash; unlink never follows a symlink
+        # O_EXCL: never opens an existing file or the target of a symlink.
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with os.fdopen(os.open(temporary, flags, 0o600), "wb") as fh:
+            fh.write(data)
         temporary.replace(target)  # atomic: readers never see a half-written file
 
     def others(self) -> Iterator[dict[str, Any]]:
-        for file in self.path.glob("metrics-*.json"):
-            if file.name == f"metrics-{self.pid}.json":
+        own = f"metrics-{self.pid}.json"
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in sorted(names):
+            if name == own or not _SNAPSHOT_NAME.fullmatch(name):
                 continue
             with contextlib.suppress(OSError, orjson.JSONDecodeError):
-                data = orjson.loads(file.read_bytes())
+                data = _read_snapshot(self.path / name)
                 if isinstance(data, dict):
                     yield data
 

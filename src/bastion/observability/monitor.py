@@ -27,7 +27,7 @@ from bastion.observability.audit_db import AuditDbSink
 from bastion.observability.config import MonitoringConfig
 from bastion.observability.detectors import Finding, build_detectors, run_pass
 from bastion.observability.incidents import AlertGate, IncidentLog
-from bastion.observability.metrics import RequestMetrics, SnapshotDir
+from bastion.observability.metrics import RequestMetrics, SnapshotDir, UnsafeSnapshotDir
 from bastion.observability.playbooks import PlaybookRunner
 from bastion.observability.windows import FallbackWindows, LocalWindows, RedisWindows, Windows
 from bastion.state.base import StateStore
@@ -256,7 +256,10 @@ class Monitor:
     def _note(self, where: str, exc: BaseException) -> None:
         if where not in self._errors:
             self._errors.add(where)
-            print(f"bastion: monitor {where} failed: {type(exc).__name__}", file=sys.stderr)
+            # The type only (a driver's message may quote a URL with its credentials),
+            # except for the snapshot directory refusal, which names what to fix.
+            why = f": {exc}" if isinstance(exc, UnsafeSnapshotDir) else ""
+            print(f"bastion: monitor {where} failed: {type(exc).__name__}{why}", file=sys.stderr)
 
     # -- views ------------------------------------------------------------------------
 
