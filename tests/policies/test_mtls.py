@@ -391,3 +391,53 @@ async def test_route_accepting_jwt_or_mtls_uses_the_certificate_without_a_token(
         assert info.value.headers["WWW-Authenticate"] == "Bearer, ClientCert"
     finally:
         await store.close()
+
+
+# -- role / scope values (X-Bastion-Roles / X-Bastion-Scopes injection) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("identity", "key"),
+    [
+        ('{roles: [reader, "x,admin"]}', "authentication.mtls.identities.alice.roles[1]"),
+        ('{roles: ["a admin"]}', "authentication.mtls.identities.alice.roles[0]"),
+        ('{scopes: ["read admin:all"]}', "authentication.mtls.identities.alice.scopes[0]"),
+        ('{scopes: ["read\\u00a0admin"]}', "authentication.mtls.identities.alice.scopes[0]"),
+    ],
+)
+def test_identity_roles_or_scopes_with_separators_are_a_config_error(
+    tmp_path: Path, ca: CertificateAuthority, identity: str, key: str
+) -> None:
+    tls = f'listen: {{tls: {{cert: "{ca.path}", key: "{ca.path}", client_ca: "{ca.path}"}}}}'
+    mtls = f"{{principal_from: subject_cn, identities: {{alice: {identity}}}}}"
+    loaded = load_config(config(tmp_path, tls, mtls))
+    with pytest.raises(ConfigError) as info:
+        build_mtls(loaded)
+    assert key in str(info.value)
+    assert "alice" in str(info.value)
+
+
+async def test_mtls_principal_with_injected_role_never_reaches_the_upstream(
+    tmp_path: Path, ca: CertificateAuthority
+) -> None:
+    # build_mtls refuses such identities; the authentication policy checks again.
+    store = create_store({"backend": "memory"})
+    await store.start()
+    try:
+        policy = AuthenticationPolicy(
+            methods=["mtls"],
+            verifier=None,
+            api_keys=None,
+            api_key_header="X-API-Key",
+            store=store,
+            clock=time.time,
+            mtls=native(alice=["customer", "x,admin"]),
+        )
+        context = ctx(pem=ca.issue(tmp_path, "inject", cn="alice").pem)
+        with pytest.raises(Unauthorized) as info:
+            await policy.on_request(context)
+        assert info.value.status == 401
+        assert info.value.reason == "auth.invalid_roles"
+        assert not [name for name, _ in context.upstream_headers if name.startswith("x-bastion")]
+    finally:
+        await store.close()

@@ -94,6 +94,43 @@ async def test_malformed_claims_refused(
     assert await _reason(verify, claims) == reason
 
 
+@pytest.mark.parametrize(
+    ("claims", "settings", "reason"),
+    [
+        # A role holding the X-Bastion-Roles separator would read upstream as two roles.
+        ({"roles": ["customer", "x,admin"]}, {}, "jwt.roles_claim"),
+        ({"roles": "x,admin"}, {}, "jwt.roles_claim"),
+        ({"roles": ["a admin"]}, {}, "jwt.roles_claim"),
+        ({"roles": ["a\tadmin"]}, {}, "jwt.roles_claim"),
+        ({"roles": ["a\u00a0admin"]}, {}, "jwt.roles_claim"),
+        ({"roles": ["admin\r\nx-evil: 1"]}, {}, "jwt.roles_claim"),
+        ({"roles": ["a\x1fadmin"]}, {}, "jwt.roles_claim"),
+        ({"roles": ["a\x00"]}, {}, "jwt.roles_claim"),
+        # Scopes: RFC 6749 scope-tokens only, and a scope string splits on SP alone.
+        ({"scp": ["read admin:all"]}, {"scopes_claim": "scp"}, "jwt.scopes_claim"),
+        ({"scope": "read\x1fadmin"}, {}, "jwt.scopes_claim"),
+        ({"scope": "read\u00a0admin"}, {}, "jwt.scopes_claim"),
+        ({"scope": "read\tadmin"}, {}, "jwt.scopes_claim"),
+        ({"scope": "read\nadmin"}, {}, "jwt.scopes_claim"),
+        ({"scope": 'read "admin"'}, {}, "jwt.scopes_claim"),
+        ({"scope": "read a\\b"}, {}, "jwt.scopes_claim"),
+        ({"scope": "read caf\u00e9"}, {}, "jwt.scopes_claim"),
+    ],
+)
+async def test_roles_and_scopes_that_would_inject_header_entries_are_refused(
+    verify: Verify, claims: dict[str, Any], settings: dict[str, Any], reason: str
+) -> None:
+    assert await _reason(verify, claims, **settings) == reason
+
+
+async def test_scope_string_splits_on_space_only(verify: Verify) -> None:
+    result = await verify({"scope": " read  orders:write https://x/y!#$%&'()*+,/ ", "roles": "a.b"})
+    assert result.scopes == {"read", "orders:write", "https://x/y!#$%&'()*+,/"}
+    assert result.roles == {"a.b"}
+    unicode_role = await verify({"roles": ["r\u00f4le", "team:eng/platform"]})
+    assert unicode_role.roles == {"r\u00f4le", "team:eng/platform"}
+
+
 async def test_aud_list_intersects(verify: Verify) -> None:
     assert (await verify({"aud": ["api://nobody", "api://other"]})).subject == "user-123"
 

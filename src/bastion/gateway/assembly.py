@@ -191,29 +191,28 @@ def _from_operation(
         )
         if from_spec:
             methods = from_spec
+    operation = f"{op.method} {op.path}"
+    allow = _ext_allow(ext, operation, location)
+    # Each extension is validated like its YAML twin; an error names the extension.
+    name = "x-bastion-owner"
     try:
-        allow = _ext_allow(ext)
-        owner = (
-            OwnerRule.model_validate(ext["x-bastion-owner"]) if "x-bastion-owner" in ext else None
-        )
-        owner_list = (
-            OwnerListRule.model_validate(ext["x-bastion-owner-list"])
-            if "x-bastion-owner-list" in ext
-            else None
-        )
-        limits = ext.get("x-bastion-rate-limit", [])
-        rate_limit = [
-            RateLimitRule.model_validate(item)
-            for item in (limits if isinstance(limits, list) else [limits])
-        ]
-        login = (
-            LoginConfig.model_validate(ext["x-bastion-login"]) if "x-bastion-login" in ext else None
-        )
+        owner = OwnerRule.model_validate(ext[name]) if name in ext else None
+        name = "x-bastion-owner-list"
+        owner_list = OwnerListRule.model_validate(ext[name]) if name in ext else None
+        name = "x-bastion-rate-limit"
+        limits = ext.get(name, [])  # a list of rules, or one rule
+        rate_limit: list[RateLimitRule] = []
+        for i, item in enumerate(limits if isinstance(limits, list) else [limits]):
+            name = f"x-bastion-rate-limit[{i}]" if isinstance(limits, list) else name
+            rate_limit.append(RateLimitRule.model_validate(item))
+        name = "x-bastion-login"
+        login = LoginConfig.model_validate(ext[name]) if name in ext else None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
         path = ".".join(str(p) for p in first["loc"])
         raise ConfigError(
-            f"invalid x-bastion extension {path}: {first['msg']}", location=location
+            f"invalid {name}{'.' + path if path else ''} of operation {operation}: {first['msg']}",
+            location=location,
         ) from None
     route = RouteSpec(
         template=_template(api, op.path),
@@ -255,14 +254,71 @@ def _from_operation(
     return route
 
 
-def _ext_allow(ext: Mapping[str, Any]) -> AllowConfig | Literal["authenticated"] | None:
+def _ext_allow(
+    ext: Mapping[str, Any], operation: str = "(unnamed)", location: str | None = None
+) -> AllowConfig | Literal["authenticated"] | None:
+    """The allow rule of an operation: ``x-bastion-allow`` (``authenticated``, or a mapping
+    shaped like the YAML ``allow``) or ``x-bastion-roles`` / ``x-bastion-scopes``.
+
+    Roles and scopes must be lists of non-empty strings: nothing else is coerced
+    (``x-bastion-roles: admin`` would otherwise become the roles ``a, d, m, i, n``). Any
+    other shape, or ``x-bastion-allow`` together with roles/scopes (path item and
+    operation merged: one would silently win), is a ConfigError naming the operation and
+    the extension, so the gateway does not start.
+    """
+
+    def fail(name: str, problem: str) -> ConfigError:
+        return ConfigError(f"{name} of operation {operation} {problem}", location=location)
+
+    def strings(name: str, value: Any) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise fail(
+                name,
+                "must be a list of non-empty strings, e.g. [admin], "
+                f"not {type(value).__name__} {value!r:.80}",
+            )
+        return value
+
+    shorthand = [n for n in ("x-bastion-roles", "x-bastion-scopes") if n in ext]
     if "x-bastion-allow" in ext:
+        if shorthand:
+            raise fail(
+                "x-bastion-allow",
+                f"is combined with {' and '.join(shorthand)}: write one or the other "
+                "(the path item's and the operation's extensions are merged)",
+            )
         value = ext["x-bastion-allow"]
-        return "authenticated" if value == "authenticated" else AllowConfig.model_validate(value)
-    roles, scopes = ext.get("x-bastion-roles"), ext.get("x-bastion-scopes")
-    if roles is None and scopes is None:
+        if value == "authenticated":
+            return "authenticated"
+        if not isinstance(value, Mapping):
+            raise fail(
+                "x-bastion-allow",
+                "must be `authenticated` or a mapping {roles: [...], scopes: [...], match: "
+                f"any|all}}, not {type(value).__name__} {value!r:.80}",
+            )
+        try:
+            rule = AllowConfig.model_validate(value)
+        except ValidationError as exc:
+            first = exc.errors(include_url=False)[0]
+            path = ".".join(str(p) for p in first["loc"])
+            raise fail(
+                f"x-bastion-allow{'.' + path if path else ''}", f"is invalid: {first['msg']}"
+            ) from None
+        for key in ("roles", "scopes"):
+            strings(f"x-bastion-allow.{key}", value.get(key, []))
+        return rule
+    if not shorthand:
         return None
-    return AllowConfig(roles=list(roles or []), scopes=list(scopes or []))
+    roles = strings("x-bastion-roles", ext["x-bastion-roles"]) if "x-bastion-roles" in ext else []
+    scopes = (
+        strings("x-bastion-scopes", ext["x-bastion-scopes"]) if "x-bastion-scopes" in ext else []
+    )
+    if not roles and not scopes:
+        raise fail(
+            " and ".join(shorthand),
+            "lists no role or scope: list some, or write x-bastion-allow: authenticated",
+        )
+    return AllowConfig(roles=list(roles), scopes=list(scopes))
 
 
 def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) -> None:

@@ -12,6 +12,10 @@
 * mTLS (:mod:`bastion.policies.mtls`): the client certificate is a connection-level
   credential, so it is used only when the request carries no ``Authorization`` / API-key
   credential; an explicit credential wins on routes that accept both.
+* Role and scope values are checked once more before they reach the upstream in
+  ``X-Bastion-Roles`` / ``X-Bastion-Scopes`` (:mod:`bastion.tokens.labels`): a value with a
+  list separator in it would read upstream as extra entries. JWT claims are refused by the
+  verifier already; a stored API key or an mTLS identity holding one is refused here (401).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from bastion.errors import BadRequest, Forbidden, InvalidToken, ServiceUnavailab
 from bastion.policies.mtls import CHALLENGE, MtlsAuthenticator
 from bastion.state.base import StateStore
 from bastion.tokens import JWTVerifier, VerifiedToken
+from bastion.tokens.labels import invalid_label
 from bastion.types import Policy, Principal, RequestContext, Response
 
 if TYPE_CHECKING:
@@ -108,6 +113,7 @@ class AuthenticationPolicy(Policy):
             principal = self._mtls.authenticate(ctx, now, self._challenge)
         else:
             raise Unauthorized(reason="auth.missing", scheme=self._challenge)
+        identity = self._identity_headers(principal)
         blocked = mirror.is_blocked("principal", principal.subject, now)
         if blocked is None and principal.kind == "api_key" and principal.credential_id:
             blocked = mirror.is_blocked("api_key", principal.credential_id, now)
@@ -115,15 +121,23 @@ class AuthenticationPolicy(Policy):
             ctx.principal = principal
             raise Forbidden(reason=f"blocklist.{blocked.kind}")
         ctx.principal = principal
-        ctx.upstream_headers.extend(self._identity_headers(principal))
+        ctx.upstream_headers.extend(identity)
         return None
 
     def _identity_headers(self, principal: Principal) -> tuple[tuple[str, str], ...]:
         """What the upstream learns about the caller (X-Bastion-*), built once per
-        principal object: a cached token's principal is reused (see :meth:`_from_jwt`)."""
+        principal object: a cached token's principal is reused (see :meth:`_from_jwt`).
+
+        Refuses (401) a principal whose roles or scopes would not survive the header
+        format, whatever its source: one check for JWTs, API keys and mTLS identities."""
         cached = self._headers.get(id(principal))
         if cached is not None and cached[0] is principal:
             return cached[1]
+        invalid = invalid_label(principal.roles, principal.scopes)
+        if invalid is not None:
+            if principal.kind == "jwt":
+                raise InvalidToken(reason=f"jwt.{invalid}_claim")
+            raise Unauthorized(reason=f"auth.invalid_{invalid}", scheme=self._challenge)
         headers = (
             ("x-bastion-subject", principal.subject),
             ("x-bastion-roles", ",".join(sorted(principal.roles))),

@@ -49,6 +49,7 @@ from bastion.config import LoadedConfig
 from bastion.config.loader import KeyPath
 from bastion.errors import ConfigError, Unauthorized
 from bastion.gateway.request import TrustedProxies
+from bastion.tokens.labels import is_valid_role, is_valid_scope
 from bastion.types import Principal, RequestContext
 
 __all__ = [
@@ -347,6 +348,20 @@ def build_mtls(loaded: LoadedConfig) -> MtlsAuthenticator | None:
             )
     elif client_ca is not None:
         _load_cas(loaded, client_ca, ("listen", "tls", "client_ca"))  # fail fast on a bad file
+    for name, ident in mtls.identities.items():
+        for field, values, valid, rule in (
+            ("roles", ident.roles, is_valid_role, "no ',', whitespace or control characters"),
+            ("scopes", ident.scopes, is_valid_scope, "RFC 6749 scope-token characters only"),
+        ):
+            for position, value in enumerate(values):
+                if not valid(value):
+                    raise ConfigError(
+                        f"{field[:-1]} {value!r} of identity {name!r} is not valid ({rule}): "
+                        f"it is sent upstream in the X-Bastion-{field.capitalize()} header",
+                        location=where(
+                            ("authentication", "mtls", "identities", name, field, position)
+                        ),
+                    )
     return MtlsAuthenticator(
         principal_from=mtls.principal_from,
         identities={

@@ -5,6 +5,9 @@ boolean ``exp`` is refused rather than coerced. ``exp`` is always required
 (RFC 8725 §3.10 asks for lifetime limits; RFC 9068 §2.2 makes it REQUIRED).
 ``aud`` must intersect the issuer's audiences (RFC 8725 §3.9, RFC 7519 §4.1.3);
 a token without ``aud`` is refused. ``sub`` must be a non-empty string.
+Role and scope values follow :mod:`bastion.tokens.labels` (no list separators, so they
+cannot smuggle extra entries into the ``X-Bastion-Roles`` / ``X-Bastion-Scopes`` headers);
+a token carrying any other value is refused, not filtered.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any
 from bastion.errors import InvalidToken
 
 from .config import IssuerSettings
+from .labels import is_valid_role, is_valid_scope, split_scope
 
 __all__ = ["TimeClaims", "check_claims", "extract_roles", "extract_scopes"]
 
@@ -94,25 +98,38 @@ def extract_roles(claims: Mapping[str, Any], path: str) -> frozenset[str]:
     """Roles at a dotted path: a list of strings, or one string naming one role.
 
     A missing claim means no roles; any other shape is refused (fail closed) rather
-    than guessed.
+    than guessed, and so is a role holding ``,``, whitespace or a control character.
     """
     value = _lookup(claims, path)
     if value is None:
         return frozenset()
     if isinstance(value, str):
-        return frozenset((value,)) if value else frozenset()
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return frozenset(v for v in value if v)
-    raise _fail("roles_claim")
+        values = [value] if value else []
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        values = [v for v in value if v]
+    else:
+        raise _fail("roles_claim")
+    if not all(is_valid_role(v) for v in values):
+        raise _fail("roles_claim")
+    return frozenset(values)
 
 
 def extract_scopes(claims: Mapping[str, Any], path: str) -> frozenset[str]:
-    """Scopes: a space-delimited string (RFC 8693 §4.2 ``scope``) or a list (``scp``)."""
+    """Scopes: a space-delimited string (RFC 8693 §4.2 ``scope``) or a list (``scp``).
+
+    The string is split on the space character only (RFC 6749 §3.3); every scope must be
+    an RFC 6749 ``scope-token`` (printable ASCII except space, ``"`` and ``\\``), else the
+    token is refused.
+    """
     value = _lookup(claims, path)
     if value is None:
         return frozenset()
     if isinstance(value, str):
-        return frozenset(value.split())
-    if isinstance(value, list) and all(isinstance(v, str) for v in value):
-        return frozenset(v for v in value if v)
-    raise _fail("scopes_claim")
+        values = split_scope(value)
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        values = [v for v in value if v]
+    else:
+        raise _fail("scopes_claim")
+    if not all(is_valid_scope(v) for v in values):
+        raise _fail("scopes_claim")
+    return frozenset(values)
