@@ -128,3 +128,11 @@ def test_allow_authenticated_and_mapping_still_accepted(tmp_path: Path) -> None:
     assert route.allow != "authenticated"
     assert route.allow.scopes == ["items:read"]
     assert route.allow.match == "all"
+
+
+@pytest.mark.parametrize("name", ["x-bastion-role", "x-bastion-owners", "x-bastion-ratelimit"])
+def test_a_misspelt_extension_stops_startup(tmp_path: Path, name: str) -> None:
+    """It would leave the operation to the API's defaults, often wider than meant."""
+    message = _error(tmp_path, {name: ["admin"]})
+    assert f"unknown extension {name}" in message
+    assert "x-bastion-roles" in message  # the ones Bastion reads are listed

@@ -166,6 +166,20 @@ def _from_config(
     )
 
 
+#: The x-bastion-* extensions an operation (or its path item) may carry.
+_EXTENSIONS = frozenset(
+    {
+        "x-bastion-allow",
+        "x-bastion-roles",
+        "x-bastion-scopes",
+        "x-bastion-owner",
+        "x-bastion-owner-list",
+        "x-bastion-rate-limit",
+        "x-bastion-login",
+    }
+)
+
+
 def _from_operation(
     loaded: LoadedConfig,
     api: ApiConfig,
@@ -177,6 +191,16 @@ def _from_operation(
 ) -> RouteSpec:
     location = f"{spec.source or api.openapi}#{op.pointer}"
     ext = op.extensions
+    operation = f"{op.method} {op.path}"
+    unknown = sorted(set(ext) - _EXTENSIONS)
+    if unknown:
+        # A misspelt extension (x-bastion-role) would leave the operation to the API's
+        # defaults, often wider than meant: refuse it.
+        raise ConfigError(
+            f"unknown extension {unknown[0]} on operation {operation}; Bastion reads "
+            + ", ".join(sorted(_EXTENSIONS)),
+            location=location,
+        )
     security = op.security if op.security is not None else spec.security
     public = security is not None and (len(security) == 0 or any(not req for req in security))
     methods = default_methods
@@ -191,7 +215,6 @@ def _from_operation(
         )
         if from_spec:
             methods = from_spec
-    operation = f"{op.method} {op.path}"
     allow = _ext_allow(ext, operation, location)
     # Each extension is validated like its YAML twin; an error names the extension.
     name = "x-bastion-owner"
