@@ -53,7 +53,8 @@ apis:
 The OpenAPI extensions (`x-bastion-roles`, `x-bastion-scopes`, `x-bastion-allow`,
 `x-bastion-owner`, `x-bastion-owner-list`, `x-bastion-login`, `x-bastion-rate-limit`) take
 the same shapes as the route keys below (`allow`, `owner`, `owner_list`, `login`,
-`rate_limit`); a YAML route with the same path and method overrides them.
+`rate_limit`); a YAML route with the same path and method overrides them. A value of
+another type, or any other `x-bastion-*` key (a misspelling), stops startup.
 """
 
 
