@@ -108,6 +108,13 @@ def test_an_answer_the_owner_rule_cannot_read_is_refused(env: Env, path: str, ac
     assert "ALICE" not in body
 
 
+def test_a_foreign_object_and_a_missing_one_answer_alike(env: Env) -> None:
+    foreign = env.call("GET", "/orders/1", x_request_id="same-answer-0001")
+    missing = env.call("GET", "/orders/404", x_request_id="same-answer-0001")
+    assert foreign[0] == missing[0] == 404
+    assert foreign == missing  # status, media type and body, byte for byte
+
+
 def test_head_is_refused_where_the_owner_is_checked_on_the_answer(env: Env) -> None:
     before = len(env.received())
     status, _, _ = env.call("HEAD", "/orders/1")

@@ -7,7 +7,9 @@ and they must be JSON: a 2xx body of any other media type is refused with 502, b
 upstream that negotiates (``Accept: text/html``, ``text/csv``) or omits the Content-Type
 would otherwise hand out an object nobody checked. A 2xx response whose owner field cannot
 be found is refused too: fail closed. ``HEAD`` is refused (405) on these routes: its
-answer has no body to check, yet its status tells whether a foreign object exists.
+answer has no body to check, yet its status tells whether a foreign object exists; and
+with the default 404 for foreign objects, the upstream's own 404 is answered with the same
+problem document, so that nothing tells a foreign object from a missing one.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from bastion.decisions import MISSING, FieldRef, OwnerSpec, decide_owner, filter_owned, lookup_path
-from bastion.errors import BadGateway, MethodNotAllowed
+from bastion.errors import BadGateway, MethodNotAllowed, ObjectNotFound
 from bastion.jsonutil import JSONError, dumps, loads_strict
 from bastion.policies.authorization import deny_object
 from bastion.types import Decision, Later, Policy, RequestContext, Response, UpstreamResponse
@@ -65,6 +67,10 @@ class ResponseOwnerPolicy(_ResponseOwnership):
         self.field, self.spec, self.status = field, spec, status
 
     async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
+        if response.status == 404 and self.status == 404:
+            # The upstream's own "not found" answers as the refusal of a foreign object
+            # does: otherwise the two differ, and that tells which objects exist.
+            raise ObjectNotFound(reason="owner.upstream_not_found")
         document = _json(response)
         if document is MISSING:
             return
