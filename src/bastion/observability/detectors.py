@@ -104,8 +104,10 @@ class AuthFailureByIp(Detector):
         self.threshold, self.window, self._touched = threshold, window, _Touched()
 
     def collect(self, event: Event, batch: Batch) -> None:
+        if event.get("status") != 401:
+            return
         ip = _client(event)
-        if event.get("status") == 401 and ip:
+        if ip:
             batch.add(f"af_ip:{ip}", self.window)
             self._touched.keys[str(ip)] = {}
 
@@ -214,9 +216,11 @@ class CredentialStuffing(Detector):
         self.threshold, self.window, self._touched = distinct_usernames, window, _Touched()
 
     def collect(self, event: Event, batch: Batch) -> None:
-        ip = _client(event)
         login = event.get("login")
-        if not ip or login is None:
+        if login is None:
+            return
+        ip = _client(event)
+        if not ip:
             return
         key = event.get("login_key")
         if isinstance(key, str) and key:
@@ -400,8 +404,10 @@ class TokenManyIps(Detector):
 
     def collect(self, event: Event, batch: Batch) -> None:
         principal = event.get("principal")
+        if not principal or event.get("status") == 401:
+            return
         ip = _client(event)
-        if not principal or not ip or event.get("status") == 401:
+        if not ip:
             return
         credential = str(event.get("credential_id") or principal)
         batch.add_member(f"tk:{credential}", self.window, str(ip))
