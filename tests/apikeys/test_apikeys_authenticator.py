@@ -205,7 +205,8 @@ async def test_principal_for_an_authenticated_key(
     key, record = await new_key(counting, clock(), scopes=["orders:read"])
     principal = principal_for(await ApiKeyAuthenticator(counting).authenticate(key, IP))
     assert principal.kind == "api_key"
-    assert principal.subject == principal.credential_id == record.key_id
+    assert principal.subject == f"apikey:{record.key_id}"
+    assert principal.credential_id == principal.claims["key_id"] == record.key_id
     assert principal.roles == frozenset({"reader"})
     assert principal.scopes == frozenset({"orders:read"})
     assert key not in repr(principal)

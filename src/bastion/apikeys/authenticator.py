@@ -207,13 +207,15 @@ class ApiKeyAuthenticator:
 
 
 def principal_for(record: ApiKeyRecord) -> Principal:
-    """The :class:`bastion.types.Principal` of an authenticated key (subject = key id)."""
+    """The :class:`bastion.types.Principal` of an authenticated key, as the gateway builds
+    it: subject ``apikey:<key id>`` (never equal to a token's ``sub``, so an owner rule or a
+    rate limit cannot mix a key with a user), the key id as ``credential_id``."""
     return Principal(
-        subject=record.key_id,
+        subject=f"apikey:{record.key_id}",
         kind="api_key",
         roles=frozenset(record.roles),
         scopes=frozenset(record.scopes),
-        claims={"name": record.name, "key_prefix": record.prefix},
+        claims={"name": record.name, "key_id": record.key_id, "key_prefix": record.prefix},
         credential_id=record.key_id,
         issued_at=record.created_at,
     )

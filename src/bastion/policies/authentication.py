@@ -181,13 +181,6 @@ class AuthenticationPolicy(Policy):
 
     async def _from_api_key(self, key: str, client_ip: str) -> Principal:
         assert self._keys is not None
-        record = await self._keys.authenticate(key, client_ip)
-        return Principal(
-            subject=f"apikey:{record.key_id}",
-            kind="api_key",
-            roles=frozenset(record.roles),
-            scopes=frozenset(record.scopes),
-            claims={"name": record.name, "key_id": record.key_id},
-            credential_id=record.key_id,
-            issued_at=record.created_at,
-        )
+        from bastion.apikeys.authenticator import principal_for  # only where keys are on
+
+        return principal_for(await self._keys.authenticate(key, client_ip))
