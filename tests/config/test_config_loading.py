@@ -69,6 +69,27 @@ def test_missing_key_points_at_parent(tmp_path: Path) -> None:
     assert f"{path}:12: apis[0].upstream: required key is missing" in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("allow", "message"),
+    [
+        ("{roles: ['']}", "role '' can never match"),
+        ("{roles: ['customer,admin']}", "role 'customer,admin' can never match"),
+        ("{scopes: ['read write']}", "scope 'read write' can never match"),
+    ],
+)
+def test_an_allow_rule_that_can_never_match_names_file_line_and_key(
+    tmp_path: Path, allow: str, message: str
+) -> None:
+    route = "      - {path: /health, methods: [GET], public: true}"
+    path = write(
+        tmp_path, GOOD.replace(route, f"      - {{path: /x, methods: [GET], allow: {allow}}}")
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert f"{path}:16: apis[0].routes[0].allow" in str(err.value)
+    assert message in str(err.value)
+
+
 def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("mode: production", "mode: production\nmode: development"))
     with pytest.raises(ConfigError, match=r":3: mode: duplicate key"):

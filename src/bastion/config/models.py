@@ -205,6 +205,29 @@ class AllowConfig(Model):
         "any", description="any: one listed role or scope suffices; all: every one is needed."
     )
 
+    @field_validator("roles")
+    @classmethod
+    def _roles(cls, value: list[str]) -> list[str]:
+        from bastion.tokens.labels import is_valid_role
+
+        for role in value:
+            if not is_valid_role(role):
+                raise ValueError(
+                    f"role {role!r} can never match: a role is not empty and holds no ',', "
+                    "whitespace or control character"
+                )
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _scopes(cls, value: list[str]) -> list[str]:
+        from bastion.tokens.labels import is_valid_scope
+
+        for scope in value:
+            if not is_valid_scope(scope):
+                raise ValueError(f"scope {scope!r} can never match: not an RFC 6749 scope-token")
+        return value
+
     @model_validator(mode="after")
     def _some(self) -> AllowConfig:
         if not self.roles and not self.scopes:
