@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import quote, quote_plus
 
 import pytest
 
@@ -42,6 +43,36 @@ def test_unknown_secrets_are_redacted_by_name() -> None:
     assert r.url("http://h/p?token=abc&q=1") == "http://h/p?token=[REDACTED]&q=1"
     body = r.body(b'{"user": {"password_hash": "$2b$xx", "token_type": "Bearer"}, "n": 1}')
     assert body == '{"user":{"password_hash":"[REDACTED]","token_type":"Bearer"},"n":1}'
+
+
+@pytest.mark.parametrize("password", ["Tr0ub4dor&3 horse!", 'pa"ss\\w0rd', "pässwörd€"])
+def test_a_login_password_never_reaches_a_report_in_any_encoding(password: str) -> None:
+    """Form bodies carry it URL-encoded, JSON bodies escaped: neither reads as itself."""
+    from urllib.parse import urlencode
+
+    import orjson
+
+    r = Redactor()
+    r.add_secret(password, "BASTION_alice_password")
+    form = urlencode({"username": "alice", "password": password}).encode()
+    json_body = orjson.dumps({"username": "alice", "password": password})
+    for body in (form, json_body):
+        for shown in (
+            r.body(body) or "",
+            r.curl("POST", "http://h/login", {"Content-Type": "x"}, body),
+        ):
+            assert password not in shown
+            for encoded in (quote_plus(password), quote(password, safe="")):
+                assert encoded not in shown
+            assert orjson.dumps(password).decode()[1:-1] not in shown
+
+
+def test_unknown_secrets_in_form_bodies_are_redacted_by_name() -> None:
+    r = Redactor()
+    shown = r.body(b"username=alice&password=hunter2%21&remember=1")
+    assert shown == "username=alice&password=[REDACTED]&remember=1"
+    curl = r.curl("POST", "http://h/login", {}, b"username=alice&password=hunter2%21")
+    assert "hunter2" not in curl
 
 
 def test_weak_hs256_secret_is_cracked_offline() -> None:

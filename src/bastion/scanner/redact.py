@@ -2,8 +2,11 @@
 
 Known secrets (tokens obtained at login, static credential headers, login passwords) are
 replaced by a shell variable reference such as ``${BASTION_ALICE_TOKEN}``, so the curl line
-still reproduces the request once the variable is set. Values of sensitive JSON fields and
-headers that are not known secrets become ``[REDACTED]``.
+still reproduces the request once the variable is set; a secret is also found the way it
+went over the wire (URL-encoded in a form or query, escaped in JSON), where a password with
+a ``&``, a space or a quote no longer reads as itself. Values of sensitive JSON fields, form
+fields and headers that are not known secrets become ``[REDACTED]``, in the evidence and in
+the curl line alike.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import contextlib
 import re
 import shlex
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit, urlunsplit
 
 from bastion.jsonutil import dumps, loads_strict
 
@@ -48,9 +51,14 @@ class Redactor:
         self._public.add(value)
 
     def add_secret(self, value: str, variable: str) -> None:
-        """Register ``value`` (at least 4 characters) to be shown as ``${variable}``."""
-        if len(value) >= 4:
-            self._secrets[value] = "${" + re.sub(r"[^A-Z0-9_]", "_", variable.upper()) + "}"
+        """Register ``value`` (at least 4 characters) to be shown as ``${variable}``, in
+        every form it takes on the wire: as it is, URL-encoded, JSON-escaped."""
+        if len(value) < 4:
+            return
+        reference = "${" + re.sub(r"[^A-Z0-9_]", "_", variable.upper()) + "}"
+        encoded = (quote_plus(value), quote(value, safe=""), dumps(value).decode()[1:-1])
+        for form in (value, *encoded):
+            self._secrets[form] = reference
 
     def text(self, value: str) -> str:
         for secret in sorted(self._secrets, key=len, reverse=True):
@@ -92,12 +100,28 @@ class Redactor:
             return [self._json(v) for v in value]
         return value
 
+    def _fields(self, text: str) -> str:
+        """Known secrets, then sensitive fields of a JSON or form body redacted by name."""
+        text = self.text(text)
+        with contextlib.suppress(ValueError):
+            return dumps(self._json(loads_strict(text))).decode()
+        if "=" in text and not text.lstrip().startswith(("{", "[")):
+            with contextlib.suppress(ValueError):
+                pairs = parse_qsl(text, keep_blank_values=True, strict_parsing=True)
+                if any(_sensitive_key(key) for key, _ in pairs):
+                    return urlencode(
+                        [
+                            (k, "[REDACTED]" if _sensitive_key(k) and "${" not in v else v)
+                            for k, v in pairs
+                        ],
+                        safe="${}[]",
+                    )
+        return text
+
     def body(self, body: bytes | None) -> str | None:
         if body is None:
             return None
-        text = self.text(body[: _MAX_BODY * 4].decode("utf-8", "replace"))
-        with contextlib.suppress(ValueError):
-            text = dumps(self._json(loads_strict(text))).decode()
+        text = self._fields(body[: _MAX_BODY * 4].decode("utf-8", "replace"))
         if len(text) > _MAX_BODY:
             text = text[:_MAX_BODY] + f"... [{len(text) - _MAX_BODY} more characters]"
         return text
@@ -108,7 +132,7 @@ class Redactor:
         for name, value in self.headers(headers).items():
             parts += ["-H", _quote(f"{name}: {value}")]
         if body is not None:
-            shown = self.text(body.decode("utf-8", "replace"))
+            shown = self._fields(body.decode("utf-8", "replace"))
             if len(shown) > 65536:
                 shown = shown[:65536]
             parts += ["--data-binary", _quote(shown)]
