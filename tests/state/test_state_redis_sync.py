@@ -115,3 +115,46 @@ async def test_malformed_channel_messages_are_ignored_and_trigger_a_resync(
         await raw.aclose()
         await writer.close()
         await reader.close()
+
+
+async def test_a_gateway_whose_clock_runs_ahead_prunes_nothing_others_still_enforce(
+    redis_url: str, prefix: str
+) -> None:
+    """Clean-up of expired revocations and lapsed blocks goes by Redis' clock (with a grace),
+    never the writer's: a gateway an hour ahead used to delete both from Redis, and every
+    gateway that resynced or started afterwards let the token and the address through."""
+    honest = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    ahead = RedisStateStore(
+        redis_url, prefix=prefix, resync_interval=60, clock=lambda: time.time() + 3600
+    )
+    await honest.start()
+    await ahead.start()
+    try:
+        now = time.time()
+        await honest.revoke_token("stolen-jti", now + 600)
+        await honest.block("ip", "203.0.113.7", now + 600, "incident")
+        await ahead.revoke_token("other-jti", now + 7200)  # prunes by its clock, it used to
+        await ahead._sync.load()  # and a resync pruned lapsed blocks by its clock too
+        fresh = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+        await fresh.start()
+        try:
+            t = time.time()
+            assert fresh.mirror.is_token_revoked("stolen-jti", t)
+            assert fresh.mirror.is_blocked("ip", "203.0.113.7", t) is not None
+        finally:
+            await fresh.close()
+        # Long expired by Redis' clock as well: cleaned up.
+        await honest.revoke_token("ancient-jti", now - 2 * 3600)
+        await honest.revoke_token("trigger-jti", now + 600)
+        client = aioredis.Redis.from_url(redis_url)
+        try:
+            members = {
+                m.decode() for m in await client.zrange(f"{{{prefix}:shared}}:revoked", 0, -1)
+            }
+        finally:
+            await client.aclose()
+        assert "ancient-jti" not in members
+        assert {"stolen-jti", "other-jti", "trigger-jti"} <= members
+    finally:
+        await honest.close()
+        await ahead.close()

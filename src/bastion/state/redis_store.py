@@ -35,7 +35,7 @@ from bastion.state.base import BlockEntry, BlockKind, ChangeEvent
 from bastion.state.mirror import SharedMirror, normalize_block_value
 from bastion.state.redis_batch import CommandBatcher, bulk
 from bastion.state.redis_scripts import load_script
-from bastion.state.redis_sync import MirrorSync, SharedKeys
+from bastion.state.redis_sync import PRUNE_GRACE, MirrorSync, SharedKeys
 
 __all__ = ["RedisStateStore"]
 
@@ -260,7 +260,7 @@ class RedisStateStore:
         if not jti:
             raise ValueError("revoke_token needs a non-empty jti")
         data = {"jti": jti, "expires_at": float(expires_at)}
-        args = [jti, repr(float(expires_at)), repr(self._sync.clock())]
+        args = [jti, repr(float(expires_at)), repr(PRUNE_GRACE)]
         async with self._unavailable():
             await self._sync.write("revoke_token", self._keys.revoked, data, args)
 

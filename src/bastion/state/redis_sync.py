@@ -30,7 +30,13 @@ from bastion.state.base import BlockEntry, ChangeEvent, ChangeKind
 from bastion.state.mirror import SharedMirror
 from bastion.state.redis_scripts import load_script
 
-__all__ = ["MirrorSync", "SharedKeys"]
+__all__ = ["PRUNE_GRACE", "MirrorSync", "SharedKeys"]
+
+#: Expired revocations and lapsed blocks leave Redis only this long after they lapsed by
+#: Redis' own clock: a gateway whose clock runs ahead (NTP drift, a bad host) would
+#: otherwise delete entries every other gateway still enforces. Each gateway keeps judging
+#: expiry by its own clock for what it enforces; this only delays the clean-up.
+PRUNE_GRACE = 3600.0
 
 _log = logging.getLogger(__name__)
 _CHANGE_OPS: frozenset[str] = frozenset({"revoke_token", "revoke_subject", "block", "unblock"})
@@ -160,12 +166,21 @@ class MirrorSync:
         self.touch()
         for field, raw in blocks.items():
             entry = SharedKeys.parse_block(raw)
-            if entry is not None and not entry.active(now):
-                # Prune a lapsed block unless it was re-blocked meanwhile.
+            if entry is not None and entry.until is not None and not entry.active(now):
+                # Prune a lapsed block unless it was re-blocked meanwhile, and only once it
+                # lapsed PRUNE_GRACE ago by Redis' clock (ours may run ahead).
                 await self._script(
                     self._client,
                     [keys.version, keys.blocks],
-                    ["unblock_if", keys.changes_channel, "", field, raw],
+                    [
+                        "unblock_if",
+                        keys.changes_channel,
+                        "",
+                        field,
+                        raw,
+                        repr(entry.until),
+                        repr(PRUNE_GRACE),
+                    ],
                 )
 
     def _apply(self, version: int, op: str, data: Mapping[str, Any]) -> None:
