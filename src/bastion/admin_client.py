@@ -81,7 +81,8 @@ def revoke() -> None:
     "--expires-at",
     type=float,
     default=None,
-    help="The token's exp (keeps the entry no longer than needed).",
+    help="The token's exp, so the entry is dropped once the token expires "
+    "(without it the revocation is kept ten years).",
 )
 def revoke_token(config_path: str, reason: str, jti: str, expires_at: float | None) -> None:
     body: dict[str, Any] = {"jti": jti, "reason": reason}

@@ -98,6 +98,8 @@ def test_token_revocation_reaches_the_other_gateway(
     assert status(two, token) == 200  # also warms the verified-token cache
     answer = cli(one, "revoke", "token", jti, "--reason", "laptop stolen")
     assert answer["revoked"] == "token"
+    # Without the token's exp, kept for years: a revocation must not lapse before its token.
+    assert answer["expires_at"] > time.time() + 5 * 365 * 86_400
     wait_for(two, token, 401)
     assert status(one, token) == 401
     other = issuer.token("u-carol", ["customer"])

@@ -5,7 +5,7 @@ action is written to the audit log with who (the admin credential's fingerprint)
 Actions go to the shared state store, so with Redis they reach every gateway within a
 second (pub/sub); with the memory backend they affect this process only.
 
-    POST   /revoke/token     {"jti": "...", "expires_at": 1767225600, "reason": "..."}
+    POST   /revoke/token     {"jti": "...", "expires_at": 1767225600?, "reason": "..."}
     POST   /revoke/subject   {"subject": "u-alice", "not_before": 1767225600?, "reason": "..."}
     POST   /revoke/api-key   {"key_id": "key_...", "reason": "..."}
     GET    /blocks
@@ -36,7 +36,10 @@ from bastion.state.base import BLOCK_KINDS
 __all__ = ["create_admin_app"]
 
 MAX_TTL = 10 * 365 * 86_400.0
-DEFAULT_TOKEN_LIFETIME = 86_400.0
+#: A token revocation without the token's ``expires_at`` is kept this long: the gateway
+#: cannot know when the token expires, and a revocation that lapses before its token (it
+#: was a day, so a 30-day token came back the next day) undoes the incident response.
+UNKNOWN_EXPIRY_KEPT = MAX_TTL
 
 
 class _BadInput(Exception):
@@ -74,9 +77,9 @@ def create_admin_app(runtime: Callable[[], Runtime], token: str) -> Starlette:
 
     async def revoke_token(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
         jti = _text(body, "jti")
-        expires = _number(body, "expires_at", time.time() + DEFAULT_TOKEN_LIFETIME)
+        expires = _number(body, "expires_at", time.time() + UNKNOWN_EXPIRY_KEPT)
         await rt.services.store.revoke_token(jti, expires)
-        return {"revoked": "token", "jti": jti, "reason": _reason(body)}
+        return {"revoked": "token", "jti": jti, "expires_at": expires, "reason": _reason(body)}
 
     async def revoke_subject(rt: Runtime, body: dict[str, Any]) -> dict[str, Any]:
         subject = _text(body, "subject")
