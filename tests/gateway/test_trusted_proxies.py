@@ -75,7 +75,7 @@ def test_client_key_groups_ipv6_by_prefix(address: str, prefix: int, key: str) -
 def test_concurrency_counts_ipv6_clients_per_network() -> None:
     from bastion.policies.concurrency import ConcurrencyPolicy
     from bastion.state.memory import MemoryStateStore
-    from bastion.types import RequestContext
+    from tests.support.context import request_context
 
     def identity(key: str, address: str, prefix: int = 64) -> str:
         policy = ConcurrencyPolicy(
@@ -87,19 +87,7 @@ def test_concurrency_counts_ipv6_clients_per_network() -> None:
             clock=lambda: 0.0,
             ipv6_prefix=prefix,
         )
-        ctx = RequestContext(
-            request_id="r",
-            method="GET",
-            path="/",
-            query_string=b"",
-            headers=Headers([]),
-            client_ip=address,
-            peer_ip=address,
-            scheme="http",
-            started=0.0,
-            started_wall=0.0,
-        )
-        return policy._identity(ctx)
+        return policy._identity(request_context(client_ip=address))
 
     assert identity("ip", "2001:db8::1") == identity("ip", "2001:db8::ffff") == "2001:db8::/64"
     assert identity("principal", "2001:db8::1") == "ip:2001:db8::/64"  # anonymous caller

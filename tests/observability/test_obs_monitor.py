@@ -219,22 +219,10 @@ async def test_an_ipv6_client_rotating_addresses_is_detected_and_blocked_as_its_
 
 def test_audit_events_name_an_ipv6_clients_network() -> None:
     from bastion.observability.audit import event_from_context
-    from bastion.types import Headers, RequestContext
+    from tests.support.context import request_context
 
     def event(address: str, prefix: int = 64) -> dict[str, Any]:
-        ctx = RequestContext(
-            request_id="r",
-            method="GET",
-            path="/",
-            query_string=b"",
-            headers=Headers([]),
-            client_ip=address,
-            peer_ip=address,
-            scheme="http",
-            started=0.0,
-            started_wall=0.0,
-        )
-        return event_from_context(ctx, 0.0, prefix)
+        return event_from_context(request_context(client_ip=address), 0.0, prefix)
 
     assert event("2001:db8:7:1::9")["client_net"] == "2001:db8:7:1::/64"
     assert event("2001:db8:7:1::9", 48)["client_net"] == "2001:db8:7::/48"

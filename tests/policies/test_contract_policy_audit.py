@@ -8,8 +8,9 @@ from pathlib import Path
 import orjson
 
 from bastion.policies.contract import MAX_AUDITED_REMOVALS, ContractPolicy
-from bastion.types import Headers, RequestContext, UpstreamResponse
+from bastion.types import RequestContext, UpstreamResponse
 from tests.contract.contract_helpers import contract, minimal, write_spec
+from tests.support.context import request_context
 
 ITEM = {"type": "object", "properties": {"id": {"type": "integer"}}}
 SPEC = minimal(
@@ -32,18 +33,7 @@ SPEC = minimal(
 
 def _filtered(tmp_path: Path, count: int) -> tuple[RequestContext, UpstreamResponse]:
     policy = ContractPolicy(contract(write_spec(tmp_path, SPEC), "GET", "/items"))
-    ctx = RequestContext(
-        request_id="r" * 16,
-        method="GET",
-        path="/items",
-        query_string=b"",
-        headers=Headers([]),
-        client_ip="127.0.0.1",
-        peer_ip="127.0.0.1",
-        scheme="http",
-        started=0.0,
-        started_wall=0.0,
-    )
+    ctx = request_context(path="/items", client_ip="127.0.0.1")
     body = orjson.dumps([{"id": i, "cost": 1.5} for i in range(count)])
     response = UpstreamResponse(200, [("content-type", "application/json")], body)
     asyncio.run(policy.on_response(ctx, response))

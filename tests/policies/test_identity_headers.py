@@ -16,7 +16,8 @@ from bastion.policies.authentication import AuthenticationPolicy
 from bastion.state.base import StateStore
 from bastion.state.factory import create_store
 from bastion.tokens import IssuerSettings, VerifiedToken
-from bastion.types import Headers, RequestContext
+from bastion.types import RequestContext
+from tests.support.context import request_context
 
 Build = Callable[..., AuthenticationPolicy]
 
@@ -69,18 +70,7 @@ class _Verifier:
 
 
 def _ctx(headers: list[tuple[str, str]]) -> RequestContext:
-    return RequestContext(
-        request_id="r" * 16,
-        method="GET",
-        path="/",
-        query_string=b"",
-        headers=Headers((k.encode(), v.encode()) for k, v in headers),
-        client_ip="203.0.113.9",
-        peer_ip="203.0.113.9",
-        scheme="https",
-        started=0.0,
-        started_wall=0.0,
-    )
+    return request_context(headers=headers, client_ip="203.0.113.9", scheme="https")
 
 
 @pytest.fixture

@@ -27,6 +27,7 @@ from bastion.policies.mtls import (
 )
 from bastion.state.factory import create_store
 from bastion.types import Headers, RequestContext
+from tests.support.context import request_context
 from tests.support.tls import CertificateAuthority, IssuedCert, certificate_authority
 
 PROXY = "10.0.0.5"
@@ -49,19 +50,7 @@ def ctx(
     headers: list[tuple[str, str]] | None = None,
     peer: str = CLIENT,
 ) -> RequestContext:
-    return RequestContext(
-        request_id="r" * 16,
-        method="GET",
-        path="/",
-        query_string=b"",
-        headers=Headers((k.encode(), v.encode()) for k, v in headers or []),
-        client_ip=peer,
-        peer_ip=peer,
-        scheme="https",
-        started=0.0,
-        started_wall=0.0,
-        client_cert=pem,
-    )
+    return request_context(headers=headers or [], client_ip=peer, scheme="https", client_cert=pem)
 
 
 def native(principal_from: str = "subject_cn", **identities: list[str]) -> MtlsAuthenticator:

@@ -8,32 +8,18 @@ import pytest
 from bastion.decisions import MISSING, parse_field_ref
 from bastion.errors import BadRequest, UnsupportedMediaType
 from bastion.policies.request_fields import request_value
-from bastion.types import Headers, RequestContext
+from bastion.types import RequestContext
+from tests.support.context import request_context
 
 
 def _ctx(
     body: bytes | None = None,
     content_type: str | None = None,
     query: bytes = b"",
-    headers: tuple[tuple[bytes, bytes], ...] = (),
+    headers: tuple[tuple[str, str], ...] = (),
 ) -> RequestContext:
-    pairs = list(headers)
-    if content_type:
-        pairs.append((b"content-type", content_type.encode()))
-    ctx = RequestContext(
-        request_id="r",
-        method="POST",
-        path="/login",
-        query_string=query,
-        headers=Headers(pairs),
-        client_ip="198.51.100.7",
-        peer_ip="198.51.100.7",
-        scheme="http",
-        started=0.0,
-        started_wall=0.0,
-    )
-    ctx.body = body
-    return ctx
+    pairs = [*headers, *([("content-type", content_type)] if content_type else [])]
+    return request_context(method="POST", path="/login", query=query, headers=pairs, body=body)
 
 
 USERNAME = parse_field_ref("body.username")
@@ -84,4 +70,4 @@ def test_ambiguous_query_and_header_fields_are_refused() -> None:
         with pytest.raises(BadRequest):
             request_value(_ctx(query=query), account)
     with pytest.raises(BadRequest):
-        request_value(_ctx(headers=((b"x-a", b"1"), (b"x-a", b"2"))), parse_field_ref("header.x-a"))
+        request_value(_ctx(headers=(("x-a", "1"), ("x-a", "2"))), parse_field_ref("header.x-a"))
