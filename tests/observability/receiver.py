@@ -1,4 +1,5 @@
-"""A local webhook receiver (thread, real socket) that records what it is sent."""
+"""Local receivers for alert tests: a webhook receiver (thread, real socket) that records what
+it is sent, and :func:`serve` for an aiohttp app playing a receiver with its own behaviour."""
 
 from __future__ import annotations
 
@@ -7,6 +8,10 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from aiohttp import web
+
+from tests.conftest import free_port
 
 
 class Receiver:
@@ -50,3 +55,12 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+async def serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Start ``app`` on a free loopback port: its runner (``cleanup()`` stops it) and base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"

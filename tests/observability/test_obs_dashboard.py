@@ -27,6 +27,7 @@ from bastion.observability.config import MonitoringConfig
 from bastion.observability.monitor import Monitor
 from tests.conftest import free_port, need_chromium
 from tests.observability.harness import ObservedAudit
+from tests.observability.receiver import serve
 from tests.support.procs import Upstream, dev_config, run_upstream
 
 CHROMIUM = "/usr/bin/chromium"
@@ -212,10 +213,7 @@ async def test_demo_traffic_mixes_users_and_a_late_attacker() -> None:
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, base = await serve(app)
     slept: list[float] = []
 
     async def no_wait(seconds: float) -> None:
@@ -223,7 +221,7 @@ async def test_demo_traffic_mixes_users_and_a_late_attacker() -> None:
 
     try:
         report = await run_traffic(
-            f"http://127.0.0.1:{port}",
+            base,
             [Actor("alice-token", ["/mine/1", "/mine/2"])],
             Actor("eve-token", [f"/orders/{n}" for n in range(100, 120)]),
             asyncio.Event(),

@@ -36,7 +36,7 @@ from bastion.observability.cli import audit, incidents
 from bastion.observability.config import AlertsConfig, SinkConfig
 from bastion.observability.metrics import RequestMetrics, SnapshotDir, UnsafeSnapshotDir
 from bastion.observability.safetext import json_line, printable
-from tests.conftest import free_port
+from tests.observability.receiver import serve
 from tests.observability.streams import request
 from tests.support.tls import self_signed
 
@@ -383,11 +383,8 @@ async def test_a_receivers_huge_answer_is_never_read() -> None:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    url = f"http://127.0.0.1:{port}/hook"
+    runner, base = await serve(app)
+    url = f"{base}/hook"
     outcomes: list[tuple[str, str]] = []
     config = AlertsConfig(
         sinks=[

@@ -27,7 +27,7 @@ from bastion.observability.config import AlertsConfig, MonitoringConfig, SinkCon
 from bastion.observability.metrics import RequestMetrics, SnapshotDir, render
 from bastion.observability.monitor import Monitor
 from bastion.state.memory import MemoryStateStore
-from tests.conftest import free_port
+from tests.observability.receiver import serve
 from tests.observability.streams import normal_traffic, request
 
 
@@ -283,10 +283,7 @@ async def test_webhook_is_signed_and_retried_with_backoff() -> None:
 
     app = web.Application()
     app.router.add_post("/hook", hook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
+    runner, base = await serve(app)
     delays: list[float] = []
 
     async def no_sleep(seconds: float) -> None:
@@ -294,7 +291,7 @@ async def test_webhook_is_signed_and_retried_with_backoff() -> None:
 
     outcomes: list[str] = []
     config = AlertsConfig(
-        sinks=[SinkConfig(type="webhook", url=f"http://127.0.0.1:{port}/hook", secret="s" * 32,
+        sinks=[SinkConfig(type="webhook", url=f"{base}/hook", secret="s" * 32,
                           backoff=0.5)]
     )  # fmt: skip
     dispatcher = AlertDispatcher(
