@@ -7,7 +7,10 @@ import base64
 import datetime as dt
 import hashlib
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives.serialization import Encoding
@@ -58,6 +61,27 @@ def native(principal_from: str = "subject_cn", **identities: list[str]) -> MtlsA
         principal_from=principal_from,
         identities={name: (frozenset(roles), frozenset()) for name, roles in identities.items()},
     )
+
+
+@asynccontextmanager
+async def _policy(
+    methods: list[str], mtls: MtlsAuthenticator, verifier: Any = None
+) -> AsyncIterator[AuthenticationPolicy]:
+    """The gateway's authentication policy for ``methods``, on a fresh memory store."""
+    store = create_store({"backend": "memory"})
+    await store.start()
+    try:
+        yield AuthenticationPolicy(
+            methods=methods,
+            verifier=verifier,
+            api_keys=None,
+            api_key_header="X-API-Key",
+            store=store,
+            clock=time.time,
+            mtls=mtls,
+        )
+    finally:
+        await store.close()
 
 
 def via_header(ca: CertificateAuthority, principal_from: str = "san_uri") -> MtlsAuthenticator:
@@ -356,18 +380,8 @@ def test_bastion_check_reports_mtls_without_a_usable_source(
 async def test_route_accepting_jwt_or_mtls_uses_the_certificate_without_a_token(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
-    store = create_store({"backend": "memory"})
-    await store.start()
-    try:
-        policy = AuthenticationPolicy(
-            methods=["jwt", "mtls"],
-            verifier=object(),  # type: ignore[arg-type]  # never reached without a token
-            api_keys=None,
-            api_key_header="X-API-Key",
-            store=store,
-            clock=time.time,
-            mtls=native(alice=["reader"]),
-        )
+    # The verifier is never reached without a token.
+    async with _policy(["jwt", "mtls"], native(alice=["reader"]), verifier=object()) as policy:
         cert = ca.issue(tmp_path, "mixed", cn="alice")
         context = ctx(pem=cert.pem)
         assert await policy.on_request(context) is None
@@ -378,8 +392,6 @@ async def test_route_accepting_jwt_or_mtls_uses_the_certificate_without_a_token(
             await policy.on_request(ctx())
         assert info.value.reason == "mtls.missing"
         assert info.value.headers["WWW-Authenticate"] == "Bearer, ClientCert"
-    finally:
-        await store.close()
 
 
 # -- role / scope values (X-Bastion-Roles / X-Bastion-Scopes injection) ----------------------
@@ -410,23 +422,10 @@ async def test_mtls_principal_with_injected_role_never_reaches_the_upstream(
     tmp_path: Path, ca: CertificateAuthority
 ) -> None:
     # build_mtls refuses such identities; the authentication policy checks again.
-    store = create_store({"backend": "memory"})
-    await store.start()
-    try:
-        policy = AuthenticationPolicy(
-            methods=["mtls"],
-            verifier=None,
-            api_keys=None,
-            api_key_header="X-API-Key",
-            store=store,
-            clock=time.time,
-            mtls=native(alice=["customer", "x,admin"]),
-        )
+    async with _policy(["mtls"], native(alice=["customer", "x,admin"])) as policy:
         context = ctx(pem=ca.issue(tmp_path, "inject", cn="alice").pem)
         with pytest.raises(Unauthorized) as info:
             await policy.on_request(context)
         assert info.value.status == 401
         assert info.value.reason == "auth.invalid_roles"
         assert not [name for name, _ in context.upstream_headers if name.startswith("x-bastion")]
-    finally:
-        await store.close()
