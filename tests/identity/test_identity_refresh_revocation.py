@@ -23,6 +23,19 @@ from tests.identity.harness import (
 pytestmark = pytest.mark.rfc("6749-6")
 
 
+async def _redeem(
+    live: Live, client: str, seeded: Seeded, code: str, verifier: str
+) -> tuple[int, dict[str, Any]]:
+    """Exchange an authorization code at the token endpoint."""
+    return await live.token(
+        client,
+        grant_type="authorization_code",
+        code=code,
+        redirect_uri=seeded.redirect_uri,
+        code_verifier=verifier,
+    )
+
+
 async def _tokens(live: Live, client: str = "web") -> tuple[Seeded, dict[str, Any], Browser]:
     seeded = await seed(live)
     entry = live.clients[client][0]
@@ -31,13 +44,7 @@ async def _tokens(live: Live, client: str = "web") -> tuple[Seeded, dict[str, An
     params = await login_for_code(
         live, browser, entry, seeded.redirect_uri, challenge, username=seeded.username
     )
-    status, body = await live.token(
-        client,
-        grant_type="authorization_code",
-        code=params["code"],
-        redirect_uri=seeded.redirect_uri,
-        code_verifier=verifier,
-    )
+    status, body = await _redeem(live, client, seeded, params["code"], verifier)
     assert status == 200, body
     return seeded, body, browser
 
@@ -258,13 +265,7 @@ async def test_a_code_issued_before_logout_or_password_change_is_refused(live: L
             password = "a completely new passphrase 2026"
             await live.service.change_password(user, password)
         live.clock.advance(5)  # well inside the code's 60 s
-        status, body = await live.token(
-            "web",
-            grant_type="authorization_code",
-            code=params["code"],
-            redirect_uri=seeded.redirect_uri,
-            code_verifier=verifier,
-        )
+        status, body = await _redeem(live, "web", seeded, params["code"], verifier)
         assert (status, body["error"]) == (400, "invalid_grant"), ending
     # a login after the change (at the same instant) gets a code that works
     browser = Browser(live)
@@ -272,13 +273,7 @@ async def test_a_code_issued_before_logout_or_password_change_is_refused(live: L
     params = await login_for_code(
         live, browser, web, seeded.redirect_uri, challenge, seeded.username, password
     )
-    status, body = await live.token(
-        "web",
-        grant_type="authorization_code",
-        code=params["code"],
-        redirect_uri=seeded.redirect_uri,
-        code_verifier=verifier,
-    )
+    status, body = await _redeem(live, "web", seeded, params["code"], verifier)
     assert status == 200, body
 
 
