@@ -183,6 +183,16 @@ def test_formats_patterns_and_types_are_enforced(
     assert bad not in [e["detail"] for e in errors]  # the value is never echoed
 
 
+def test_an_invalid_email_is_one_error_naming_the_format(
+    create_user: OperationContract,
+) -> None:
+    # format: email is compiled to a native check and three patterns (contract/formats.py):
+    # an address failing several of them is still one error, about the format.
+    bad = "a " * 40 + "@example.com"  # a space, and 80 characters before the @
+    errors = _errors(create_user, {**GOOD_USER, "email": bad})
+    assert errors == [{"pointer": "/body/email", "detail": "is not a valid email"}]
+
+
 def test_nullable_30_accepts_null(create_user: OperationContract) -> None:
     body = {**GOOD_USER, "nickname": None, "website": "https://a.example/x", "last_ip": "10.0.0.1"}
     assert (
