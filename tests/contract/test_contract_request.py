@@ -113,6 +113,37 @@ def test_undeclared_content_type_is_415(
     assert getattr(info.value, "status", None) == 415
 
 
+def test_content_types_are_decided_alike_when_remembered_and_memory_stays_bounded(
+    create_user: OperationContract,
+) -> None:
+    """The choice of media type is remembered per Content-Type value: the second request
+    with one is answered like the first, and a client inventing values (a parameter per
+    request) does not grow the operation's memory."""
+    body = json.dumps(GOOD_USER).encode()
+    for _ in range(2):
+        assert (
+            create_user.validate_request(
+                path_params={}, query_string=b"", headers=JSON, body=body
+            ).body
+            == GOOD_USER
+        )
+        with pytest.raises(UnsupportedMediaType):
+            create_user.validate_request(
+                path_params={},
+                query_string=b"",
+                headers=headers(("content-type", "application/json; charset=latin-1")),
+                body=body,
+            )
+    for index in range(1_000):
+        create_user.validate_request(
+            path_params={},
+            query_string=b"",
+            headers=headers(("content-type", f"application/json; x={index}")),
+            body=body,
+        )
+    assert len(create_user._selected) <= 64
+
+
 def test_missing_content_type_is_415(create_user: OperationContract) -> None:
     with pytest.raises(UnsupportedMediaType):
         create_user.validate_request(

@@ -41,6 +41,10 @@ __all__ = [
 _IGNORED_HEADERS = frozenset({"accept", "content-type", "authorization"})
 # A parameter array or object with more items gets its first error only (see errors_of).
 _ALL_ERRORS_UP_TO_ITEMS = 64
+#: Content-Type values remembered per operation (then forgotten all at once), and the
+#: longest remembered: a client can send any number of distinct ones.
+_SELECTED_CAP = 64
+_SELECTED_MAX_CHARS = 256
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,8 @@ class OperationContract:
         self._cookie = tuple(p for p in parameters if p.location == "cookie")
         self._bodies = dict(bodies)
         self._body_required = body_required
+        # Content-Type value -> BodyRule.select's answer: clients send few distinct ones.
+        self._selected: dict[str, tuple[BodyRule | None, str | None]] = {}
         self._responses = dict(responses)
 
     def validate_request(
@@ -193,7 +199,15 @@ class OperationContract:
         content_types = headers.get_all("content-type")
         if len(content_types) != 1:
             raise UnsupportedMediaType(reason="contract.media_type")
-        rule, media = BodyRule.select(self._bodies, content_types[0])
+        content_type = content_types[0]
+        chosen = self._selected.get(content_type)
+        if chosen is None:
+            chosen = BodyRule.select(self._bodies, content_type)
+            if len(self._selected) >= _SELECTED_CAP:
+                self._selected.clear()
+            if len(content_type) <= _SELECTED_MAX_CHARS:
+                self._selected[content_type] = chosen
+        rule, media = chosen
         if rule is None:
             raise UnsupportedMediaType(reason="contract.media_type")
         return rule.parse(body, media, self.limits.max_depth, errors), media
