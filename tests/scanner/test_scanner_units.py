@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+import xml.etree.ElementTree as ET
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote, quote_plus
@@ -15,7 +16,7 @@ from bastion.scanner.engine import ScanResult
 from bastion.scanner.findings import Confidence, Evidence, Finding, Severity
 from bastion.scanner.identities import ANONYMOUS, load_identities
 from bastion.scanner.redact import Redactor
-from bastion.scanner.reports import render_html
+from bastion.scanner.reports import render_html, render_junit
 from bastion.scanner.rules import Rule, apply_rules, load_rules
 from bastion.scanner.sampling import sample
 from bastion.scanner.spec import load_spec
@@ -213,6 +214,31 @@ def test_samples_are_valid_and_leave_out_read_only_fields() -> None:
     }
 
 
+def _result(finding: Finding) -> ScanResult:
+    """A finished scan of one operation that found ``finding``."""
+    now = datetime.now(UTC)
+    return ScanResult(
+        "http://h",
+        "spec.yaml",
+        now,
+        now,
+        1.0,
+        [finding],
+        [],
+        [],
+        [],
+        1,
+        ["x"],
+        1,
+        60.0,
+        False,
+        False,
+        [finding.check],
+        {},
+        0,
+    )
+
+
 def test_html_escapes_everything_from_the_target() -> None:
     evil = "<script>alert(1)</script>"
     evidence = Evidence(
@@ -229,30 +255,37 @@ def test_html_escapes_everything_from_the_target() -> None:
         ("a",),
         (evidence,),
     )
-    now = datetime.now(UTC)
-    result = ScanResult(
-        "http://h",
-        "spec.yaml",
-        now,
-        now,
-        1.0,
-        [finding],
-        [],
-        [],
-        [],
-        1,
-        ["x"],
-        1,
-        60.0,
-        False,
-        False,
-        ["API3"],
-        {},
-        0,
-    )
+    result = _result(finding)
     html = render_html(result)
     assert evil not in html
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+
+
+def test_junit_stays_well_formed_xml_whatever_the_spec_and_target_hold() -> None:
+    """XML 1.0 cannot hold control characters: written raw, one odd path in a spec (or
+    byte in an answer quoted as evidence) made the whole report unreadable to the CI
+    that parses it."""
+    odd = "/a\x1b[31m\x00b\x07c"
+    evidence = Evidence("GET", f"http://h{odd}", {}, None, 200, {}, odd, 1.0, "a", "curl")
+    finding = Finding(
+        "API3",
+        "API3.sensitive-data",
+        f"title {odd}",
+        Severity.HIGH,
+        Confidence.HIGH,
+        f"description {odd}",
+        f"GET {odd}",
+        ("a",),
+        (evidence,),
+    )
+    text = render_junit(_result(finding))
+    root = ET.fromstring(text)  # noqa: S314
+    failure = root.find(".//testcase/failure")
+    assert failure is not None
+    assert failure.get("message") == "title /a\\x1b[31m\\x00b\\x07c"
+    case = root.find(".//testcase[failure]")
+    assert case is not None
+    assert "GET /a\\x1b[31m" in (case.get("name") or "")
 
 
 def test_public_api_is_curated() -> None:

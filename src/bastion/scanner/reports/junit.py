@@ -6,12 +6,22 @@ out of budget) one skipped case, so CI dashboards show coverage, not only failur
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from bastion.scanner.engine import ScanResult
 from bastion.scanner.findings import CHECKS
 
 __all__ = ["render_junit"]
+
+# What XML 1.0 cannot hold at all, not even as a character reference (§2.2): control
+# characters other than tab, line feed and carriage return, lone surrogates, U+FFFE/FFFF.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def render_junit(result: ScanResult) -> str:
@@ -63,4 +73,8 @@ def render_junit(result: ScanResult) -> str:
     root.set("errors", "0")
     root.set("skipped", str(skipped_total))
     ET.indent(root)
-    return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+    # Spec paths, titles and quoted answers come from outside: what XML cannot hold is
+    # written as a visible escape, so that one odd byte does not make the whole report
+    # unreadable to the CI that parses it.
+    text = _NOT_XML.sub(_visible, ET.tostring(root, encoding="unicode"))
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + text + "\n"
