@@ -86,6 +86,37 @@ def test_openapi_31_json_is_loaded_and_enforced() -> None:
     ]
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        (
+            "api.json",
+            '{"openapi": "3.0.3", "info": {"title": "t", "version": "1"},'
+            ' "paths": {"/a\\ud800b": {"get": {"responses": {"200": {"description": "ok"}}}}}}',
+            ": /paths/~1a?b",  # the pointer stays printable
+        ),
+        (
+            "api.yaml",
+            'openapi: 3.0.3\ninfo: {title: t, version: "1"}\npaths:\n  /a:\n    get:\n'
+            '      summary: "x\\udfffy"\n      responses: {"200": {description: ok}}\n',
+            ": /paths/~1a/get/summary (line 6)",
+        ),
+    ],
+)
+def test_a_lone_surrogate_in_a_spec_is_a_config_error_naming_where(
+    tmp_path: Path, name: str, text: str, where: str
+) -> None:
+    """An unpaired UTF-16 surrogate escape cannot be encoded: it crashed startup with a
+    UnicodeEncodeError traceback instead of naming the file and the key."""
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert "unpaired UTF-16 surrogate" in str(info.value)
+    assert info.value.location == f"{path}{where}"
+    str(info.value).encode("utf-8")  # the message itself can be printed
+
+
 def test_invalid_spec_names_file_and_pointer(tmp_path: Path) -> None:
     doc = minimal(
         {

@@ -112,8 +112,52 @@ def _line_map(node: yaml.Node, pointer: str, lines: dict[str, int]) -> None:
             _line_map(item, f"{pointer}/{index}", lines)
 
 
+def _lone_surrogate_at(value: Any) -> str | None:
+    """The pointer of the first key or string holding an unpaired UTF-16 surrogate."""
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, pointer = stack.pop()
+        if isinstance(item, str):
+            if not _encodable(item):
+                return pointer
+        elif isinstance(item, dict):
+            for key, child in reversed(item.items()):
+                here = f"{pointer}/{escape_pointer(key)}"
+                if not _encodable(key):
+                    return here
+                stack.append((child, here))
+        elif isinstance(item, list):
+            stack.extend((child, f"{pointer}/{i}") for i, child in reversed(list(enumerate(item))))
+    return None
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def read_document_with_lines(path: Path) -> tuple[Any, dict[str, int]]:
-    """Read one YAML or JSON file into plain JSON data, plus ``pointer -> line`` for YAML."""
+    """Read one YAML or JSON file into plain JSON data, plus ``pointer -> line`` for YAML.
+
+    Both formats can spell an unpaired UTF-16 surrogate as an escape; such a string cannot
+    be encoded (validators, logs and upstream requests all fail on it), so it is refused
+    here with the key that holds it.
+    """
+    document, lines = _read(path)
+    pointer = _lone_surrogate_at(document)
+    if pointer is not None:  # written with escape_pointer: a bad key shows as "?"
+        line = lines.get(pointer)
+        raise ConfigError(
+            "unpaired UTF-16 surrogate escape (not encodable as UTF-8)",
+            location=f"{path}: {pointer or '/'}" + (f" (line {line})" if line else ""),
+        )
+    return document, lines
+
+
+def _read(path: Path) -> tuple[Any, dict[str, int]]:
     try:
         data = path.read_bytes()
     except OSError as exc:
