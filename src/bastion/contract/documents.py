@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from bastion.contract.surrogates import unencodable
 from bastion.errors import ConfigError
 from bastion.jsonutil import JSONError, loads_strict
 
@@ -118,25 +119,17 @@ def _lone_surrogate_at(value: Any) -> str | None:
     while stack:
         item, pointer = stack.pop()
         if isinstance(item, str):
-            if not _encodable(item):
+            if unencodable(item):
                 return pointer
         elif isinstance(item, dict):
             for key, child in reversed(item.items()):
                 here = f"{pointer}/{escape_pointer(key)}"
-                if not _encodable(key):
+                if unencodable(key):
                     return here
                 stack.append((child, here))
         elif isinstance(item, list):
             stack.extend((child, f"{pointer}/{i}") for i, child in reversed(list(enumerate(item))))
     return None
-
-
-def _encodable(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def read_document_with_lines(path: Path) -> tuple[Any, dict[str, int]]:

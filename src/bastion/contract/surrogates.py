@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-__all__ = ["has_lone_surrogate", "may_contain_surrogates"]
+__all__ = ["has_lone_surrogate", "may_contain_surrogates", "unencodable"]
 
 _ESCAPE_BYTES = re.compile(rb"\\u[dD][89a-fA-F]")
 _ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
@@ -25,7 +25,8 @@ def may_contain_surrogates(raw: bytes | str) -> bool:
     return _ESCAPE_TEXT.search(raw) is not None
 
 
-def _bad(text: str) -> bool:
+def unencodable(text: str) -> bool:
+    """True when ``text`` holds a lone surrogate (UTF-8 cannot encode it)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
@@ -39,11 +40,11 @@ def has_lone_surrogate(value: Any) -> bool:
     while stack:
         item = stack.pop()
         if isinstance(item, str):
-            if _bad(item):
+            if unencodable(item):
                 return True
         elif isinstance(item, dict):
             for key, child in item.items():
-                if _bad(key):
+                if unencodable(key):
                     return True
                 stack.append(child)
         elif isinstance(item, list):
