@@ -13,7 +13,7 @@ a token carrying any other value is refused, not filtered.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from bastion.errors import InvalidToken
@@ -100,18 +100,11 @@ def extract_roles(claims: Mapping[str, Any], path: str) -> frozenset[str]:
     A missing claim means no roles; any other shape is refused (fail closed) rather
     than guessed, and so is a role holding ``,``, whitespace or a control character.
     """
-    value = _lookup(claims, path)
-    if value is None:
-        return frozenset()
-    if isinstance(value, str):
-        values = [value] if value else []
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        values = [v for v in value if v]
-    else:
-        raise _fail("roles_claim")
-    if not all(is_valid_role(v) for v in values):
-        raise _fail("roles_claim")
-    return frozenset(values)
+    return _labels(claims, path, _one_role, is_valid_role, "roles_claim")
+
+
+def _one_role(value: str) -> list[str]:
+    return [value] if value else []
 
 
 def extract_scopes(claims: Mapping[str, Any], path: str) -> frozenset[str]:
@@ -121,15 +114,27 @@ def extract_scopes(claims: Mapping[str, Any], path: str) -> frozenset[str]:
     an RFC 6749 ``scope-token`` (printable ASCII except space, ``"`` and ``\\``), else the
     token is refused.
     """
+    return _labels(claims, path, split_scope, is_valid_scope, "scopes_claim")
+
+
+def _labels(
+    claims: Mapping[str, Any],
+    path: str,
+    split: Callable[[str], list[str]],
+    valid: Callable[[str], bool],
+    reason: str,
+) -> frozenset[str]:
+    """A claim of labels: a string (``split``) or a list of strings, empty ones dropped;
+    absent means none, any other shape or an invalid label refuses the token."""
     value = _lookup(claims, path)
     if value is None:
         return frozenset()
     if isinstance(value, str):
-        values = split_scope(value)
+        values = split(value)
     elif isinstance(value, list) and all(isinstance(v, str) for v in value):
         values = [v for v in value if v]
     else:
-        raise _fail("scopes_claim")
-    if not all(is_valid_scope(v) for v in values):
-        raise _fail("scopes_claim")
+        raise _fail(reason)
+    if not all(map(valid, values)):
+        raise _fail(reason)
     return frozenset(values)
