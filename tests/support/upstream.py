@@ -4,7 +4,8 @@ Run as ``python -m tests.support.upstream --port P --log FILE``. Every request i
 is appended to FILE as one JSON line, so a test can assert that an attack never reached it.
 
 Special paths: ``/slow?seconds=N`` sleeps, ``/big?bytes=N`` returns N bytes,
-``/hop`` answers with hop-by-hop and fingerprinting headers, ``/status/N`` answers N.
+``/hop`` answers with hop-by-hop and fingerprinting headers, ``/status/N`` answers N,
+``/answer/NAME`` answers the JSON text ``ANSWERS[NAME]`` as it is written there.
 """
 
 from __future__ import annotations
@@ -15,6 +16,15 @@ import json
 from pathlib import Path
 
 from aiohttp import web
+
+#: JSON texts no well-behaved serializer writes, answered byte for byte.
+ANSWERS = {
+    # A key twice: parsers that keep the last occurrence read "customer", others "admin".
+    "repeated-role": b'{"id": 1, "role": "admin", "role": "customer"}',
+    # Numbers no double holds, beside a field the contract removes.
+    "exact-numbers": b'{"id": 123456789012345678901234567890, '
+    b'"balance": 1234567890123456.789, "role": "customer", "internal": "x"}',
+}
 
 
 def make_app(log: Path) -> web.Application:
@@ -42,6 +52,9 @@ def make_app(log: Path) -> web.Application:
             return web.json_response(
                 {"status": int(path.rsplit("/", 1)[1])}, status=int(path.rsplit("/", 1)[1])
             )
+        if path.startswith("/answer/"):
+            name = path.removeprefix("/answer/")
+            return web.Response(body=ANSWERS[name], content_type="application/json")
         if path.startswith("/hop"):
             response = web.json_response({"ok": True})
             response.headers["Connection"] = "X-Hop-Custom"

@@ -1,8 +1,10 @@
 """Response side: project, scan, validate (strict or monitor), re-serialise only if changed.
 
-A response costs one parse, one projection walk, one validator run and, only when something
-was removed, one dump. The sensitive-data scan (a second walk) runs only when the raw text
-or the keys the projection passed could hold something to report (:func:`_findings`).
+A response costs one parse, one projection walk, one validator run and one dump: of the
+projected document when something was removed, else to prove that the upstream's text says
+nothing else than what was checked (no repeated key; :mod:`bastion.contract.rewrite`).
+The sensitive-data scan (a second walk) runs only when the raw text or the keys the
+projection passed could hold something to report (:func:`_findings`).
 
 Decisions (docs/contract.md): a non-JSON response passes untouched; an empty body passes;
 a JSON response larger than ``max_response_bytes`` is a 502 unless ``pass_large_responses``
@@ -14,7 +16,6 @@ its schema is a 502 (:class:`ResponseContractViolation`) in ``strict`` mode and 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -25,6 +26,7 @@ import orjson
 from bastion.contract.media import is_json, match_media, parse_media_type
 from bastion.contract.messages import ALL_ERRORS_UP_TO, errors_of
 from bastion.contract.projection import Plan, Projection
+from bastion.contract.rewrite import response_text
 from bastion.contract.sensitive import (
     Scanner,
     SensitiveFinding,
@@ -79,13 +81,6 @@ def _parse(body: bytes) -> Any:
         return value
 
 
-def _dump(value: Any) -> bytes:
-    try:
-        return orjson.dumps(value)
-    except TypeError:
-        return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
-
-
 def filter_json(
     limits: ContractLimits,
     status: int,
@@ -130,11 +125,7 @@ def filter_json(
         findings = _findings(body, document, projection)
     except RecursionError:
         # Only a pathologically nested document gets here (orjson allows 1024 levels).
-        if monitor:
-            return FilteredResponse(body, False, (), ("response nested too deeply",), ())
-        raise ResponseContractViolation(
-            "contract.response_invalid", ("nested too deeply",)
-        ) from None
+        return _too_deep(body, monitor)
     total = len(projection.doomed)
     projection.commit()
     removed = tuple(projection.removed)
@@ -155,8 +146,17 @@ def filter_json(
             again = Projection()
             rule.plan.project(fresh, "", again)
             findings = _scan(fresh, again)
-    out = _dump(document) if total else body
-    return FilteredResponse(out, bool(total), removed, errors, findings, total)
+    try:
+        out = response_text(body, document, removed=bool(total))
+    except RecursionError:
+        return _too_deep(body, monitor)
+    return FilteredResponse(out, out is not body, removed, errors, findings, total)
+
+
+def _too_deep(body: bytes, monitor: bool) -> FilteredResponse:
+    if monitor:
+        return FilteredResponse(body, False, (), ("response nested too deeply",), ())
+    raise ResponseContractViolation("contract.response_invalid", ("nested too deeply",)) from None
 
 
 def _findings(
