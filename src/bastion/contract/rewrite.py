@@ -47,12 +47,13 @@ def response_text(body: bytes, document: Any, *, removed: bool) -> bytes:
     cannot prove it, and the standard library's parse that could costs ten times more.
     Raises RecursionError for a document nested too deeply to be written exactly.
     """
+    written = None
     if not removed and b"\\" not in body:
         written = dump(document)
         if written == body or written.count(b":") == body.count(b":"):
             return body
     if not _numbers_may_change(body):
-        return dump(document)
+        return dump(document) if written is None else written
     exact = json.loads(body, parse_float=orjson.Fragment, parse_int=orjson.Fragment)
     try:
         return orjson.dumps(_restrict(document, exact))
