@@ -197,6 +197,49 @@ def test_a_file_that_is_not_openapi_is_a_config_error(tmp_path: Path) -> None:
         load_spec(path)
 
 
+_UNRESOLVABLE = """openapi: 3.0.3
+info: {title: t, version: "1"}
+paths:
+  /ok:
+    get:
+      responses: {"200": {description: ok}}
+  /items/{id}:
+    get:
+      parameters: [{$ref: "#/components/parameters/Missing"}]
+      responses: {"200": {description: ok}}
+"""
+
+
+def test_an_operation_schemathesis_cannot_use_is_named_with_pointer_and_line(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "spec.yaml"
+    path.write_text(_UNRESOLVABLE, encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    message = str(info.value)
+    assert "/paths/~1items~1{id}/get (line 8)" in message
+    assert "invalid operation GET /items/{id}: Unresolvable reference" in message
+    assert "#/components/parameters/Missing" in message
+    assert "\n" not in message
+    assert "object has no attribute" not in message
+
+
+def test_a_spec_spelling_a_lone_surrogate_is_named_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "spec.json"
+    ok = '"responses": {"200": {"description": "ok"}}'
+    path.write_text(
+        '{"openapi": "3.0.3", "info": {"title": "t", "version": "1"},'
+        f' "paths": {{"/a\\ud800b": {{"get": {{{ok}}}}}}}}}',
+        encoding="utf-8",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_spec(path)
+    assert str(info.value) == (
+        f"{path}: /paths/~1a?b: unpaired UTF-16 surrogate escape (not encodable as UTF-8)"
+    )
+
+
 def test_samples_are_valid_and_leave_out_read_only_fields() -> None:
     schema = {
         "type": "object",

@@ -113,7 +113,7 @@ def _line_map(node: yaml.Node, pointer: str, lines: dict[str, int]) -> None:
             _line_map(item, f"{pointer}/{index}", lines)
 
 
-def _lone_surrogate_at(value: Any) -> str | None:
+def lone_surrogate_at(value: Any) -> str | None:
     """The pointer of the first key or string holding an unpaired UTF-16 surrogate."""
     stack: list[tuple[Any, str]] = [(value, "")]
     while stack:
@@ -140,7 +140,7 @@ def read_document_with_lines(path: Path) -> tuple[Any, dict[str, int]]:
     here with the key that holds it.
     """
     document, lines = _read(path)
-    pointer = _lone_surrogate_at(document)
+    pointer = lone_surrogate_at(document)
     if pointer is not None:  # written with escape_pointer: a bad key shows as "?"
         line = lines.get(pointer)
         raise ConfigError(

@@ -20,7 +20,9 @@ from typing import Any
 import schemathesis
 import yaml
 from hypothesis import HealthCheck, Phase, given, settings
+from schemathesis.core.result import Err
 
+from bastion.contract.documents import escape_pointer, lone_surrogate_at
 from bastion.errors import ConfigError
 from bastion.scanner.sampling import resolve, sample
 
@@ -149,7 +151,7 @@ class ApiSpec:
 
 
 def _pointer(*parts: str) -> str:
-    return "/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)
+    return "/" + "/".join(escape_pointer(p) for p in parts)
 
 
 def _line_index(text: str) -> dict[tuple[str, str], int]:
@@ -226,15 +228,20 @@ def load_spec(location: str | Path) -> ApiSpec:
     except Exception as exc:  # schemathesis raises its own loader errors
         raise ConfigError(f"not a usable OpenAPI document: {exc}", location=source) from exc
     raw: dict[str, Any] = native.raw_schema
+    unencodable = lone_surrogate_at(raw)
+    if unencodable is not None:  # every report and request would fail on it later
+        raise ConfigError(
+            "unpaired UTF-16 surrogate escape (not encodable as UTF-8)",
+            location=f"{source}: {unencodable or '/'}",
+        )
     lines = _line_index(text)
     global_security = raw.get("security") or []
     operations: list[Operation] = []
     results: list[Any] = list(native.get_all_operations())
     for result in results:
-        try:
-            st_op = result.ok()
-        except Exception as exc:
-            raise ConfigError(f"invalid operation in the spec: {exc}", location=source) from exc
+        if isinstance(result, Err):
+            raise _unusable(result.err(), source, lines)
+        st_op = result.ok()
         method = str(st_op.method).lower()
         raw_op: dict[str, Any] = resolve(st_op.definition.raw, raw)
         params = tuple(
@@ -284,6 +291,20 @@ def load_spec(location: str | Path) -> ApiSpec:
             )
         )
     return ApiSpec(source=source, raw=raw, operations=operations, native=native, text=text)
+
+
+def _unusable(error: Exception, source: str, lines: dict[tuple[str, str], int]) -> ConfigError:
+    """The error of an operation schemathesis cannot use, naming it, its pointer and line."""
+    path, method = getattr(error, "path", None), getattr(error, "method", None)
+    why = " ".join(str(error).split())  # schemathesis writes several indented lines
+    if not isinstance(path, str) or not isinstance(method, str):
+        return ConfigError(f"invalid operation in the spec: {why}", location=source)
+    line = lines.get((path, method.lower()))
+    where = f"{source}: {_pointer('paths', path, method.lower())}"
+    return ConfigError(
+        f"invalid operation {method.upper()} {path}: {why}",
+        location=where + (f" (line {line})" if line else ""),
+    )
 
 
 def generate_cases(op: Operation, count: int, *, seed: int = 0) -> list[dict[str, Any]]:
