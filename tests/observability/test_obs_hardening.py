@@ -366,6 +366,16 @@ def test_slack_text_escapes_mentions_links_and_control_characters() -> None:
         assert "&amp; more\\n*fixed*" in text
 
 
+def test_a_subject_cannot_close_its_slack_code_span() -> None:
+    """Inside the span nothing is formatted; a backtick would end it and let the rest be
+    read as formatting (a bold "acknowledged" after the span)."""
+    payload = slack_payload(_alert(subject="principal:u`*acknowledged by on-call*`x"))
+    context = payload["blocks"][1]["elements"][0]["text"]
+    span = context.removeprefix("subject ").split(" · ")[0]
+    assert span == "`principal:u\\x60*acknowledged by on-call*\\x60x`"
+    assert span.count("`") == 2
+
+
 # -- webhook / Slack receivers -------------------------------------------------------------
 
 

@@ -13,8 +13,9 @@ Alert text embeds client-chosen values (a principal is a JWT ``sub``, a jti, a k
 the e-mail and Slack sinks show control and format characters as escapes
 (:func:`~bastion.observability.safetext.printable`; a CR/LF in a subject would otherwise
 make the e-mail fail, silencing alerts about that principal) and Slack text has ``&``,
-``<``, ``>`` escaped (no ``<!channel>`` or ``<url|text>`` links). Webhook and log bodies
-are JSON, which escapes by itself, and keep the exact values.
+``<``, ``>`` escaped (no ``<!channel>`` or ``<url|text>`` links); the subject is a code
+span its value cannot close (a backtick shows as ``\\x60``). Webhook and log bodies are
+JSON, which escapes by itself, and keep the exact values.
 """
 
 from __future__ import annotations
@@ -128,6 +129,13 @@ def _mrkdwn(value: object) -> str:
     return printable(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+def _code_span(value: object) -> str:
+    """A mrkdwn code span (its text is not formatted) that ``value`` cannot close: a
+    backtick shows as ``\\x60``, like the other escapes of
+    :func:`~bastion.observability.safetext.printable` (which doubles backslashes)."""
+    return "`" + _mrkdwn(value).replace("`", "\\x60") + "`"
+
+
 def slack_payload(alert: Alert) -> dict[str, Any]:
     """Slack incoming-webhook message (also accepted by Mattermost and Rocket.Chat)."""
     icon = ":rotating_light:" if alert.severity == "critical" else ":warning:"
@@ -142,7 +150,7 @@ def slack_payload(alert: Alert) -> dict[str, Any]:
             "elements": [
                 {
                     "type": "mrkdwn",
-                    "text": f"subject `{_mrkdwn(alert.subject)}` · "
+                    "text": f"subject {_code_span(alert.subject)} · "
                     f"gateway {_mrkdwn(alert.gateway)} · "
                     f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(alert.time))}"
                     + (f" · actions: {actions}" if actions else ""),
