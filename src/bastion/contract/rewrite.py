@@ -44,7 +44,7 @@ def response_text(body: bytes, document: Any, *, removed: bool) -> bytes:
     again has one colon per key kept and the same strings, so as many colons exactly when
     no occurrence of a key was dropped by the parse (the proof of
     :func:`bastion.jsonutil.loads_strict`). A text with escapes is written again: counting
-    cannot prove it, and the standard library's parse that could costs ten times more.
+    cannot prove it, and the standard library's parse that could costs several times more.
     Raises RecursionError for a document nested too deeply to be written exactly.
     """
     written = None
