@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-__all__ = ["JSONError", "depth_exceeds", "dumps", "loads_strict"]
+__all__ = ["JSONError", "depth_exceeds", "dumps", "loads_strict", "no_key_dropped"]
 
 
 class JSONError(ValueError):
@@ -60,13 +60,9 @@ _LONG_DIGITS = b"0" * 19
 def _loads_proven(data: bytes) -> Any:
     """orjson's parse when the text proves it holds no duplicate key, else ``_MISSING``.
 
-    Without a backslash no string holds an escape, so every colon of the text is either
-    a key occurrence's own colon or a character inside a string, written as it is.
-    orjson's output of the parsed value writes one colon per surviving key and every
-    surviving string as it came: it has as many colons as the text exactly when no key
-    occurrence (with its colon) was dropped as a duplicate, and fewer otherwise.
-    Whitespace does not matter, so pretty-printed texts qualify. A text equal to that
-    output (what compact clients send) is settled by the comparison alone.
+    A text without a backslash is proven by counting colons against orjson's writing of
+    the parsed value (:func:`no_key_dropped`), so pretty-printed texts qualify; a text
+    equal to that writing (what compact clients send) is settled by the comparison alone.
     orjson reads an integer beyond 64 bits as a float, which it writes with ``e+`` (every
     float of 1e16 or more): only then is the text searched for a run of 19 digits, and a
     text with one is parsed by the standard library, which keeps such integers exact.
@@ -81,15 +77,25 @@ def _loads_proven(data: bytes) -> Any:
     except orjson.JSONDecodeError:
         return _MISSING
     written = orjson.dumps(value)
-    if written == data:
-        # The text is orjson's own writing of the value (compact clients send exactly
-        # that): it holds one key occurrence per key parsed and no rounded integer.
-        return value
-    if written.count(b":") != data.count(b":"):
+    if not no_key_dropped(data, written):
         return _MISSING
-    if b"e+" in written and _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
+    # A text equal to orjson's own writing of the value (what compact clients send) holds
+    # no rounded integer either.
+    if written != data and b"e+" in written and _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
         return _MISSING
     return value
+
+
+def no_key_dropped(data: bytes, written: bytes) -> bool:
+    """True when ``data``, a JSON text without a backslash, holds exactly the key
+    occurrences of ``written``, the compact writing of what it parsed to.
+
+    Without a backslash no string holds an escape, so every colon of the text is either a
+    key occurrence's own colon or a character inside a string, written as it is; the
+    writing has one colon per key kept and the same strings, so as many colons exactly
+    when the parse dropped no occurrence of a repeated key. Whitespace does not matter.
+    """
+    return written == data or written.count(b":") == data.count(b":")
 
 
 def _too_deep(value: Any, max_depth: int) -> bool:

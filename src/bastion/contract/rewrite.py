@@ -25,10 +25,12 @@ from typing import Any
 
 import orjson
 
-__all__ = ["dump", "response_text"]
+from bastion.jsonutil import no_key_dropped
+
+__all__ = ["response_text"]
 
 
-def dump(value: Any) -> bytes:
+def _dump(value: Any) -> bytes:
     """Compact JSON; the standard library writes what orjson cannot (deeper than 255)."""
     try:
         return orjson.dumps(value)
@@ -39,21 +41,18 @@ def dump(value: Any) -> bytes:
 def response_text(body: bytes, document: Any, *, removed: bool) -> bytes:
     """``body`` itself when it says exactly what ``document`` holds, else ``document`` written.
 
-    Without a backslash no string holds an escape, so every colon of the text is a key
-    occurrence's own or a character of a string, written as it is; the document written
-    again has one colon per key kept and the same strings, so as many colons exactly when
-    no occurrence of a key was dropped by the parse (the proof of
-    :func:`bastion.jsonutil.loads_strict`). A text with escapes is written again: counting
-    cannot prove it, and the standard library's parse that could costs several times more.
-    Raises RecursionError for a document nested too deeply to be written exactly.
+    The text proves it by the colon count of :func:`bastion.jsonutil.no_key_dropped` (the
+    request side's proof). A text with escapes is written again: counting cannot prove it,
+    and the standard library's parse that could costs several times more. Raises
+    RecursionError for a document nested too deeply to be written exactly.
     """
     written = None
     if not removed and b"\\" not in body:
-        written = dump(document)
-        if written == body or written.count(b":") == body.count(b":"):
+        written = _dump(document)
+        if no_key_dropped(body, written):
             return body
     if not _numbers_may_change(body):
-        return dump(document) if written is None else written
+        return _dump(document) if written is None else written
     exact = json.loads(body, parse_float=orjson.Fragment, parse_int=orjson.Fragment)
     try:
         return orjson.dumps(_restrict(document, exact))
