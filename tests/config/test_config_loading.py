@@ -90,6 +90,33 @@ def test_an_allow_rule_that_can_never_match_names_file_line_and_key(
     assert message in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("value", "key", "message"),
+    [
+        ("allow: {roles: ['a b']}", "allow.roles", "role 'a b' can never match"),
+        ("allow: {}", "allow", "list roles and/or scopes, or write allow: authenticated"),
+        ("allow: everyone", "allow", "a mapping of roles and/or scopes, or authenticated"),
+        ("allow: 5", "allow", "a mapping of roles and/or scopes, or authenticated"),
+        ("rate_limit: [{key: 5, limit: 1/second}]", "rate_limit[0].key", "or a list of keys"),
+        ("rate_limit: [{key: [ip, 5], limit: 1/second}]", "rate_limit[0].key[1]", "string"),
+    ],
+)
+def test_a_value_of_several_forms_gets_one_error_under_its_own_key(
+    tmp_path: Path, value: str, key: str, message: str
+) -> None:
+    """A key that takes several forms (allow: a mapping or "authenticated") is reported
+    once, under the key as written: not once per form, and not under pydantic's names for
+    the forms ("allow.function-after[_some(), AllowConfig].roles")."""
+    route = "      - {path: /health, methods: [GET], public: true}"
+    path = write(tmp_path, GOOD.replace(route, f"      - {{path: /x, methods: [GET], {value}}}"))
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    lines = str(err.value).splitlines()
+    assert lines[0] == "1 problem(s) in the configuration:", lines
+    assert lines[1].startswith(f"  {path}:16: apis[0].routes[0].{key}: "), lines
+    assert message in lines[1]
+
+
 def test_duplicate_key_is_an_error(tmp_path: Path) -> None:
     path = write(tmp_path, GOOD.replace("mode: production", "mode: production\nmode: development"))
     with pytest.raises(ConfigError, match=r":3: mode: duplicate key"):

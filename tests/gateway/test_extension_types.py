@@ -77,6 +77,15 @@ def _error(tmp_path: Path, extensions: dict[str, Any], item: dict[str, Any] | No
         ({"x-bastion-login": "yes"}, "x-bastion-login"),
         ({"x-bastion-rate-limit": "100/minute"}, "x-bastion-rate-limit"),
         ({"x-bastion-rate-limit": [{"key": "principal", "limit": 5}]}, "x-bastion-rate-limit[0]"),
+        # A key of several forms is named as written, not by pydantic's name for the form.
+        (
+            {"x-bastion-rate-limit": [{"key": ["ip", 5], "limit": "1/second"}]},
+            "x-bastion-rate-limit[0].key[1] of operation",
+        ),
+        (
+            {"x-bastion-rate-limit": {"key": 5, "limit": "1/second"}},
+            "x-bastion-rate-limit.key of operation GET /items: expected a key",
+        ),
     ],
 )
 def test_wrong_extension_type_is_a_config_error_naming_operation_and_extension(

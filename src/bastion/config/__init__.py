@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bastion.config.loader import SourceMap, load_yaml_document
+from bastion.config.loader import SourceMap, load_yaml_document, written_path
 from bastion.config.models import GatewayConfig
 from bastion.errors import ConfigError
 
@@ -47,15 +47,15 @@ def parse_config(data: Any, source: SourceMap, base_dir: Path) -> LoadedConfig:
     try:
         config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc, source)) from None
+        raise ConfigError(_describe(exc, source, data)) from None
     return LoadedConfig(config=config, source=source, base_dir=base_dir)
 
 
-def _describe(exc: ValidationError, source: SourceMap) -> str:
+def _describe(exc: ValidationError, source: SourceMap, data: Any) -> str:
     lines = [f"{exc.error_count()} problem(s) in the configuration:"]
     for error in exc.errors(include_url=False):
-        loc = tuple(part for part in error["loc"] if not _is_union_tag(part))
         kind = error["type"]
+        loc = written_path(error["loc"], data, missing=kind == "missing")
         if kind == "extra_forbidden":
             message = "unknown key"
         elif kind == "missing":
@@ -64,8 +64,3 @@ def _describe(exc: ValidationError, source: SourceMap) -> str:
             message = error["msg"].removeprefix("Value error, ")
         lines.append(f"  {source.location(loc)}: {message}")
     return "\n".join(lines)
-
-
-def _is_union_tag(part: str | int) -> bool:
-    # pydantic inserts the union member's type name into ``loc`` for unions ("TLSConfig").
-    return isinstance(part, str) and part[:1].isupper()

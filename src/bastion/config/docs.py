@@ -61,7 +61,7 @@ another type, or any other `x-bastion-*` key (a misspelling), stops startup.
 def _type_name(annotation: Any) -> str:
     origin = get_origin(annotation)
     if origin in (typing.Union, types.UnionType):
-        return " | ".join(_type_name(a) for a in get_args(annotation) if a is not type(None)) + (
+        return " \\| ".join(_type_name(a) for a in get_args(annotation) if a is not type(None)) + (
             " (optional)" if type(None) in get_args(annotation) else ""
         )
     if origin is typing.Literal:

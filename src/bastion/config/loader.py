@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ import yaml
 
 from bastion.errors import ConfigError
 
-__all__ = ["SourceMap", "format_location", "load_yaml_document"]
+__all__ = ["SourceMap", "dotted", "format_location", "load_yaml_document", "written_path"]
 
 KeyPath = tuple[str | int, ...]
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -46,11 +46,35 @@ class SourceMap:
 
 
 def format_location(file: str, line: int | None, path: KeyPath) -> str:
-    dotted = ""
-    for part in path:
-        dotted += f"[{part}]" if isinstance(part, int) else (f".{part}" if dotted else part)
     where = f"{file}:{line}" if line is not None else file
-    return f"{where}: {dotted}" if dotted else where
+    return f"{where}: {dotted(path)}" if path else where
+
+
+def dotted(path: KeyPath) -> str:
+    """``apis[0].routes[1].allow``: a key path as the errors write it."""
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
+    return out
+
+
+def written_path(loc: Sequence[str | int], data: Any, *, missing: bool) -> KeyPath:
+    """A pydantic error's ``loc`` as the keys and indexes written in ``data``.
+
+    pydantic puts the name of a union's form into the location (``allow.rules.roles``,
+    ``tls.TLSConfig``): a part that is no key (or index) of the value reached so far is
+    such a name and is left out, except the last part of a missing key.
+    """
+    path: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        keyed = isinstance(node, Mapping) and part in node
+        if keyed or (isinstance(node, list) and type(part) is int and 0 <= part < len(node)):
+            node = node[part]
+        elif not (missing and index == len(loc) - 1):
+            continue
+        path.append(part)
+    return tuple(path)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

@@ -10,9 +10,18 @@ import ipaddress
 import re
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from bastion.observability.config import MonitoringConfig
 
@@ -235,6 +244,24 @@ class AllowConfig(Model):
         return self
 
 
+def _allow_form(value: Any) -> str | None:
+    if isinstance(value, dict | AllowConfig):
+        return "rules"
+    return "keyword" if value == "authenticated" else None
+
+
+#: ``allow``: a mapping of roles and/or scopes, or the word ``authenticated``. The form is
+#: chosen by the value's type, so a mistake is reported once, in the form meant.
+Allow = Annotated[
+    Annotated[AllowConfig, Tag("rules")] | Annotated[Literal["authenticated"], Tag("keyword")],
+    Discriminator(
+        _allow_form,
+        custom_error_type="allow_form",
+        custom_error_message="expected a mapping of roles and/or scopes, or authenticated",
+    ),
+]
+
+
 class OwnerRule(Model):
     """Object-level authorization (OWASP API1): the object must belong to the caller."""
 
@@ -301,8 +328,26 @@ class OwnerListRule(Model):
         return self
 
 
+def _key_form(value: Any) -> str | None:
+    if isinstance(value, str):
+        return "one"
+    return "list" if isinstance(value, list) else None
+
+
+#: A rate-limit ``key``: one key or a list of keys (chosen by type, reported once).
+RateLimitKey = Annotated[
+    Annotated[str, Tag("one")] | Annotated[list[str], Tag("list")],
+    Discriminator(
+        _key_form,
+        custom_error_type="key_form",
+        custom_error_message="expected a key (principal, api_key, ip, route, header.X, "
+        "path.X, query.X, body.X) or a list of keys",
+    ),
+]
+
+
 class RateLimitRule(Model):
-    key: str | list[str] = Field(
+    key: RateLimitKey = Field(
         description="What is counted: principal, api_key, ip, route, header.X, path.X, "
         "query.X, body.X, or a list of these (combined)."
     )
@@ -377,7 +422,7 @@ class RouteConfig(Model):
     authentication: list[AuthMethod] | None = Field(
         None, description="Accepted credentials; default: every configured method."
     )
-    allow: AllowConfig | Literal["authenticated"] | None = Field(
+    allow: Allow | None = Field(
         None,
         description="Function-level authorization. Required on authenticated routes "
         "unless the API sets a default (least privilege is explicit).",
@@ -463,7 +508,7 @@ class ApiConfig(Model):
     authentication: list[AuthMethod] | None = Field(
         None, description="Default accepted credentials for the API's routes."
     )
-    allow: AllowConfig | Literal["authenticated"] | None = Field(
+    allow: Allow | None = Field(
         None, description="Default function-level rule for the API's authenticated routes."
     )
     rate_limit: list[RateLimitRule] = Field(

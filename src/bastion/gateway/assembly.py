@@ -21,7 +21,7 @@ from typing import Any, Literal
 from pydantic import ValidationError
 
 from bastion.config import LoadedConfig
-from bastion.config.loader import KeyPath
+from bastion.config.loader import KeyPath, dotted, written_path
 from bastion.config.models import (
     AllowConfig,
     ApiConfig,
@@ -218,21 +218,24 @@ def _from_operation(
     allow = _ext_allow(ext, operation, location)
     # Each extension is validated like its YAML twin; an error names the extension.
     name = "x-bastion-owner"
+    checked: Any = ext.get(name)  # the value being validated, for the error's key path
     try:
-        owner = OwnerRule.model_validate(ext[name]) if name in ext else None
+        owner = OwnerRule.model_validate(checked) if name in ext else None
         name = "x-bastion-owner-list"
-        owner_list = OwnerListRule.model_validate(ext[name]) if name in ext else None
+        checked = ext.get(name)
+        owner_list = OwnerListRule.model_validate(checked) if name in ext else None
         name = "x-bastion-rate-limit"
         limits = ext.get(name, [])  # a list of rules, or one rule
         rate_limit: list[RateLimitRule] = []
-        for i, item in enumerate(limits if isinstance(limits, list) else [limits]):
+        for i, checked in enumerate(limits if isinstance(limits, list) else [limits]):
             name = f"x-bastion-rate-limit[{i}]" if isinstance(limits, list) else name
-            rate_limit.append(RateLimitRule.model_validate(item))
+            rate_limit.append(RateLimitRule.model_validate(checked))
         name = "x-bastion-login"
-        login = LoginConfig.model_validate(ext[name]) if name in ext else None
+        checked = ext.get(name)
+        login = LoginConfig.model_validate(checked) if name in ext else None
     except ValidationError as exc:
         first = exc.errors(include_url=False)[0]
-        path = ".".join(str(p) for p in first["loc"])
+        path = _error_path(exc, checked)
         raise ConfigError(
             f"invalid {name}{'.' + path if path else ''} of operation {operation}: {first['msg']}",
             location=location,
@@ -275,6 +278,12 @@ def _from_operation(
         if config_route.concurrency is not None:
             route.concurrency = config_route.concurrency
     return route
+
+
+def _error_path(exc: ValidationError, value: Any) -> str:
+    """The key path of ``exc``'s first error within ``value``, as written (``key[1]``)."""
+    first = exc.errors(include_url=False)[0]
+    return dotted(written_path(first["loc"], value, missing=first["type"] == "missing"))
 
 
 def _ext_allow(
@@ -322,10 +331,10 @@ def _ext_allow(
         try:
             rule = AllowConfig.model_validate(value)
         except ValidationError as exc:
-            first = exc.errors(include_url=False)[0]
-            path = ".".join(str(p) for p in first["loc"])
+            path = _error_path(exc, value)
             raise fail(
-                f"x-bastion-allow{'.' + path if path else ''}", f"is invalid: {first['msg']}"
+                f"x-bastion-allow{'.' + path if path else ''}",
+                f"is invalid: {exc.errors(include_url=False)[0]['msg']}",
             ) from None
         for key in ("roles", "scopes"):
             strings(f"x-bastion-allow.{key}", value.get(key, []))
