@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -10,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bastion.jsonutil import _MISSING, JSONError, _loads_proven, loads_strict
+from bastion.jsonutil import _MISSING, JSONError, _loads_proven, float_holds, loads_strict
 
 _SEPARATORS = [(",", ":"), (", ", ": "), (",", " : "), (" , ", ":")]
 
@@ -65,6 +66,76 @@ def test_non_finite_numbers_are_refused(text: bytes) -> None:
         loads_strict(text)
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        b'{"price":100.00000000000000001}',  # orjson reads 100.0: maximum 100 would pass
+        b'{"price": 100.00000000000000001}',
+        b'{\n  "price": 100.00000000000000001\n}',
+        b'{"pr\\u0069ce": 100.00000000000000001}',  # escapes: the standard library's path
+        b"[1234567890123456.789]",
+        b"[0.30000000000000001]",
+        b"[-2.000000000000000000001e5]",
+        b"[1e-400]",  # read as 0.0
+        b"[-2.5e-330]",
+    ],
+)
+def test_numbers_a_double_cannot_hold_are_refused(text: bytes) -> None:
+    with pytest.raises(JSONError, match="cannot be read exactly as a 64-bit float"):
+        loads_strict(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value"),
+    [
+        (b"[0.1, 1.50, 1E2, -0.0, 0e0, 2.5e-3]", [0.1, 1.5, 100.0, -0.0, 0.0, 0.0025]),
+        (b"[16.990000000000002]", [16.990000000000002]),  # a computed price, written shortest
+        (b"[0.000000000000000001]", [1e-18]),  # a long run of digits, one significant
+        (b"[5e-324, 1.7976931348623157e308]", [5e-324, 1.7976931348623157e308]),
+        (b"[123456789012345678901234567890]", [123456789012345678901234567890]),
+        (b'{"s": "100.00000000000000001"}', {"s": "100.00000000000000001"}),  # a string
+    ],
+)
+def test_numbers_written_as_a_double_holds_them_pass(text: bytes, value: Any) -> None:
+    assert loads_strict(text) == value
+    assert loads_strict(text.replace(b" ", b"")) == value
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+        lambda d: d.adjusted() < 300 and d != d.to_integral_value()
+    ),
+    st.sampled_from([b"[%s]", b'{"n": %s}', b'{"\\u006e":%s}']),
+)
+def test_a_decimal_passes_exactly_when_a_double_holds_it(number: Decimal, shape: bytes) -> None:
+    """The property behind both paths (orjson's with its scan, the standard library's):
+    a number is refused exactly when the shortest writing of its double is another
+    number, and what passes is that double."""
+    text = str(number).replace("E", "e")
+    holds = Decimal(repr(float(text))) == Decimal(text)
+    assert float_holds(text, float(text)) is holds
+    document = shape % text.encode()
+    if holds:
+        parsed = loads_strict(document)
+        assert (parsed[0] if isinstance(parsed, list) else next(iter(parsed.values()))) == float(
+            text
+        )
+    else:
+        with pytest.raises(JSONError, match="cannot be read exactly"):
+            loads_strict(document)
+
+
+def test_the_response_side_reads_any_decimal_as_its_nearest_double() -> None:
+    """The response filter keeps the upstream's spelling of numbers itself
+    (contract/rewrite.py), so it asks for no exactness."""
+    text = b'{"n": 100.00000000000000001, "big": 123456789012345678901234567890}'
+    assert loads_strict(text, exact_numbers=False) == {
+        "n": 100.0,
+        "big": 123456789012345678901234567890,
+    }
+
+
 def test_integers_beyond_64_bits_stay_exact() -> None:
     big = 123456789012345678901234567890
     assert loads_strict(b'{"n":%d}' % big) == {"n": big}
@@ -82,7 +153,12 @@ def test_documents_without_escapes_take_the_proven_orjson_path() -> None:
     assert _loads_proven(b'{"a":"\\u0041"}') is _MISSING  # escapes: strict path
     assert _loads_proven(b'{"n":1234567890123456789}') == {"n": 1234567890123456789}
     assert _loads_proven(b'{"n":18446744073709551616}') is _MISSING  # 2**64: strict path
-    assert _loads_proven(b'{"n":1e20,"s":"1234567890123456789"}') is _MISSING  # a maybe
+    # A run of 19 digits that orjson reads and writes back unchanged is no rounded number.
+    assert _loads_proven(b'{"n":1e20,"s":"1234567890123456789"}') == {
+        "n": 1e20,
+        "s": "1234567890123456789",
+    }
+    assert _loads_proven(b'{"n": 0.30000000000000001}') is _MISSING  # read as 0.3
 
 
 def test_orjsons_own_writing_is_settled_by_comparison() -> None:

@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import json
 import math
+import re
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
-__all__ = ["JSONError", "depth_exceeds", "dumps", "loads_strict", "no_key_dropped"]
+__all__ = [
+    "JSONError",
+    "depth_exceeds",
+    "dumps",
+    "float_holds",
+    "loads_strict",
+    "no_key_dropped",
+    "numbers_may_change",
+]
 
 
 class JSONError(ValueError):
@@ -47,28 +57,55 @@ def _finite_float(text: str) -> float:
     return value
 
 
-_DECODER = json.JSONDecoder(
-    object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_finite_float
-)
+def _exact_float(text: str) -> float:
+    value = _finite_float(text)
+    if not float_holds(text, value):
+        raise JSONError(
+            f"number {text[:32]} cannot be read exactly as a 64-bit float; send it as a string"
+        )
+    return value
+
+
+def float_holds(text: str, value: float) -> bool:
+    """True when ``value``, the double read from the number ``text``, says what it says.
+
+    The shortest writing of the double (``repr``) must be the same number as the text
+    (``0.1``, ``1.50``, ``1E2``, ``16.990000000000002``): what is checked as a double is
+    then, compared and tested for being an integer, what a reader of exact decimals sees.
+    ``100.00000000000000001`` (read as 100.0: it passes ``maximum: 100`` and ``type:
+    integer``) and ``1e-400`` (read as 0.0) do not hold.
+    """
+    shortest = repr(value)
+    return shortest == text or Decimal(text) == Decimal(shortest)
+
+
+_DECODERS = {
+    exact: json.JSONDecoder(
+        object_pairs_hook=_no_duplicates,
+        parse_constant=_reject_constant,
+        parse_float=_exact_float if exact else _finite_float,
+    )
+    for exact in (True, False)
+}
 
 _MISSING: Any = object()
-_DIGITS_TO_ZERO = bytes.maketrans(b"123456789", b"000000000")
-# orjson turns integers beyond 64 bits into floats; the shortest such has 19 digits.
-_LONG_DIGITS = b"0" * 19
+_WHITESPACE = b" \t\n\r"
 
 
 def _loads_proven(data: bytes) -> Any:
     """orjson's parse when the text proves it holds no duplicate key, else ``_MISSING``.
 
     A text without a backslash is proven by counting colons against orjson's writing of
-    the parsed value (:func:`no_key_dropped`), so pretty-printed texts qualify; a text
-    equal to that writing (what compact clients send) is settled by the comparison alone.
-    orjson reads an integer beyond 64 bits as a float, which it writes with ``e+`` (every
-    float of 1e16 or more): only then is the text searched for a run of 19 digits, and a
-    text with one is parsed by the standard library, which keeps such integers exact.
-    Texts with escapes, or that orjson refuses (invalid UTF-8, NaN, 1e400, lone
-    surrogates), take the standard library path too, which accepts or refuses them with
-    the precise reason.
+    the parsed value (:func:`no_key_dropped`), so pretty-printed texts qualify. A text
+    equal to that writing, or equal once whitespace is taken out of both (what compact
+    and pretty-printing clients send: no number holds whitespace, and without escapes the
+    strings are written as they came), is settled by that comparison alone, numbers
+    included: orjson writes each double shortest, so such a text holds no number a double
+    changed. Otherwise a text with a number orjson may have read as another
+    (:func:`numbers_may_change`: an integer beyond 64 bits, which the standard library
+    keeps exact; a decimal of more digits than a double holds, which it refuses) takes the
+    standard library path, as do texts with escapes and texts that orjson refuses (invalid
+    UTF-8, NaN, 1e400, lone surrogates): it accepts or refuses them with the precise reason.
     """
     if b"\\" in data:
         return _MISSING
@@ -77,11 +114,9 @@ def _loads_proven(data: bytes) -> Any:
     except orjson.JSONDecodeError:
         return _MISSING
     written = orjson.dumps(value)
-    if not no_key_dropped(data, written):
-        return _MISSING
-    # A text equal to orjson's own writing of the value (what compact clients send) holds
-    # no rounded integer either.
-    if written != data and b"e+" in written and _LONG_DIGITS in data.translate(_DIGITS_TO_ZERO):
+    if written == data or data.translate(None, _WHITESPACE) == written.translate(None, _WHITESPACE):
+        return value
+    if not no_key_dropped(data, written) or numbers_may_change(data):
         return _MISSING
     return value
 
@@ -96,6 +131,65 @@ def no_key_dropped(data: bytes, written: bytes) -> bool:
     when the parse dropped no occurrence of a repeated key. Whitespace does not matter.
     """
     return written == data or written.count(b":") == data.count(b":")
+
+
+# Digits and dots read as "0" (and "E" as "e"): a run of 16 is where a number of 16
+# significant digits or more could be (15 survive a double; fewer characters cannot hold
+# more digits), and "e-000" where an exponent of -100 or less is: the subnormal doubles,
+# below 2.2e-308, keep fewer digits.
+_NUMERALS_TO_ZERO = bytes.maketrans(b"123456789.E", b"0000000000e")
+_LONG_RUN = b"0" * 16
+_TINY = b"e-000"
+# Spelt out, so that the search starts from a literal (a class at every offset: 100 µs).
+_LONG_NUMBER = re.compile(rb"0000000000000000+(?:e[-+]?0+)?")
+_TINY_NUMBER = re.compile(rb"0+e-0000*")
+_MINUS = ord("-")
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+def numbers_may_change(body: bytes) -> bool:
+    """True when a number of the text may not survive orjson's parse and its writing.
+
+    Looks at the raw text, strings included: a match inside a string only costs the slower
+    path (the standard library's parse; the response filter's exact writing). Most long
+    numbers were written shortest by their sender's serializer (computed prices:
+    ``16.990000000000002``), so all of them are first read and written by orjson at once;
+    only when that changes one is each looked at (:func:`_survives`).
+    """
+    tokens = _candidates(body)
+    if not tokens:
+        return False
+    joined = b"[" + b",".join(tokens) + b"]"
+    try:
+        if orjson.dumps(orjson.loads(joined)) == joined:
+            return False
+    except orjson.JSONDecodeError:
+        pass
+    return not all(_survives(token) for token in tokens)
+
+
+def _candidates(body: bytes) -> list[bytes]:
+    """The numbers of the text that a double may not hold, with sign and exponent."""
+    zeros = body.translate(_NUMERALS_TO_ZERO)
+    spans: list[tuple[int, int]] = []
+    if _LONG_RUN in zeros:
+        spans += [m.span() for m in _LONG_NUMBER.finditer(zeros)]
+    if _TINY in zeros:
+        spans += [m.span() for m in _TINY_NUMBER.finditer(zeros)]
+    return [
+        body[start - 1 if start and body[start - 1] == _MINUS else start : end]
+        for start, end in spans
+    ]
+
+
+def _survives(token: bytes) -> bool:
+    text = token.decode("ascii")
+    try:
+        if "." not in text and "e" not in text and "E" not in text:
+            return _INT64_MIN <= int(text) <= _UINT64_MAX
+        return float_holds(text, float(text))
+    except (ValueError, InvalidOperation):
+        return False  # "2026.11.28...": no number, so no telling; take the slower path
 
 
 def _too_deep(value: Any, max_depth: int) -> bool:
@@ -144,8 +238,13 @@ def depth_exceeds(data: bytes, max_depth: int) -> bool:
     return False
 
 
-def loads_strict(data: bytes | str, *, max_depth: int = 64) -> Any:
-    """Parse untrusted JSON; raise :class:`JSONError` on anything ambiguous or abusive."""
+def loads_strict(data: bytes | str, *, max_depth: int = 64, exact_numbers: bool = True) -> Any:
+    """Parse untrusted JSON; raise :class:`JSONError` on anything ambiguous or abusive.
+
+    A decimal that a double cannot hold (:func:`float_holds`) is refused unless
+    ``exact_numbers`` is False (then it is read as the nearest double, for a caller that
+    keeps the text's own spelling of numbers, as the response filter does).
+    """
     if isinstance(data, bytes):
         if depth_exceeds(data, max_depth):
             raise JSONError(f"nesting deeper than {max_depth} levels")
@@ -159,7 +258,7 @@ def loads_strict(data: bytes | str, *, max_depth: int = 64) -> Any:
     else:
         text = data
     try:
-        value, end = _DECODER.raw_decode(text, _skip_ws(text, 0))
+        value, end = _DECODERS[exact_numbers].raw_decode(text, _skip_ws(text, 0))
     except JSONError:
         raise
     except RecursionError:

@@ -148,6 +148,42 @@ def test_bad_values_are_400_with_a_pointer(
     assert all(p.startswith(f"/{location}/{NAME[location]}") for p in pointers)
 
 
+def _number_query(tmp_path: Path, schema: dict[str, Any]) -> OperationContract:
+    param = {"name": "max", "in": "query", "required": True, "schema": schema}
+    doc = minimal(
+        {"/items": {"get": {"parameters": [param], "responses": {"200": {"description": "ok"}}}}}
+    )
+    return contract(write_spec(tmp_path, doc), "GET", "/items")
+
+
+@pytest.mark.parametrize("raw", ["100.00000000000000001", "99.999999999999999999", "1e-400"])
+def test_a_number_parameter_a_double_cannot_hold_is_400(tmp_path: Path, raw: str) -> None:
+    """Read as a double, 100.00000000000000001 would pass ``maximum: 100`` as 100.0 while
+    the upstream reads the query string's own text."""
+    op = _number_query(tmp_path, {"type": "number", "maximum": 100})
+    with pytest.raises(ValidationFailed) as info:
+        op.validate_request(
+            path_params={}, query_string=f"max={raw}".encode(), headers=headers(), body=None
+        )
+    assert info.value.extensions["errors"] == [
+        {
+            "pointer": "/query/max",
+            "detail": f"number {raw} cannot be read exactly as a 64-bit float",
+        }
+    ]
+    for exact in ("100", "100.0", "1E2", "0.1", "99.99"):
+        result = op.validate_request(
+            path_params={}, query_string=f"max={exact}".encode(), headers=headers(), body=None
+        )
+        assert result.query == {"max": float(exact) if "." in exact or "E" in exact else 100}
+    # Where a string is allowed too, such a value is the string it is.
+    either = _number_query(tmp_path, {"anyOf": [{"type": "number"}, {"type": "string"}]})
+    result = either.validate_request(
+        path_params={}, query_string=b"max=100.00000000000000001", headers=headers(), body=None
+    )
+    assert result.query == {"max": "100.00000000000000001"}
+
+
 def test_missing_required_parameter(tmp_path: Path) -> None:
     op = _operation(tmp_path, "query", "form", True, "primitive")
     with pytest.raises(ValidationFailed) as info:

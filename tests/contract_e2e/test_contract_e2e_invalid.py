@@ -276,6 +276,19 @@ ORDER_CREATES = [
     Mutation("too many items", {"items": [ITEM] * 51}, ("/body/items",)),
     Mutation("overlong sku", {"items": [{**ITEM, "sku": "S" * 33}]}, ("/body/items/0/sku",)),
     Mutation("NaN", b'{"items": [{"sku": "BOOK-001", "quantity": 1, "unit_price": NaN}]}'),
+    # Read as doubles these are 100.0 (an integer, at most 100) and 100000.0 (the maximum
+    # price); an upstream reading decimals exactly (BigDecimal, Decimal) sees a fraction
+    # above 100 and a price above the maximum.
+    Mutation(
+        "quantity a hair above its maximum",
+        b'{"items": [{"sku": "BOOK-001", "quantity": 100.00000000000000001, "unit_price": 1}]}',
+        ("/body",),
+    ),
+    Mutation(
+        "price a hair above its maximum (compact)",
+        b'{"items":[{"sku":"BOOK-001","quantity":1,"unit_price":100000.00000000000001}]}',
+        ("/body",),
+    ),
     Mutation("deep nesting", b'{"items": ' + b"[" * 64 + b"]" * 64 + b"}"),
     Mutation("text/plain", {"items": [ITEM]}, status=415, content_type="text/plain"),
     Mutation("multipart", b"--x--", status=415, content_type="multipart/form-data; boundary=x"),

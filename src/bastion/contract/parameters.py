@@ -29,7 +29,7 @@ import jsonschema_rs
 from bastion.contract.documents import escape_pointer
 from bastion.contract.schema import resolve_local, schema_types
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
-from bastion.jsonutil import JSONError, loads_strict
+from bastion.jsonutil import JSONError, float_holds, loads_strict
 
 __all__ = [
     "MAX_QUERY_PAIRS",
@@ -65,9 +65,15 @@ def make_coercer(types: set[str]) -> Coercer:
             if kind == "integer" and _INTEGER.fullmatch(raw):
                 return int(raw)
             if kind == "number" and _NUMBER.fullmatch(raw):
-                number = float(raw) if any(c in raw for c in ".eE") else int(raw)
-                if isinstance(number, int) or math.isfinite(number):
+                if not any(c in raw for c in ".eE"):
+                    return int(raw)
+                number = float(raw)
+                if math.isfinite(number) and float_holds(raw, number):
                     return number
+                if "string" not in types:
+                    # What would be checked is another number than the upstream reads
+                    # (100.00000000000000001 passes maximum: 100 as 100.0).
+                    raise StyleError(f"number {raw[:32]} cannot be read exactly as a 64-bit float")
             if kind == "boolean" and raw in ("true", "false"):
                 return raw == "true"
             if kind == "null" and raw in ("", "null"):

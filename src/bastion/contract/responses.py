@@ -75,7 +75,7 @@ def _parse(body: bytes) -> Any:
     except orjson.JSONDecodeError:
         # orjson refuses integers beyond 64 bits, lone surrogates and very deep documents:
         # retry strictly, and still refuse what the validators could not even read.
-        value = loads_strict(body, max_depth=256)
+        value = loads_strict(body, max_depth=256, exact_numbers=False)
         if may_contain_surrogates(body) and has_lone_surrogate(value):
             raise JSONError("unpaired UTF-16 surrogate escape") from None
         return value

@@ -19,13 +19,11 @@ is written, each number spelt as the upstream spelt it.
 from __future__ import annotations
 
 import json
-import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import orjson
 
-from bastion.jsonutil import no_key_dropped
+from bastion.jsonutil import no_key_dropped, numbers_may_change
 
 __all__ = ["response_text"]
 
@@ -51,7 +49,7 @@ def response_text(body: bytes, document: Any, *, removed: bool) -> bytes:
         written = _dump(document)
         if no_key_dropped(body, written):
             return body
-    if not _numbers_may_change(body):
+    if not numbers_may_change(body):
         return _dump(document) if written is None else written
     exact = json.loads(body, parse_float=orjson.Fragment, parse_int=orjson.Fragment)
     try:
@@ -59,66 +57,6 @@ def response_text(body: bytes, document: Any, *, removed: bool) -> bytes:
     except orjson.JSONEncodeError:
         # Fragments leave orjson nothing it cannot write but a document beyond its depth.
         raise RecursionError("document too deep to write exactly") from None
-
-
-# Digits and dots read as "0" (and "E" as "e"): a run of 16 is where a number of 16
-# significant digits or more could be (15 survive a double; fewer characters cannot hold
-# more digits), and "e-000" where an exponent of -100 or less is: the subnormal doubles,
-# below 2.2e-308, keep fewer digits.
-_NUMERALS_TO_ZERO = bytes.maketrans(b"123456789.E", b"0000000000e")
-_LONG_RUN = b"0" * 16
-_TINY = b"e-000"
-# Spelt out, so that the search starts from a literal (a class at every offset: 100 µs).
-_LONG_NUMBER = re.compile(rb"0000000000000000+(?:e[-+]?0+)?")
-_TINY_NUMBER = re.compile(rb"0+e-0000*")
-_MINUS = ord("-")
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-
-
-def _numbers_may_change(body: bytes) -> bool:
-    """True when a number of the text may not survive orjson's parse and its writing.
-
-    Looks at the raw text, strings included: a match inside a string only costs the exact
-    writing. Most long numbers were written shortest by the upstream's own serializer
-    (computed prices: ``16.990000000000002``), so all of them are first read and written
-    by orjson at once; only when that changes one is each looked at (:func:`_survives`).
-    """
-    tokens = _candidates(body)
-    if not tokens:
-        return False
-    joined = b"[" + b",".join(tokens) + b"]"
-    try:
-        if orjson.dumps(orjson.loads(joined)) == joined:
-            return False
-    except orjson.JSONDecodeError:
-        pass
-    return not all(_survives(token) for token in tokens)
-
-
-def _candidates(body: bytes) -> list[bytes]:
-    """The numbers of the text that a double may not hold, with sign and exponent."""
-    zeros = body.translate(_NUMERALS_TO_ZERO)
-    spans: list[tuple[int, int]] = []
-    if _LONG_RUN in zeros:
-        spans += [m.span() for m in _LONG_NUMBER.finditer(zeros)]
-    if _TINY in zeros:
-        spans += [m.span() for m in _TINY_NUMBER.finditer(zeros)]
-    return [
-        body[start - 1 if start and body[start - 1] == _MINUS else start : end]
-        for start, end in spans
-    ]
-
-
-def _survives(token: bytes) -> bool:
-    text = token.decode("ascii")
-    try:
-        if "." not in text and "e" not in text and "E" not in text:
-            return _INT64_MIN <= int(text) <= _UINT64_MAX
-        shortest = repr(float(text))
-        # Computed prices (12.990000000000002) come written shortest already: one compare.
-        return shortest == text or Decimal(text) == Decimal(shortest)
-    except (ValueError, InvalidOperation):
-        return False  # "2026.11.28...": no number, so no telling; write it exactly
 
 
 def _restrict(kept: Any, exact: Any) -> Any:
