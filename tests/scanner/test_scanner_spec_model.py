@@ -7,6 +7,7 @@ the roles an operation allows; only credential headers are secrets.
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -121,12 +122,64 @@ def test_patterns_keep_the_tagged_text_when_it_fits() -> None:
         ({"tags": ["admin"]}, "/v2/reports", True),
         ({}, "/v2/admin/reports", True),
         ({}, "/v2/orders", False),
+        # x-bastion-allow, as the gateway reads it
+        ({"x-bastion-allow": {"roles": ["admin"]}}, "/v2/reports", True),
+        ({"x-bastion-allow": {"roles": ["customer", "admin"]}}, "/v2/reports", False),
+        ({"x-bastion-allow": {"roles": ["customer", "admin"], "match": "all"}}, "/r", True),
+        ({"x-bastion-allow": {"scopes": ["reports:read"]}}, "/v2/reports", False),
+        ({"x-bastion-allow": "authenticated"}, "/v2/admin/reports", False),
+        ({"x-bastion-roles": "admin"}, "/v2/reports", True),
+        ({"tags": "admin"}, "/v2/reports", False),  # not a list: no tags
     ],
 )
 def test_admin_label_needs_every_allowed_role_privileged(
     raw_op: dict[str, Any], path: str, admin: bool
 ) -> None:
     assert _is_admin(raw_op, path) is admin
+
+
+@pytest.mark.parametrize(
+    ("item", "raw_op", "admin"),
+    [
+        ({"x-bastion-allow": {"roles": ["admin"]}}, {}, True),
+        ({"x-bastion-roles": ["admin"]}, {}, True),
+        ({"x-bastion-roles": ["admin"]}, {"x-bastion-roles": ["customer"]}, False),
+        (
+            {"x-bastion-allow": {"roles": ["customer"]}},
+            {"x-bastion-allow": {"roles": ["root"]}},
+            True,
+        ),
+    ],
+)
+def test_roles_declared_on_the_path_item_count_under_the_operations(
+    item: dict[str, Any], raw_op: dict[str, Any], admin: bool
+) -> None:
+    """The gateway merges a path item's x-bastion-* extensions under its operations'; the
+    scanner labels operations from the same merge."""
+    assert _is_admin(raw_op, "/v2/reports", item) is admin
+
+
+def test_a_spec_declaring_admin_roles_on_a_path_item_labels_its_operations(
+    tmp_path: Path,
+) -> None:
+    doc = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/reports": {
+                "x-bastion-allow": {"roles": ["admin"]},
+                "get": {"responses": {"200": {"description": "ok"}}},
+            },
+            "/orders": {"get": {"responses": {"200": {"description": "ok"}}}},
+        },
+    }
+    path = tmp_path / "api.json"
+    path.write_text(json.dumps(doc))
+    spec = load_spec(path)
+    assert {op.label: op.admin for op in spec.operations} == {
+        "GET /reports": True,
+        "GET /orders": False,
+    }
 
 
 def test_shop_has_exactly_one_admin_operation() -> None:

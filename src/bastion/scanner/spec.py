@@ -176,21 +176,35 @@ def _line_index(text: str) -> dict[tuple[str, str], int]:
     return index
 
 
-def _is_admin(raw_op: dict[str, Any], path: str) -> bool:
+def _is_admin(raw_op: dict[str, Any], path: str, item: dict[str, Any] | None = None) -> bool:
     """Whether an operation is meant for administrators only.
 
-    Declared roles (``x-bastion-roles``, or ``x-roles``) decide when present: admin-only when
-    *every* role allowed is privileged, so ``[customer, admin]`` (customers allowed, admins
-    too) is not admin-only. Without declared roles, an ``admin`` tag or an ``/admin/``-like
+    Declared roles decide when present, read like the gateway reads them: the path item's
+    extensions under the operation's, ``x-bastion-allow`` (``authenticated``: anyone
+    signed in; ``{roles: [...], match: any|all}``) or else ``x-bastion-roles`` (or
+    ``x-roles``). Admin-only when *every* role allowed is privileged, so ``[customer,
+    admin]`` (customers allowed, admins too) is not admin-only; with ``match: all``, when
+    any role required is. Without declared roles, an ``admin`` tag or an ``/admin/``-like
     path segment labels it. The identities file can label more (``admin_operations``).
     """
-    roles = raw_op.get("x-bastion-roles") or raw_op.get("x-roles") or []
+    declared = {k: v for k, v in (item or {}).items() if str(k).startswith("x-")}
+    declared.update({k: v for k, v in raw_op.items() if str(k).startswith("x-")})
+    allow = declared.get("x-bastion-allow")
+    if allow == "authenticated":
+        return False
+    every = isinstance(allow, dict) and allow.get("match") == "all"
+    if isinstance(allow, dict):
+        roles: Any = allow.get("roles") or []
+    else:
+        roles = declared.get("x-bastion-roles") or declared.get("x-roles") or []
     if isinstance(roles, str):
         roles = [roles]
     if isinstance(roles, list) and roles:
-        return all(str(r).lower() in PRIVILEGED_ROLES for r in roles)
-    tags = [str(t).lower() for t in raw_op.get("tags") or []]
-    return "admin" in tags or bool(ADMIN_MARKERS.search(path))
+        privileged = [str(r).lower() in PRIVILEGED_ROLES for r in roles]
+        return any(privileged) if every else all(privileged)
+    tags = raw_op.get("tags")
+    labels = [str(t).lower() for t in tags] if isinstance(tags, list) else []
+    return "admin" in labels or bool(ADMIN_MARKERS.search(path))
 
 
 def _location(param: Any) -> str:
@@ -244,6 +258,9 @@ def load_spec(location: str | Path) -> ApiSpec:
         st_op = result.ok()
         method = str(st_op.method).lower()
         raw_op: dict[str, Any] = resolve(st_op.definition.raw, raw)
+        item = (raw.get("paths") or {}).get(st_op.path)
+        if isinstance(item, dict) and "$ref" in item:
+            item = resolve(item, raw)
         params = tuple(
             Param(
                 p.name,
@@ -284,7 +301,7 @@ def load_spec(location: str | Path) -> ApiSpec:
                 media_type=media_type,
                 responses=responses,
                 secured=secured,
-                admin=_is_admin(raw_op, st_op.path),
+                admin=_is_admin(raw_op, st_op.path, item if isinstance(item, dict) else None),
                 pointer=_pointer("paths", st_op.path, method),
                 line=lines.get((st_op.path, method)),
                 native=st_op,
