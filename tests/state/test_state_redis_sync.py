@@ -10,6 +10,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from bastion.jsonutil import dumps
+from bastion.ratelimit import LimitCheck, parse_rate
 from bastion.state import ChangeEvent, RedisStateStore
 from tests.state._redis_helpers import delete_prefix, unique_prefix
 
@@ -35,8 +36,8 @@ async def poll(predicate: Callable[[], bool], deadline: float) -> bool:
 async def test_pubsub_delivers_changes_without_waiting_for_a_resync(
     redis_url: str, prefix: str
 ) -> None:
-    reader = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
-    writer = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    reader = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
+    writer = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
     await reader.start()
     await writer.start()
     events: list[ChangeEvent] = []
@@ -96,8 +97,8 @@ async def test_a_missed_message_is_repaired_by_the_periodic_resync(
 async def test_malformed_channel_messages_are_ignored_and_trigger_a_resync(
     redis_url: str, prefix: str
 ) -> None:
-    reader = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
-    writer = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    reader = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
+    writer = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
     await reader.start()
     await writer.start()
     raw = aioredis.Redis.from_url(redis_url)
@@ -123,9 +124,13 @@ async def test_a_gateway_whose_clock_runs_ahead_prunes_nothing_others_still_enfo
     """Clean-up of expired revocations and lapsed blocks goes by Redis' clock (with a grace),
     never the writer's: a gateway an hour ahead used to delete both from Redis, and every
     gateway that resynced or started afterwards let the token and the address through."""
-    honest = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+    honest = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
     ahead = RedisStateStore(
-        redis_url, prefix=prefix, resync_interval=60, clock=lambda: time.time() + 3600
+        redis_url,
+        prefix=prefix,
+        max_staleness=120,
+        resync_interval=60,
+        clock=lambda: time.time() + 3600,
     )
     await honest.start()
     await ahead.start()
@@ -135,7 +140,7 @@ async def test_a_gateway_whose_clock_runs_ahead_prunes_nothing_others_still_enfo
         await honest.block("ip", "203.0.113.7", now + 600, "incident")
         await ahead.revoke_token("other-jti", now + 7200)  # prunes by its clock, it used to
         await ahead._sync.load()  # and a resync pruned lapsed blocks by its clock too
-        fresh = RedisStateStore(redis_url, prefix=prefix, resync_interval=60)
+        fresh = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
         await fresh.start()
         try:
             t = time.time()
@@ -158,3 +163,48 @@ async def test_a_gateway_whose_clock_runs_ahead_prunes_nothing_others_still_enfo
     finally:
         await honest.close()
         await ahead.close()
+
+
+async def test_the_mirror_is_trusted_only_while_its_sync_works(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Freshness certifies the mirror, not the connection: while loading the shared sets
+    keeps failing (here an entry the loader cannot read), successful rate-limit calls do
+    not keep a mirror that misses a revocation trusted, and the resync loop survives the
+    error and catches up once it is gone. (The loop used to die on any error other than a
+    connection error, and every rate-limit reply moved the horizon: a stale mirror was
+    trusted for good.)"""
+    check = [LimitCheck("k", parse_rate("100000/minute"))]
+    reader = RedisStateStore(redis_url, prefix=prefix, max_staleness=0.6, resync_interval=0.1)
+    writer = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
+    await reader.start()
+    await writer.start()
+    sync = reader._sync
+    real_load = sync.load
+    broken = True
+
+    async def load() -> None:
+        if broken:
+            raise ValueError("could not convert string to float: 'garbage'")
+        await real_load()
+
+    monkeypatch.setattr(sync, "load", load)
+    try:
+        sync._dirty = True  # a gap was seen: until a load succeeds, nothing is shown current
+        await writer.revoke_token("missed-jti", time.time() + 600)
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            assert (await reader.rate_limit(check, time.time())).allowed
+            await asyncio.sleep(0.05)
+        assert not reader.mirror.fresh(time.time())
+        broken = False
+        assert await poll(lambda: reader.mirror.fresh(time.time()), deadline=2.0)
+        assert reader.mirror.is_token_revoked("missed-jti", time.time())
+    finally:
+        await reader.close()
+        await writer.close()
+
+
+def test_a_resync_interval_not_shorter_than_the_staleness_bound_is_refused() -> None:
+    with pytest.raises(ValueError, match="resync_interval must be shorter than max_staleness"):
+        RedisStateStore("redis://127.0.0.1:1/0", max_staleness=1.0, resync_interval=1.0)

@@ -59,11 +59,13 @@ def create_store(config: Mapping[str, Any]) -> StateStore:
     from bastion.state.redis_store import RedisStateStore  # only when used (see __init__)
 
     try:
+        max_staleness = _number(config, "max_staleness", 5.0)
         return RedisStateStore(
             url,
             prefix=str(prefix),
-            max_staleness=_number(config, "max_staleness", 5.0),
-            resync_interval=_number(config, "resync_interval", 1.0),
+            max_staleness=max_staleness,
+            # Version checks well within the staleness bound (they keep the mirror trusted).
+            resync_interval=_number(config, "resync_interval", min(1.0, max_staleness / 3)),
             time_source=time_source,
             timeout=_number(config, "timeout", 1.0),
         )

@@ -145,7 +145,6 @@ class RedisStateStore:
             yield
         except _DOWN as exc:
             raise _down(exc) from exc
-        self._sync.touch()
 
     def _now_arg(self, now: float) -> str:
         return "server" if self.time_source == "server" else str(round(now * _US))
@@ -179,7 +178,6 @@ class RedisStateStore:
             reply = await self._scripts["rate_limit"].batched(self._batcher, self._client, command)
         except _DOWN as exc:
             raise _down(exc) from exc
-        self._sync.touch()
         values = [int(v) for v in reply]
         outcomes = []
         for i, check in enumerate(checks):

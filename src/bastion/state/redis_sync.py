@@ -8,9 +8,12 @@
 * **Periodic resync** (``resync_interval``, default 1 s): ``GET version`` — one cheap
   round trip — and a full load only when it differs, so a missed message (a dropped
   subscription, a restart) is repaired within one interval.
-* **Freshness**: every successful reply moves ``fresh()``'s horizon to
-  ``now + max_staleness``; when Redis stays unreachable longer, ``fresh()`` turns False
-  and callers fail closed.
+* **Freshness**: what shows the mirror current moves ``fresh()``'s horizon to
+  ``now + max_staleness``: a full load, a version check that finds nothing new, a change
+  applied in order (its own write, or a message). Nothing else does: a rate-limit reply
+  shows Redis reachable, not the mirror in step. When no such proof comes for longer
+  (Redis unreachable, or the resync failing for any reason), ``fresh()`` turns False and
+  callers fail closed.
 """
 
 from __future__ import annotations
@@ -81,6 +84,9 @@ class MirrorSync:
     ) -> None:
         if max_staleness <= 0 or resync_interval <= 0:
             raise ValueError("max_staleness and resync_interval must be positive")
+        if resync_interval >= max_staleness:
+            # The version check is what keeps the mirror trusted between changes.
+            raise ValueError("resync_interval must be shorter than max_staleness")
         self.mirror = SharedMirror(fresh_until=-math.inf)
         self.callbacks: list[Callable[[ChangeEvent], None]] = []
         self.clock = clock
@@ -96,7 +102,7 @@ class MirrorSync:
         self._closed = False
 
     def touch(self) -> None:
-        """Redis answered: the mirror is trustworthy for another ``max_staleness``."""
+        """The mirror was shown current: trust it for another ``max_staleness``."""
         self.mirror.mark_fresh_until(self.clock() + self._max_staleness)
 
     async def start(self) -> None:
@@ -208,6 +214,8 @@ class MirrorSync:
             self._wake.set()
         self.version = version
         change()
+        if not self._dirty:
+            self.touch()  # in order: the mirror is Redis as of this version
         kind: ChangeKind = op  # type: ignore[assignment]
         self._emit(ChangeEvent(kind, dict(data)))
 
@@ -219,7 +227,6 @@ class MirrorSync:
                 _log.exception("state change callback failed")
 
     def _handle(self, channel: bytes, data: bytes) -> None:
-        self.touch()
         try:
             if channel.decode() == self._keys.events_channel:
                 event = loads_strict(data)
@@ -274,3 +281,8 @@ class MirrorSync:
                     self.mirror.prune(self.clock())
             except (RedisError, OSError):
                 _log.debug("state resync failed; retrying")
+            except Exception as exc:
+                # Whatever else went wrong (an entry written by something else), the loop
+                # must go on: the mirror stays untouched, so it turns stale (fail closed)
+                # if this lasts, instead of being trusted without ever being checked.
+                _log.warning("state resync failed (%s: %.200s); retrying", type(exc).__name__, exc)
