@@ -165,6 +165,9 @@ def test_spoofed_x_forwarded_for_is_ignored(gateway: GatewayProc, upstream: Upst
         "/echo/%2E/x",
         "/echo/.%2e/x",
         "/echo/%252e%252e/admin",
+        "/echo/%25%32%65%25%32%65/admin",  # decodes to %2e%2e: double-encoded by escaping
+        "/echo/%25%32%66admin",
+        "/echo/%25%35%43admin",
         "/echo%2fadmin",
         "/echo/%2F",
         "/echo%5cadmin",

@@ -286,6 +286,19 @@ async def test_idle_connections_closed_by_upstream_are_not_reused(client: H1Tran
         pytest.param(b"HTTP/1.1 200 OK\r\n folded: x\r\nContent-Length: 5\r\n\r\nEVIL!", id="fold"),
         pytest.param(b"HTTP/9.9 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!", id="version"),
         pytest.param(b"NOT HTTP AT ALL\r\n\r\n", id="garbage"),
+        pytest.param(b"HTTP/1.1 000 X\r\nContent-Length: 2\r\n\r\nok", id="status-000"),
+        pytest.param(b"HTTP/1.1 099 X\r\nContent-Length: 2\r\n\r\nok", id="status-099"),
+        pytest.param(b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nok", id="status-600"),
+        pytest.param(
+            b"HTTP/1.1 150 X\r\nContent-Length: 9\r\n\r\nINJECTED!"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            id="interim-with-body",
+        ),
+        pytest.param(
+            b"HTTP/1.1 150 X\r\nTransfer-Encoding: chunked\r\n\r\n9\r\nINJECTED!\r\n0\r\n\r\n"
+            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+            id="interim-with-chunked-body",
+        ),
         pytest.param(
             b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
             b"Connection: upgrade\r\n\r\n",

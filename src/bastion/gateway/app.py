@@ -29,11 +29,17 @@ from bastion.errors import (
     MethodNotAllowed,
     NotFound,
     PayloadTooLarge,
+    RequestSmuggling,
     RequestTimeout,
 )
 from bastion.gateway.headers import request_headers_for_upstream, response_headers_for_client
 from bastion.gateway.problem import render_problem
-from bastion.gateway.request import check_framing, normalize_path, path_as_received
+from bastion.gateway.request import (
+    check_framing,
+    normalize_path,
+    path_as_received,
+    without_path_parameters,
+)
 from bastion.gateway.runtime import RouteTarget, Runtime
 from bastion.gateway.tls_scope import peer_certificate
 from bastion.gateway.upstream import (
@@ -244,6 +250,8 @@ class Gateway:
                 await self._send(rt, ctx, await self._health(rt, path), send)
                 return
             match = rt.router.match(ctx.method, path)
+            if ";" in path:
+                _refuse_parameters_routed_elsewhere(rt, path, match.template)
             target = match.target
             ctx.api, ctx.route, ctx.path_params = target.api.name, target.template, match.params
             if target.preflight_only or (
@@ -382,13 +390,13 @@ class Gateway:
             await send({"type": "http.response.body", "body": body})
             return
         assert response.stream is not None
-        try:
-            async for chunk in response.stream:
-                ctx.bytes_out += len(chunk)
-                await send({"type": "http.response.body", "body": chunk, "more_body": True})
-        except BastionError as error:
-            # Headers are gone already: all we can do is end the response and record why.
-            ctx.error_reason = error.reason
+        # An upstream failing mid-body raises on through _handle, which records why and
+        # sends nothing more (the head is gone): the server then drops the connection
+        # without ending the body, so the client sees the answer cut off. Ending it
+        # normally would present a cut-off document as complete.
+        async for chunk in response.stream:
+            ctx.bytes_out += len(chunk)
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
 
     async def _send(
@@ -485,6 +493,23 @@ async def _probe(upstream: UpstreamRuntime) -> bool:
         return True
     except (BastionError, OSError, TimeoutError, ValueError):
         return False
+
+
+def _refuse_parameters_routed_elsewhere(rt: Runtime, path: str, template: str) -> None:
+    """400 when the path without its segments' ``;parameters`` is another route's.
+
+    ``/orders/export;jsessionid=x`` matches the public ``/orders/{order_id}`` here, while a
+    servlet container upstream drops the parameters and serves ``/orders/export``, whose
+    route asks for more (an admin role): what was authorized is not what is served.
+    """
+    bare = without_path_parameters(path)
+    if bare != path:
+        other = rt.router.template_for(bare)
+        if other is not None and other != template:
+            raise RequestSmuggling(
+                "A ';' parameter in the request path hides another route's path.",
+                reason="path.parameter_route",
+            )
 
 
 async def _read_body(receive: Receive, limit: int) -> bytes:

@@ -339,6 +339,10 @@ class _Connection(asyncio.Protocol):
         if size > HEAD_LIMIT:
             self._fail(_bad("upstream.bad_response"))
             raise _Stop
+        if self._head_done:
+            # A trailer field (after a chunked body): dropped, never merged into the head
+            # already handed out (RFC 9110 §6.5.1), counted against the same limit.
+            return
         size = len(name)
         if size == 14 and name.lower() == b"content-length":
             if not value.isdigit():  # int() would take "+5", " 5" or "1_0"
@@ -356,8 +360,14 @@ class _Connection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         status = self._parser.get_status_code()
+        if not 100 <= status <= 599:
+            # llhttp reads any three digits; no server (granian panics) can send these on.
+            self._fail(_bad("upstream.bad_response"))
+            raise _Stop
         if 100 <= status < 200:
-            if status == 101:
+            if status == 101 or self._lengths or self._te is not None:
+                # An interim response has no body (RFC 9110 §15.2): a framed one would be
+                # read into the final answer's.
                 self._fail(_bad("upstream.bad_response"))
                 raise _Stop
             # Interim response (100 Continue, 103 Early Hints): skipped.
@@ -401,6 +411,9 @@ class _Connection(asyncio.Protocol):
     def on_body(self, data: bytes) -> None:
         if self._method_head:
             self._extra = True
+            raise _Stop
+        if self._interim:
+            self._fail(_bad("upstream.bad_response"))
             raise _Stop
         self._progress += 1
         ref = self._body

@@ -17,13 +17,14 @@ from urllib.parse import quote, unquote_to_bytes
 from bastion.errors import BadRequest, HeadersTooLarge, PayloadTooLarge, RequestSmuggling
 from bastion.types import Headers
 
-__all__ = ["TrustedProxies", "check_framing", "normalize_path"]
+__all__ = ["TrustedProxies", "check_framing", "normalize_path", "without_path_parameters"]
 
 _HEX = frozenset("0123456789abcdefABCDEF")
 # Characters left unescaped when re-encoding a decoded path for the upstream (RFC 3986 pchar).
 _PCHAR_SAFE = "/!$&'()*+,;=:@-._~"
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _FORBIDDEN_BYTE = re.compile(rb"[^\x21-\x7e]|\\")
+_ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
 #: Paths made only of unreserved characters and sub-delimiters need no decoding.
 _PLAIN = re.compile(r"[A-Za-z0-9/!$&'()*+,=:@._~-]*\Z")
 
@@ -55,6 +56,12 @@ def normalize_path(raw_path: bytes) -> tuple[str, str]:
                 raise RequestSmuggling(
                     "The request path contains a control character.", reason="path.control_char"
                 )
+        if "%" in decoded and _ESCAPE.search(decoded):
+            # "%25%32%65" decodes to "%2e", which the upstream receives as "%252e": an
+            # upstream that decodes twice reads "." (or "/", "\"). Refused like "%252e".
+            raise RequestSmuggling(
+                "Double percent-encoding is not allowed.", reason="path.double_encoding"
+            )
     else:
         decoded = text
     segments = decoded.split("/")
@@ -70,6 +77,16 @@ def normalize_path(raw_path: bytes) -> tuple[str, str]:
             )
     encoded = quote(decoded, safe=_PCHAR_SAFE)
     return decoded, encoded
+
+
+def without_path_parameters(path: str) -> str:
+    """``path`` with each segment's ``;parameters`` cut, as servlet containers (Tomcat,
+    Jetty, Spring) read it: ``/orders/export;jsessionid=x`` is ``/orders/export`` to them.
+    A segment that is only parameters (OpenAPI's matrix style, ``/items/;id=5``) stays."""
+    return "/".join(
+        segment.split(";", 1)[0] if not segment.startswith(";") else segment
+        for segment in path.split("/")
+    )
 
 
 def _check_escapes(text: str) -> None:

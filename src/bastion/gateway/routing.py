@@ -79,6 +79,11 @@ class Router(Generic[T]):
             raise MethodNotAllowed(list(table), reason="route.method_not_allowed")
         return Match(entry[1], entry[0], params)
 
+    def template_for(self, path: str) -> str | None:
+        """The template ``path`` matches, whatever the method (None: no route)."""
+        table = self._static.get(path) or self._walk(path, {})
+        return next(iter(table.values()))[0] if table else None
+
     def _walk(self, path: str, params: dict[str, str]) -> dict[str, tuple[str, T]] | None:
         return _descend(self._root, path.split("/")[1:], 0, params)
 

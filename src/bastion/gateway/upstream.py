@@ -187,6 +187,11 @@ class AiohttpTransport:
                 chunked=None,
                 timeout=timeout,
             )
+            if not 200 <= response.status <= 599:
+                # aiohttp reads any three digits (and skips no interim answer it does not
+                # know); no server can send these on (granian panics on them).
+                response.close()
+                raise BadGateway(reason="upstream.bad_response")
             headers = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.raw_headers]
             length = response.content_length
             if length is not None and length <= SMALL_BODY and request.method != "HEAD":
