@@ -16,8 +16,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, NamedTuple
 
-import jsonschema_rs
-
 from bastion.contract.documents import escape_pointer
 from bastion.contract.messages import MAX_ERRORS, ErrorEntry, errors_of
 from bastion.contract.parameters import ParameterRule, StyleError, parse_cookies, parse_query
@@ -157,7 +155,9 @@ class OperationContract:
             return
         if not rule.validator.is_valid(value):
             large = isinstance(value, list | dict) and len(value) > _ALL_ERRORS_UP_TO_ITEMS
-            errors.extend(errors_of(rule.validator, value, rule.prefix, large=large))
+            errors.extend(
+                errors_of(rule.validator, value, rule.prefix, large=large, detailed=rule.detailed)
+            )
             return
         out[rule.name] = value
 
@@ -264,16 +264,20 @@ def compile_operation(spec: ApiSpec, op: Operation, limits: ContractLimits) -> O
             if "content" in param:
                 media, media_object = next(iter(param["content"].items()))
                 schema, json_content = (media_object or {}).get("schema", {}), True
-            validator = request.validator_for(schema)
-            rules.append(ParameterRule.build(document, param, validator, schema, json_content))
+            validator, detailed = request.compile(schema)
+            rules.append(
+                ParameterRule.build(document, param, validator, schema, json_content, detailed)
+            )
         request_body, _ = resolve_local(document, op.raw.get("requestBody"))
         bodies: dict[str, BodyRule] = {}
         if isinstance(request_body, Mapping):
             for media, media_object in (request_body.get("content") or {}).items():
                 schema = (media_object or {}).get("schema")
-                body_validator = request.validator_for(schema) if schema is not None else None
+                body_validator, detailed = (
+                    request.compile(schema) if schema is not None else (None, True)
+                )
                 form = FormDecoder.build(document, schema) if schema is not None else None
-                bodies[media] = BodyRule(media, body_validator, form)
+                bodies[media] = BodyRule(media, body_validator, form, detailed)
         responses = _responses(spec, op)
     except ConfigError as exc:
         raise ConfigError(str(exc), location=where) from exc
@@ -310,9 +314,7 @@ def _responses(spec: ApiSpec, op: Operation) -> dict[str, Mapping[str, ResponseR
         for media, media_object in content.items():
             schema = (media_object or {}).get("schema")
             plan: Plan = builder.build(schema) if schema is not None else LEAF
-            validator: jsonschema_rs.Validator | None = (
-                compiler.validator_for(schema) if schema is not None else None
-            )
-            rules[media] = ResponseRule(plan, validator)
+            validator, detailed = compiler.compile(schema) if schema is not None else (None, True)
+            rules[media] = ResponseRule(plan, validator, detailed)
         out[str(code).upper()] = rules
     return out

@@ -121,14 +121,23 @@ def _without_shadowed(entries: list[ErrorEntry]) -> list[ErrorEntry]:
 
 
 def errors_of(
-    validator: jsonschema_rs.Validator, value: Any, prefix: str, *, large: bool
+    validator: jsonschema_rs.Validator,
+    value: Any,
+    prefix: str,
+    *,
+    large: bool,
+    detailed: bool = True,
 ) -> list[ErrorEntry]:
     """The entries for a value the validator refused (``is_valid`` said False).
 
     All of them (up to :data:`MAX_ERRORS`) for a small value; for a ``large`` one (see
     :data:`ALL_ERRORS_UP_TO`) only the first, which jsonschema-rs finds without building
-    the others.
+    the others. Not ``detailed`` (a schema whose alternatives recurse,
+    :func:`~bastion.contract.schema.unions_recurse`): one entry saying the value does not
+    match, because finding even the first error costs 2^depth there.
     """
+    if not detailed:
+        return [{"pointer": prefix or "/", "detail": "does not match the schema"}]
     if not large:
         return entries_for(prefix, validator.iter_errors(value))
     try:

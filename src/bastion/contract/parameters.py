@@ -166,6 +166,8 @@ class ParameterRule:
     properties: frozenset[str] | None
     validator: jsonschema_rs.Validator
     json_content: bool = False
+    #: Whether the validator's errors can be listed (see messages.errors_of).
+    detailed: bool = True
 
     @property
     def prefix(self) -> str:
@@ -179,6 +181,7 @@ class ParameterRule:
         validator: jsonschema_rs.Validator,
         schema: Any,
         json_content: bool,
+        detailed: bool = True,
     ) -> ParameterRule:
         location = str(raw["in"])
         style = raw.get("style") or {"query": "form", "cookie": "form"}.get(location, "simple")
@@ -212,6 +215,7 @@ class ParameterRule:
             properties=properties,
             validator=validator,
             json_content=json_content,
+            detailed=detailed,
         )
 
     def _finish(self, value: Any) -> Any:

@@ -78,6 +78,8 @@ class BodyRule:
     media: str
     validator: jsonschema_rs.Validator | None
     form: FormDecoder | None
+    #: Whether the validator's errors can be listed (see messages.errors_of).
+    detailed: bool = True
 
     @staticmethod
     def select(
@@ -113,5 +115,7 @@ class BodyRule:
             return None
         if self.validator is not None and not self.validator.is_valid(value):
             large = len(body) > ALL_ERRORS_UP_TO
-            errors.extend(errors_of(self.validator, value, "/body", large=large))
+            errors.extend(
+                errors_of(self.validator, value, "/body", large=large, detailed=self.detailed)
+            )
         return value

@@ -67,6 +67,8 @@ class FilteredResponse(NamedTuple):
 class ResponseRule:
     plan: Plan
     validator: jsonschema_rs.Validator | None
+    #: Whether the validator's errors can be listed (see messages.errors_of).
+    detailed: bool = True
 
 
 def _parse(body: bytes) -> Any:
@@ -134,7 +136,7 @@ def filter_json(
         large = len(body) > ALL_ERRORS_UP_TO
         errors = tuple(
             f"{e['pointer'] or '/'}: {e['detail']}"
-            for e in errors_of(rule.validator, document, "", large=large)
+            for e in errors_of(rule.validator, document, "", large=large, detailed=rule.detailed)
         )
         if not monitor:
             raise ResponseContractViolation("contract.response_invalid", errors)
