@@ -33,7 +33,12 @@ from typing import Any
 
 import jsonschema_rs
 
-from bastion.contract.schema import SchemaCompiler, compile_validator, resolve_local
+from bastion.contract.schema import (
+    SchemaCompiler,
+    compile_validator,
+    resolve_local,
+    schema_flag,
+)
 from bastion.contract.sensitive import (
     MAX_POINTER_CHARS,
     cut_pointer,
@@ -501,10 +506,7 @@ class PlanBuilder:
         drop = set()
         props: dict[str, Plan] = {}
         for name, sub in properties.items():
-            resolved, _ = resolve_local(self.document, sub)
-            if (isinstance(sub, Mapping) and sub.get("writeOnly") is True) or (
-                isinstance(resolved, Mapping) and resolved.get("writeOnly") is True
-            ):
+            if schema_flag(self.document, sub, "writeOnly"):
                 drop.add(name)
             props[name] = self.build(sub)
         patterns = tuple(
@@ -512,7 +514,8 @@ class PlanBuilder:
             for p, s in (schema.get("patternProperties") or {}).items()
         )
         extra_schema = schema.get("additionalProperties")
-        declared = bool(properties) or bool(patterns)
+        # As on the request side: an empty "properties" still declares the object closed.
+        declared = "properties" in schema or "patternProperties" in schema
         extra: Plan | None
         if extra_schema is True or (extra_schema is None and not declared):
             extra = LEAF

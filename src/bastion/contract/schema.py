@@ -39,6 +39,7 @@ __all__ = [
     "SchemaCompiler",
     "compile_validator",
     "resolve_local",
+    "schema_flag",
     "schema_types",
     "unions_recurse",
 ]
@@ -96,6 +97,26 @@ def resolve_local(document: Mapping[str, Any], node: Any) -> tuple[Any, str | No
             else:
                 raise ConfigError(f"$ref target {ref!r} does not exist")
     raise ConfigError("$ref chain longer than 64 hops")
+
+
+def schema_flag(document: Mapping[str, Any], schema: Any, flag: str, _depth: int = 0) -> bool:
+    """True when ``flag`` (``readOnly``, ``writeOnly``) is set on the schema, on what its
+    ``$ref`` points to, or on one of its ``allOf`` branches, at any depth: annotations of
+    ``allOf`` apply to the value (the 3.0 idiom ``{allOf: [{$ref: Id}], description: …}``
+    wraps a reference to give it a description). ``oneOf``/``anyOf`` branches are not
+    read: they apply only where they validate."""
+    if _depth > 16 or not isinstance(schema, Mapping):
+        return False
+    if schema.get(flag) is True:
+        return True
+    if isinstance(schema.get("$ref"), str):
+        target, _ = resolve_local(document, schema)
+        if schema_flag(document, target, flag, _depth + 1):
+            return True
+    branches = schema.get("allOf")
+    return isinstance(branches, list) and any(
+        schema_flag(document, branch, flag, _depth + 1) for branch in branches
+    )
 
 
 def schema_types(document: Mapping[str, Any], schema: Any, _depth: int = 0) -> set[str]:
@@ -296,14 +317,8 @@ class SchemaCompiler:
     def _skipped_properties(self, schema: Mapping[str, Any]) -> set[str]:
         """readOnly (request) or writeOnly (response) property names."""
         flag = "readOnly" if self.direction == "request" else "writeOnly"
-        skipped: set[str] = set()
-        for name, sub in (schema.get("properties") or {}).items():
-            resolved, _ = resolve_local(self.document, sub)
-            if (isinstance(sub, Mapping) and sub.get(flag) is True) or (
-                isinstance(resolved, Mapping) and resolved.get(flag) is True
-            ):
-                skipped.add(name)
-        return skipped
+        properties = schema.get("properties") or {}
+        return {name for name, sub in properties.items() if schema_flag(self.document, sub, flag)}
 
     def _dialect_30(self, schema: Mapping[str, Any], out: dict[str, Any]) -> None:
         for bound in ("Minimum", "Maximum"):
