@@ -100,3 +100,44 @@ def test_an_empty_properties_map_declares_no_field_on_either_side(tmp_path: Path
     out = op.filter_response(200, "application/json", body)
     assert json.loads(out.body) == {"meta": {}, "name": "a"}
     assert out.removed == ("/meta/internal",)
+
+
+@pytest.mark.parametrize(
+    "components",
+    [
+        # a self-reference wrapped in allOf (to give it a description)
+        {
+            "Node": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "integer"},
+                    "parent": {"allOf": [_ref("Node")], "description": "the parent"},
+                },
+            }
+        },
+        # a recursive schema composed with allOf
+        {
+            "Base": {"type": "object", "properties": {"id": {"type": "integer"}}},
+            "Node": {
+                "allOf": [
+                    _ref("Base"),
+                    {"type": "object", "properties": {"parent": _ref("Node")}},
+                ]
+            },
+        },
+    ],
+)
+def test_recursion_through_allof_is_projected_at_every_level(
+    tmp_path: Path, components: dict[str, Any]
+) -> None:
+    """The plan of a reference still being built was merged as "keep whole": undeclared
+    fields left from the second level down (a manager's salary and ssn)."""
+    content = {"application/json": {"schema": _ref("Node")}}
+    paths = {"/nodes": {"get": {"responses": {"200": {"description": "ok", "content": content}}}}}
+    op = contract(
+        write_spec(tmp_path, minimal(paths, components={"schemas": components})), "GET", "/nodes"
+    )
+    answer = {"id": 1, "ssn": "x", "parent": {"id": 2, "ssn": "y", "parent": {"id": 3, "ssn": "z"}}}
+    out = op.filter_response(200, "application/json", json.dumps(answer).encode())
+    assert json.loads(out.body) == {"id": 1, "parent": {"id": 2, "parent": {"id": 3}}}
+    assert out.removed == ("/ssn", "/parent/ssn", "/parent/parent/ssn")

@@ -165,10 +165,12 @@ _PRIMITIVE_TYPES = frozenset({"string", "number", "integer", "boolean", "null"})
 
 
 class RefPlan(Plan):
-    __slots__ = ("target",)
+    __slots__ = ("built", "target")
 
     def __init__(self) -> None:
         self.target: Plan = LEAF
+        #: False while the target is being built (a $ref cycle reaching back here).
+        self.built = False
 
     def project(self, value: Any, prefix: str, out: Projection) -> None:
         self.target.project(value, prefix, out)
@@ -265,7 +267,7 @@ class ObjectPlan(Plan):
             if plan is None:
                 plan = self._undeclared(key)
             if plan is not None:
-                plan = _deref(plan)
+                plan = _settled(plan)
                 if plan is PRIMITIVE:
                     continue  # a valid value holds no keys
                 if plan.removes_nothing():
@@ -314,7 +316,7 @@ class ArrayPlan(Plan):
         positional = self.prefix
         items = self._items
         if items is None:
-            items = self._items = _deref(self.items)
+            items = self._items = _settled(self.items)
         if not positional:
             if items is PRIMITIVE:
                 return
@@ -394,9 +396,57 @@ def _deref(plan: Plan) -> Plan:
     return plan
 
 
+class _LazyMerge(Plan):
+    """A merge of plans one of which was still being built (a ``$ref`` cycle through
+    ``allOf``: ``manager: {allOf: [{$ref: Employee}]}`` inside Employee), done on first use,
+    when every plan is built. Merging the unbuilt placeholder kept the whole subtree."""
+
+    __slots__ = ("_plan", "intersect", "plans")
+
+    def __init__(self, plans: list[Plan], intersect: bool) -> None:
+        self.plans = plans
+        self.intersect = intersect
+        self._plan: Plan | None = None
+
+    def resolve(self) -> Plan:
+        if self._plan is None:
+            self._plan = LEAF  # a schema that is its own allOf branch: kept whole
+            self._plan = merge(self.plans, intersect=self.intersect)
+        return self._plan
+
+    def project(self, value: Any, prefix: str, out: Projection) -> None:
+        self.resolve().project(value, prefix, out)
+
+    def removes_nothing(self, seen: frozenset[int] = frozenset()) -> bool:
+        return self.resolve().removes_nothing(seen)
+
+
+def _pending(plan: Plan, depth: int = 0) -> bool:
+    """True while ``plan`` leads to a $ref plan still being built."""
+    while isinstance(plan, RefPlan) and depth < 64:
+        if not plan.built:
+            return True
+        plan, depth = plan.target, depth + 1
+    if isinstance(plan, _LazyMerge) and plan._plan is None and depth < 64:
+        return any(_pending(p, depth + 1) for p in plan.plans)
+    return False
+
+
+def _settled(plan: Plan) -> Plan:
+    """``plan`` without its $ref layers and lazy merges (every plan built)."""
+    for _ in range(64):
+        plan = _deref(plan)
+        if not isinstance(plan, _LazyMerge):
+            return plan
+        plan = plan.resolve()
+    return plan
+
+
 def merge(plans: list[Plan], *, intersect: bool) -> Plan:
     """Combine plans: ``intersect`` for allOf, otherwise the union of oneOf/anyOf branches."""
-    resolved = [_deref(p) for p in plans]
+    if any(_pending(p) for p in plans):
+        return _LazyMerge(plans, intersect)
+    resolved = [_settled(p) for p in plans]
     concrete = [p for p in resolved if p not in _KEEP_WHOLE]
     # Each union once: the same one reached twice (branches referring to one schema) merges
     # like once.
@@ -499,6 +549,7 @@ class PlanBuilder:
         if pointer not in self._refs:
             holder = self._refs[pointer] = RefPlan()
             holder.target = self.build(target)
+            holder.built = True
         return self._refs[pointer]
 
     def _object(self, schema: Mapping[str, Any]) -> ObjectPlan:
