@@ -319,3 +319,53 @@ def test_path_value_with_escaped_invalid_utf8_is_400(tmp_path: Path) -> None:
     assert info.value.extensions["errors"] == [
         {"pointer": "/path/id", "detail": "path segment is not valid UTF-8"}
     ]
+
+
+def _cookie_op(tmp_path: Path) -> OperationContract:
+    param = {
+        "name": "session",
+        "in": "cookie",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[a-f0-9]{8}$"},
+    }
+    doc = minimal(
+        {"/items": {"get": {"parameters": [param], "responses": {"200": {"description": "ok"}}}}}
+    )
+    return contract(write_spec(tmp_path, doc), "GET", "/items")
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    [
+        "%73ession=x'--; session=deadbeef",  # PHP decodes names and keeps the first copy
+        "session=deadbeef; %73ession=x'--",
+        "session=deadbeef; session%2Eid=1; session_id=2",  # not declared: no matter
+    ],
+)
+def test_a_declared_cookie_sent_under_another_spelling_is_refused(
+    tmp_path: Path, cookie: str
+) -> None:
+    op = _cookie_op(tmp_path)
+    call = {"path_params": {}, "query_string": b"", "body": None}
+    if "session_id" in cookie:
+        assert op.validate_request(headers=headers(("cookie", cookie)), **call).cookies == {
+            "session": "deadbeef"
+        }
+        return
+    with pytest.raises(ValidationFailed) as info:
+        op.validate_request(headers=headers(("cookie", cookie)), **call)
+    assert info.value.extensions["errors"] == [
+        {"pointer": "/cookie", "detail": "cookie 'session' is sent under two spellings of its name"}
+    ]
+
+
+@pytest.mark.parametrize("query", [b"id=5;debug=1", b"id=5;id=6", b"id=5;"])
+def test_a_semicolon_read_as_a_separator_elsewhere_is_refused(tmp_path: Path, query: bytes) -> None:
+    """Rack 2, Go before 1.17 and parse_qs before Python 3.9.2 split on ';' too: the
+    upstream would read a parameter (or a value) the contract never checked."""
+    op = _operation(tmp_path, "query", "form", True, "primitive")
+    with pytest.raises(ValidationFailed) as info:
+        _call(op, "query", query.decode())
+    assert info.value.extensions["errors"][0]["pointer"] == "/query"
+    assert "%3B" in info.value.extensions["errors"][0]["detail"]
+    assert _call(op, "query", "id=5").query == {"id": 5}

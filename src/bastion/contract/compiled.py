@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote
 
 from bastion.contract.documents import escape_pointer
 from bastion.contract.messages import MAX_ERRORS, ErrorEntry, errors_of
@@ -96,6 +97,7 @@ class OperationContract:
         )
         self._header = tuple(p for p in parameters if p.location == "header")
         self._cookie = tuple(p for p in parameters if p.location == "cookie")
+        self._cookie_names = frozenset(_cookie_key(p.name) for p in self._cookie)
         self._bodies = dict(bodies)
         self._body_required = body_required
         # Content-Type value -> BodyRule.select's answer: clients send few distinct ones.
@@ -126,6 +128,10 @@ class OperationContract:
             except StyleError as exc:
                 errors.append({"pointer": "/cookie", "detail": str(exc)})
                 pairs = []
+            try:
+                _no_cookie_aliases(pairs, self._cookie_names)
+            except StyleError as exc:
+                errors.append({"pointer": "/cookie", "detail": str(exc)})
             for rule in self._cookie:
                 self._one(rule, lambda r: r.from_cookies(pairs), cookies, errors)
         parsed, media = self._body(body, headers, errors)
@@ -172,6 +178,12 @@ class OperationContract:
         out: dict[str, Any] = {}
         try:
             pairs = parse_query(query_string)
+            if b";" in query_string and parse_query(query_string.replace(b";", b"&")) != pairs:
+                # Rack 2, Go before 1.17 and Python's parse_qs before 3.9.2 split on ';'
+                # too: "q=abc;role=admin" would be a "role" the contract never saw.
+                raise StyleError(
+                    "';' in the query string is read as '&' by some servers: encode it as %3B"
+                )
         except StyleError as exc:
             errors.append({"pointer": "/query", "detail": str(exc)})
             return out
@@ -227,6 +239,27 @@ class OperationContract:
 
 
 _MISSING: Any = object()
+
+
+def _cookie_key(name: str) -> str:
+    """A cookie name as the most lenient server reads it: PHP percent-decodes names and
+    turns '.' and ' ' into '_' (``%73ession``, ``session.id`` and ``session_id`` collide)."""
+    return unquote(name).replace(".", "_").replace(" ", "_")
+
+
+def _no_cookie_aliases(pairs: list[tuple[str, str]], declared: frozenset[str]) -> None:
+    """Refuse a declared cookie also sent under another spelling of its name: the
+    contract checks the copy spelt as declared, a server decoding names may read the
+    other one (which copy wins differs between servers)."""
+    if not declared:
+        return
+    spelt: dict[str, str] = {}
+    for name, _ in pairs:
+        key = _cookie_key(name)
+        if key in declared:
+            other = spelt.setdefault(key, name)
+            if other != name:
+                raise StyleError(f"cookie {key!r} is sent under two spellings of its name")
 
 
 def _from_path(rule: ParameterRule, raw: str | None) -> tuple[bool, Any]:
