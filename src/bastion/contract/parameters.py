@@ -27,7 +27,7 @@ from urllib.parse import unquote, unquote_plus
 import jsonschema_rs
 
 from bastion.contract.documents import escape_pointer
-from bastion.contract.schema import resolve_local, schema_types
+from bastion.contract.schema import resolve_local, schema_properties, schema_types
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
 from bastion.jsonutil import JSONError, float_holds, loads_strict
 
@@ -197,7 +197,7 @@ class ParameterRule:
             item_coercer = make_coercer(schema_types(document, resolved.get("items", {})))
         elif "object" in types and isinstance(resolved, Mapping):
             shape = "object"
-            props = resolved.get("properties") or {}
+            props = schema_properties(document, schema)
             prop_coercers = {k: make_coercer(schema_types(document, v)) for k, v in props.items()}
             extra = resolved.get("additionalProperties")
             properties = None if extra not in (None, False) else frozenset(props)

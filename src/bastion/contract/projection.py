@@ -10,6 +10,8 @@ and applied per response in one walk over the parsed JSON (:meth:`Plan.project`)
 * arrays project each item (``items``; ``prefixItems`` by position).
 * ``allOf``: the branches merge (union of their properties; a free-form branch does not open
   an object that another branch describes).
+* ``if`` / ``then`` / ``else``: what ``then`` declares is kept where ``if`` validates, what
+  ``else`` declares where it does not (two branches chosen like those of a union).
 * ``oneOf`` / ``anyOf``: the properties kept are the union of the branches the value
   *validates against* (jsonschema-rs validators compiled at load); when none validates,
   the union of all branches (the response then fails validation anyway).
@@ -521,6 +523,19 @@ class PlanBuilder:
                 return merge(
                     [self.build(own), *(self.build(b) for b in schema[key])], intersect=True
                 )
+        if "if" in schema and any(isinstance(schema.get(k), Mapping) for k in ("then", "else")):
+            # What ``then`` or ``else`` declares is kept where it applies: a union of two
+            # branches, chosen by validating ``if`` and its negation.
+            condition = schema["if"]
+            own = {k: v for k, v in schema.items() if k not in ("if", "then", "else")}
+            conditional = (
+                (self.compiler.validator_for(condition), self.build(schema.get("then", {}))),
+                (
+                    self.compiler.validator_for({"not": condition}),
+                    self.build(schema.get("else", {})),
+                ),
+            )
+            return UnionPlan(self.build(own), conditional)
         branches = [*(schema.get("oneOf") or ()), *(schema.get("anyOf") or ())]
         if branches:
             own = {k: v for k, v in schema.items() if k not in ("oneOf", "anyOf")}

@@ -19,7 +19,7 @@ import jsonschema_rs
 from bastion.contract.media import is_json, match_media, parse_media_type
 from bastion.contract.messages import ALL_ERRORS_UP_TO, ErrorEntry, errors_of
 from bastion.contract.parameters import Coercer, StyleError, make_coercer, parse_query
-from bastion.contract.schema import resolve_local, schema_types
+from bastion.contract.schema import resolve_local, schema_properties, schema_types
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
 from bastion.jsonutil import JSONError, loads_strict
 
@@ -45,8 +45,7 @@ class FormDecoder:
 
     @classmethod
     def build(cls, document: Mapping[str, Any], schema: Any) -> FormDecoder:
-        resolved, _ = resolve_local(document, schema)
-        props = resolved.get("properties") or {} if isinstance(resolved, Mapping) else {}
+        props = schema_properties(document, schema)
         coercers: dict[str, Coercer] = {}
         arrays: set[str] = set()
         for name, sub in props.items():

@@ -40,6 +40,7 @@ __all__ = [
     "compile_validator",
     "resolve_local",
     "schema_flag",
+    "schema_properties",
     "schema_types",
     "unions_recurse",
 ]
@@ -117,6 +118,23 @@ def schema_flag(document: Mapping[str, Any], schema: Any, flag: str, _depth: int
     return isinstance(branches, list) and any(
         schema_flag(document, branch, flag, _depth + 1) for branch in branches
     )
+
+
+def schema_properties(document: Mapping[str, Any], schema: Any, _depth: int = 0) -> dict[str, Any]:
+    """The properties a schema declares, looking through ``$ref`` and compositions
+    (``allOf`` branches, and the union of ``oneOf``/``anyOf`` ones; the first declaration
+    of a name wins). What a form or an object parameter may carry."""
+    schema, _ = resolve_local(document, schema)
+    if not isinstance(schema, Mapping) or _depth > 16:
+        return {}
+    own = schema.get("properties")
+    found: dict[str, Any] = dict(own) if isinstance(own, Mapping) else {}
+    for key in _OPEN:
+        branches = schema.get(key)
+        for branch in branches if isinstance(branches, list) else ():
+            for name, sub in schema_properties(document, branch, _depth + 1).items():
+                found.setdefault(name, sub)
+    return found
 
 
 def schema_types(document: Mapping[str, Any], schema: Any, _depth: int = 0) -> set[str]:

@@ -1,9 +1,11 @@
-"""readOnly and writeOnly reached through ``allOf``: annotations of allOf apply to the value.
+"""Schemas composed with allOf, oneOf/anyOf and if/then/else, each way the contract reads them.
 
 OpenAPI 3.0 ignores siblings of ``$ref``, so a property that needs a description wraps its
 reference: ``{allOf: [{$ref: Id}], description: …}``. Only a flag on the property or on its
 direct reference was read: a client could set a read-only ``id`` (mass assignment) and a
-write-only ``password`` left in answers.
+write-only ``password`` left in answers. Recursion through allOf lost the projection below
+the first level; object parameters and forms composed with allOf were refused; what
+``then`` declares was removed from valid answers (then a 502 for its ``required``).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pytest
 
 from bastion.contract import OperationContract
 from bastion.errors import ValidationFailed
-from tests.contract.contract_helpers import JSON, contract, minimal, write_spec
+from tests.contract.contract_helpers import JSON, contract, headers, minimal, write_spec
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -141,3 +143,79 @@ def test_recursion_through_allof_is_projected_at_every_level(
     out = op.filter_response(200, "application/json", json.dumps(answer).encode())
     assert json.loads(out.body) == {"id": 1, "parent": {"id": 2, "parent": {"id": 3}}}
     assert out.removed == ("/ssn", "/parent/ssn", "/parent/parent/ssn")
+
+
+COMPONENTS = {
+    "Filter": {
+        "type": "object",
+        "properties": {"limit": {"type": "integer"}, "name": {"type": "string"}},
+    },
+    "Wrapped": {"allOf": [_ref("Filter")]},
+    "Tagged": {
+        "allOf": [
+            _ref("Filter"),
+            {"properties": {"tags": {"type": "array", "items": {"type": "string"}}}},
+        ]
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("style", "query"), [("deepObject", b"f[limit]=5&f[name]=a"), ("form", b"limit=5&name=a")]
+)
+def test_an_object_parameter_composed_with_allof_reads_every_branch(
+    tmp_path: Path, style: str, query: bytes
+) -> None:
+    param = {"name": "f", "in": "query", "style": style, "explode": True, "schema": _ref("Wrapped")}
+    paths = {"/x": {"get": {"parameters": [param], "responses": {"200": {"description": "ok"}}}}}
+    op = contract(
+        write_spec(tmp_path, minimal(paths, components={"schemas": COMPONENTS})), "GET", "/x"
+    )
+    result = op.validate_request(path_params={}, query_string=query, headers=JSON, body=None)
+    assert result.query == {"f": {"limit": 5, "name": "a"}}
+
+
+def test_a_form_body_composed_with_allof_reads_every_branch(tmp_path: Path) -> None:
+    content = {"application/x-www-form-urlencoded": {"schema": _ref("Tagged")}}
+    paths = {
+        "/x": {
+            "post": {
+                "requestBody": {"content": content},
+                "responses": {"200": {"description": "ok"}},
+            }
+        }
+    }
+    op = contract(
+        write_spec(tmp_path, minimal(paths, components={"schemas": COMPONENTS})), "POST", "/x"
+    )
+    form = headers(("content-type", "application/x-www-form-urlencoded"))
+    result = op.validate_request(
+        path_params={}, query_string=b"", headers=form, body=b"limit=5&name=a&tags=x&tags=y"
+    )
+    assert result.body == {"limit": 5, "name": "a", "tags": ["x", "y"]}
+
+
+def test_what_then_and_else_declare_is_kept_where_it_applies(tmp_path: Path) -> None:
+    schema = {
+        "type": "object",
+        "properties": {"kind": {"type": "string"}},
+        "if": {"properties": {"kind": {"const": "card"}}},
+        "then": {"properties": {"last4": {"type": "string"}}, "required": ["last4"]},
+        "else": {"properties": {"iban": {"type": "string"}}},
+    }
+    content = {"application/json": {"schema": schema}}
+    paths = {"/pay": {"get": {"responses": {"200": {"description": "ok", "content": content}}}}}
+    op = contract(write_spec(tmp_path, minimal(paths, "3.1.0")), "GET", "/pay")
+
+    def answer(body: dict[str, Any]) -> tuple[dict[str, Any], tuple[str, ...]]:
+        out = op.filter_response(200, "application/json", json.dumps(body).encode())
+        return json.loads(out.body), out.removed
+
+    assert answer({"kind": "card", "last4": "4242", "iban": "x"}) == (
+        {"kind": "card", "last4": "4242"},
+        ("/iban",),
+    )
+    assert answer({"kind": "bank", "last4": "4242", "iban": "x"}) == (
+        {"kind": "bank", "iban": "x"},
+        ("/last4",),
+    )
