@@ -286,6 +286,15 @@ async def test_idle_connections_closed_by_upstream_are_not_reused(client: H1Tran
         pytest.param(b"HTTP/1.1 200 OK\r\n folded: x\r\nContent-Length: 5\r\n\r\nEVIL!", id="fold"),
         pytest.param(b"HTTP/9.9 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!", id="version"),
         pytest.param(b"NOT HTTP AT ALL\r\n\r\n", id="garbage"),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            id="transfer-coding-gzip",
+        ),
+        pytest.param(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"2\r\nok\r\n0\r\n\r\n",
+            id="chunked-twice",
+        ),
         pytest.param(b"HTTP/1.1 000 X\r\nContent-Length: 2\r\n\r\nok", id="status-000"),
         pytest.param(b"HTTP/1.1 099 X\r\nContent-Length: 2\r\n\r\nok", id="status-099"),
         pytest.param(b"HTTP/1.1 600 X\r\nContent-Length: 2\r\n\r\nok", id="status-600"),

@@ -382,7 +382,13 @@ class _Connection(asyncio.Protocol):
                 # Both framings: the classic desync vector. Refused, never guessed.
                 self._fail(_bad("upstream.bad_response"))
                 raise _Stop
-            self._chunked = self._te.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+            codings = [c.strip().lower() for c in self._te.split(b",")]
+            if codings != [b"chunked"]:
+                # gzip, deflate…: the body would reach the client still encoded, with no
+                # header saying so (Transfer-Encoding is hop-by-hop). Nobody sends these.
+                self._fail(_bad("upstream.bad_response"))
+                raise _Stop
+            self._chunked = True
         self._status = status
         self._head_done = True
         self._progress += 1
