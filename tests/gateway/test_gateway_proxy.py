@@ -156,6 +156,31 @@ def test_spoofed_x_forwarded_for_is_ignored(gateway: GatewayProc, upstream: Upst
     assert event["request_id"] == received["x-request-id"]
 
 
+def test_headers_spelt_with_underscores_never_reach_the_upstream(
+    gateway: GatewayProc, upstream: Upstream
+) -> None:
+    """CGI-style upstreams (Django, WSGI bridges, PHP-FPM) read X_Bastion_Roles as
+    X-Bastion-Roles: an identity the client chose, on a public route the only one."""
+    status, _, _ = request(
+        gateway,
+        "GET",
+        "/echo",
+        headers={
+            "X_Bastion_Roles": "admin",
+            "X_Bastion_Subject": "u-alice",
+            "X_Forwarded_For": "10.0.0.1",
+            "X_HTTP_Method_Override": "DELETE",
+            "X_Account": "u-alice",
+            "X-Account": "u-bob",
+        },
+    )
+    assert status == 200
+    received = upstream_headers(upstream.received()[-1])
+    assert [name for name in received if "_" in name] == []
+    assert received["x-account"] == "u-bob"
+    assert received["x-forwarded-for"] == "127.0.0.1"
+
+
 @pytest.mark.parametrize(
     "raw_path",
     [

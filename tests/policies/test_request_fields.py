@@ -71,3 +71,29 @@ def test_ambiguous_query_and_header_fields_are_refused() -> None:
             request_value(_ctx(query=query), account)
     with pytest.raises(BadRequest):
         request_value(_ctx(headers=(("x-a", "1"), ("x-a", "2"))), parse_field_ref("header.x-a"))
+
+
+@pytest.mark.parametrize(
+    ("ref", "query", "body"),
+    [
+        # ASP.NET Core binds query names case-insensitively (the first copy wins)
+        ("query.account", b"Account=u-alice&account=u-bob", None),
+        # PHP reads '.', ' ' and '[' in names as '_' (the last copy wins)
+        ("query.account_id", b"account_id=u-bob&account.id=u-alice", None),
+        ("query.account_id", b"account_id=u-bob&account%20id=u-alice", None),
+        ("body.account_id", b"", b"account_id=u-bob&account.id=u-alice"),
+    ],
+)
+def test_a_field_also_given_under_another_spelling_is_refused(
+    ref: str, query: bytes, body: bytes | None
+) -> None:
+    content_type = "application/x-www-form-urlencoded" if body else None
+    with pytest.raises(BadRequest, match="spelling"):
+        request_value(_ctx(body, content_type, query=query), parse_field_ref(ref))
+    if query:  # the spelling read alone is read; another spelling alone is refused too
+        name = ref.split(".", 1)[1].encode()
+        exact = [p for p in query.split(b"&") if p.split(b"=")[0] == name]
+        other = [p for p in query.split(b"&") if p.split(b"=")[0] != name]
+        assert request_value(_ctx(query=exact[0]), parse_field_ref(ref)) == "u-bob"
+        with pytest.raises(BadRequest, match="spelling"):
+            request_value(_ctx(query=other[0]), parse_field_ref(ref))

@@ -114,7 +114,11 @@ def request_headers_for_upstream(
             if peer_trusted and name == "x-forwarded-for":
                 prior_xff.append(value)
             continue
-        if name.startswith(("proxy-", "x-bastion-")):
+        if name.startswith(("proxy-", "x-bastion-")) or "_" in name:
+            # An underscore is a hyphen to every upstream that reads headers CGI-style
+            # (HTTP_X_BASTION_ROLES: Django, WSGI bridges, PHP-FPM): X_Bastion_Roles would
+            # pass for X-Bastion-Roles, X_Forwarded_For for X-Forwarded-For, X_Account
+            # beside a checked X-Account. Dropped, as nginx does by default.
             continue
         if name == "cookie" and ADMIN_SESSION_COOKIE in value:
             value = _without_admin_session(value)

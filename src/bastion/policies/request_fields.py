@@ -8,9 +8,10 @@ A field the gateway decides on (owner rules, login lockout, rate-limit keys) mus
 one the upstream reads, so whatever the upstream could read differently is refused instead
 of being treated as absent — an absent field lets a login attempt or a rate-limited call
 through uncounted: a query parameter, header or form field given twice (also ``;`` between
-query parameters, which some frameworks split on), a JSON key next to another spelling of
-it that differs only in case (case-insensitive binders read either), a body that is not
-valid JSON or form data, or of another media type (400 or 415).
+query parameters, which some frameworks split on), a query parameter, JSON key or form
+field next to (or instead of) another spelling of its name: another case (ASP.NET Core
+and Spring bind names case-insensitively) or '.', ' ' or '[' for '_' (PHP), a body that
+is not valid JSON or form data, or of another media type (400 or 415).
 """
 
 from __future__ import annotations
@@ -73,8 +74,8 @@ def _body_value(document: Any, path: tuple[str | int, ...]) -> Any:
     node = document
     for token in path:
         if isinstance(node, dict) and isinstance(token, str):
-            folded = token.casefold()
-            if any(key != token and key.casefold() == folded for key in node):
+            folded = _folded(token)
+            if any(key != token and _folded(key) == folded for key in node):
                 raise BadRequest(
                     f"request body field {token!r} is given in more than one spelling",
                     reason="field.ambiguous",
@@ -85,10 +86,26 @@ def _body_value(document: Any, path: tuple[str | int, ...]) -> Any:
     return node
 
 
+def _folded(name: str) -> str:
+    """A field name as the most lenient binders read it: case-insensitively (ASP.NET Core,
+    Spring's relaxed binding) and with '.', ' ' and '[' as '_' (PHP's request variables)."""
+    return name.casefold().replace(".", "_").replace(" ", "_").replace("[", "_")
+
+
 def _query_value(query_string: bytes, name: str) -> Any:
     text = query_string.decode("latin-1")
+    split_on_both_all = parse_qs(text.replace(";", "&"), keep_blank_values=True)
+    folded = _folded(name)
+    for other in split_on_both_all:
+        if other != name and _folded(other) == folded:
+            # ?Account=u-alice&account=u-bob: ASP.NET Core binds the first, PHP reads
+            # account.id as account_id.
+            raise BadRequest(
+                f"query parameter {other!r} is another spelling of {name!r}",
+                reason="field.ambiguous",
+            )
     split_on_amp = parse_qs(text, keep_blank_values=True).get(name)
-    split_on_both = parse_qs(text.replace(";", "&"), keep_blank_values=True).get(name)
+    split_on_both = split_on_both_all.get(name)
     if split_on_amp is None and split_on_both is None:
         return MISSING
     if split_on_amp != split_on_both or split_on_amp is None or len(split_on_amp) != 1:
