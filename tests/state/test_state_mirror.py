@@ -7,6 +7,7 @@ import math
 import pytest
 
 from bastion.state import BlockEntry, SharedMirror, normalize_block_value
+from bastion.state.mirror import REVOCATION_GRACE
 
 NOW = 1_800_000_000.0
 
@@ -44,10 +45,16 @@ def test_blocks_and_revocations_lapse() -> None:
     mirror.revoke_token("j", NOW + 10)
     assert mirror.is_blocked("ip", "192.0.2.1", NOW + 9) is not None
     assert mirror.is_blocked("ip", "192.0.2.1", NOW + 10) is None
+    # A revoked token stays refused for the verifier's largest clock leeway after its exp
+    # (it used to work again from exp to exp + leeway).
     assert mirror.is_token_revoked("j", NOW + 9)
-    assert not mirror.is_token_revoked("j", NOW + 10)
+    assert mirror.is_token_revoked("j", NOW + 10 + REVOCATION_GRACE - 1)
+    assert not mirror.is_token_revoked("j", NOW + 10 + REVOCATION_GRACE)
     mirror.prune(NOW + 11)
     assert mirror.blocks() == []
+    assert mirror.is_token_revoked("j", NOW + 11)  # kept by the prune too
+    mirror.prune(NOW + 10 + REVOCATION_GRACE)
+    assert not mirror.is_token_revoked("j", NOW + 10)
 
 
 def test_subject_not_before_only_moves_forward() -> None:

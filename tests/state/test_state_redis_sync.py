@@ -208,3 +208,22 @@ async def test_the_mirror_is_trusted_only_while_its_sync_works(
 def test_a_resync_interval_not_shorter_than_the_staleness_bound_is_refused() -> None:
     with pytest.raises(ValueError, match="resync_interval must be shorter than max_staleness"):
         RedisStateStore("redis://127.0.0.1:1/0", max_staleness=1.0, resync_interval=1.0)
+
+
+async def test_a_store_started_later_loads_revocations_within_the_verifiers_leeway(
+    redis_url: str, prefix: str
+) -> None:
+    """A token revoked and expired 10 s ago is still accepted by a verifier with a clock
+    leeway: a gateway starting now must still refuse it."""
+    writer = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
+    await writer.start()
+    try:
+        await writer.revoke_token("just-expired", time.time() - 10)
+    finally:
+        await writer.close()
+    late = RedisStateStore(redis_url, prefix=prefix, max_staleness=120, resync_interval=60)
+    await late.start()
+    try:
+        assert late.mirror.is_token_revoked("just-expired", time.time())
+    finally:
+        await late.close()

@@ -3,8 +3,8 @@
 Every lookup is a dictionary access (IP blocks add one lookup per distinct CIDR prefix
 length in use). The owning store keeps the mirror current — the memory store writes it
 directly, the Redis store loads it at start, applies pub/sub changes and resyncs
-periodically — and moves :meth:`SharedMirror.fresh`'s horizon forward on every successful
-contact with the backend. When that horizon passes, callers must fail closed (503).
+periodically — and moves :meth:`SharedMirror.fresh`'s horizon forward whenever it shows the
+mirror current. When that horizon passes, callers must fail closed (503).
 """
 
 from __future__ import annotations
@@ -15,10 +15,13 @@ from collections.abc import Iterable, Mapping
 
 from bastion.state.base import BLOCK_KINDS, BlockEntry
 
-__all__ = ["SharedMirror", "normalize_block_value"]
+__all__ = ["REVOCATION_GRACE", "SharedMirror", "normalize_block_value"]
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 _MAX_VALUE = 1024
+#: A revoked token stays refused this long after its ``exp``: the JWT verifier accepts a
+#: token until ``exp`` plus its clock leeway, which is at most 60 s (config ``leeway``).
+REVOCATION_GRACE = 60.0
 
 
 def _parse_ip(value: str) -> IPAddress | None:
@@ -70,9 +73,10 @@ class SharedMirror:
     # -- per-request checks (synchronous, O(1)) ---------------------------------------
 
     def is_token_revoked(self, jti: str, now: float) -> bool:
-        """True while the token ``jti`` is revoked (revocations lapse when it expires)."""
+        """True while the token ``jti`` is revoked: until it expires, and for
+        :data:`REVOCATION_GRACE` after (the verifier accepts it that much longer)."""
         expires_at = self._revoked.get(jti)
-        return expires_at is not None and expires_at > now
+        return expires_at is not None and expires_at + REVOCATION_GRACE > now
 
     def subject_not_before(self, subject: str) -> float | None:
         """Tokens of ``subject`` issued before this time are revoked."""
@@ -166,6 +170,6 @@ class SharedMirror:
 
     def prune(self, now: float) -> None:
         """Drop revocations of expired tokens and lapsed blocks."""
-        self._revoked = {k: v for k, v in self._revoked.items() if v > now}
+        self._revoked = {k: v for k, v in self._revoked.items() if v + REVOCATION_GRACE > now}
         for entry in [e for e in self._blocks.values() if not e.active(now)]:
             self.unblock(entry.kind, entry.value)

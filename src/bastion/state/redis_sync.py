@@ -30,7 +30,7 @@ from redis.exceptions import RedisError
 
 from bastion.jsonutil import dumps, loads_strict
 from bastion.state.base import BlockEntry, ChangeEvent, ChangeKind
-from bastion.state.mirror import SharedMirror
+from bastion.state.mirror import REVOCATION_GRACE, SharedMirror
 from bastion.state.redis_scripts import load_script
 
 __all__ = ["PRUNE_GRACE", "MirrorSync", "SharedKeys"]
@@ -148,7 +148,8 @@ class MirrorSync:
         version_at_start = self.version
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.get(keys.version)
-            pipe.zrangebyscore(keys.revoked, f"({now!r}", "+inf", withscores=True)
+            since = now - REVOCATION_GRACE
+            pipe.zrangebyscore(keys.revoked, f"({since!r}", "+inf", withscores=True)
             pipe.hgetall(keys.not_before)
             pipe.hgetall(keys.blocks)
             version, revoked, not_before, blocks = await pipe.execute()
