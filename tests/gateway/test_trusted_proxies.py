@@ -27,19 +27,29 @@ def _client(peer: str, *pairs: tuple[str, str]) -> str:
             [("x-forwarded-for", "6.6.6.6"), ("x-forwarded-for", "198.51.100.1, 10.0.0.7")],
             "198.51.100.1",
         ),
-        # junk and empty entries are skipped
-        ("10.0.0.1", [("x-forwarded-for", "198.51.100.1, , junk,10.0.0.3")], "198.51.100.1"),
+        # an entry that is no address ends the walk at the last trusted hop: what lies
+        # left of it is not vouched for (it used to be skipped, so the client's own
+        # prepended entry became the client)
+        ("10.0.0.1", [("x-forwarded-for", "198.51.100.1, , junk,10.0.0.3")], "10.0.0.3"),
+        ("10.0.0.1", [("x-forwarded-for", "6.6.6.6, unknown")], "10.0.0.1"),
+        ("10.0.0.1", [("x-forwarded-for", "6.6.6.6, 10.0.0.5, unknown")], "10.0.0.1"),
+        # entries with ports (Azure Application Gateway appends ip:port)
+        ("10.0.0.1", [("x-forwarded-for", "6.6.6.6, 203.0.113.9:4455")], "203.0.113.9"),
+        ("10.0.0.1", [("x-forwarded-for", "6.6.6.6, [2001:db9::5]:443")], "2001:db9::5"),
+        ("10.0.0.1", [("x-forwarded-for", "6.6.6.6, 10.0.0.2:80")], "6.6.6.6"),
+        ("10.0.0.1", [("forwarded", 'for=6.6.6.6, for="203.0.113.9:4711"')], "203.0.113.9"),
+        ("10.0.0.1", [("forwarded", "for=6.6.6.6, for=_hidden")], "10.0.0.1"),
         # every hop trusted: the first one sent it
         ("10.0.0.1", [("x-forwarded-for", "10.0.0.9, 10.0.0.8")], "10.0.0.9"),
-        # no usable X-Forwarded-For: Forwarded, right to left
+        # no X-Forwarded-For: Forwarded, right to left
         (
             "10.0.0.1",
-            [
-                ("x-forwarded-for", "junk"),
-                ("forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https'),
-            ],
+            [("forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https')],
             "6.6.6.6",
         ),
+        # an X-Forwarded-For without an address: not Forwarded, which the proxy writing
+        # X-Forwarded-For did not vouch for
+        ("10.0.0.1", [("x-forwarded-for", "junk"), ("forwarded", "for=6.6.6.6")], "10.0.0.1"),
         ("2001:db8::1", [("forwarded", "for=198.51.100.1;proto=https")], "198.51.100.1"),
         # nothing usable at all: the peer
         ("10.0.0.1", [("x-forwarded-for", ", ,")], "10.0.0.1"),

@@ -176,25 +176,32 @@ class TrustedProxies:
         """The client address: the peer, unless the peer is a trusted proxy.
 
         Behind trusted proxies, X-Forwarded-For is read right to left and the first address
-        that is not itself a trusted proxy is the client (``Forwarded`` when X-Forwarded-For
-        holds no address). A spoofed header from an untrusted peer is ignored entirely.
-        Entries are parsed only as far as the walk goes: whatever a client prepends to the
-        header (thousands of junk entries) is never read once its own address is found.
+        that is not itself a trusted proxy is the client (``Forwarded`` when there is no
+        X-Forwarded-For: a proxy that writes one does not vouch for the other, which its
+        client may have sent). Entries may carry a port (``203.0.113.9:4455``,
+        ``"[2001:db8::1]:4711"``). An entry that is no address (``unknown``, ``_hidden``,
+        junk) ends the walk at the last trusted hop: what lies left of it was written by
+        someone the trusted proxies did not vouch for (a client prepending ``6.6.6.6``).
+        A spoofed header from an untrusted peer is ignored entirely. Entries are parsed
+        only as far as the walk goes: whatever a client prepends is never read once its
+        own address is found.
         """
         if not self.trusts(peer):
             return peer
-        for candidates in (_xff_right_to_left(headers), _forwarded_right_to_left(headers)):
-            leftmost = ""
-            for raw in candidates:
-                address = _valid_ip(raw)
-                if not address:
-                    continue
-                if not self.trusts(address):
-                    return address
-                leftmost = address
-            if leftmost:
-                return leftmost  # every hop is a trusted proxy: the first one sent it
-        return peer
+        if "x-forwarded-for" in headers:
+            candidates = _xff_right_to_left(headers)
+        else:
+            candidates = _forwarded_right_to_left(headers)
+        leftmost = ""
+        for raw in candidates:
+            address = _node_address(raw)
+            if not address:
+                break
+            if not self.trusts(address):
+                return address
+            leftmost = address
+        # Every hop read is a trusted proxy: the first one sent it (none read: the peer).
+        return leftmost or peer
 
 
 def client_key(address: str, ipv6_prefix: int = 64) -> str:
@@ -246,7 +253,24 @@ def _forwarded_right_to_left(headers: Headers) -> Iterator[str]:
             for pair in element.split(";"):
                 key, _, val = pair.strip().partition("=")
                 if key.lower() == "for":
-                    yield val.strip('"').strip("[]").split("]:")[0]
+                    yield val
+
+
+def _node_address(value: str) -> str:
+    """The address of one forwarding entry (``ip``, ``ip:port``, ``[ipv6]``, ``[ipv6]:port``,
+    quoted or not), or "" when it is none."""
+    value = value.strip().strip('"')
+    if value.startswith("["):
+        host, closed, rest = value[1:].partition("]")
+        if not closed or (rest and not (rest[:1] == ":" and rest[1:].isdigit())):
+            return ""
+        value = host
+    elif value.count(":") == 1:
+        host, _, port = value.partition(":")
+        if not port.isdigit():
+            return ""
+        value = host
+    return _valid_ip(value)
 
 
 def _valid_ip(value: str) -> str:
