@@ -394,7 +394,11 @@ class ConcurrencyConfig(Model):
         "principal", description="What is counted (ip approximates connections per IP)."
     )
     ttl: float = Field(
-        60.0, gt=0, le=3600, description="Lease lifetime: a crashed gateway's slots free up."
+        60.0,
+        gt=0,
+        le=3600,
+        description="Lease lifetime: a crashed gateway's slots free up. Raised to the "
+        "longest a request can take (body_timeout + the upstream's total timeout + 5 s).",
     )
 
 

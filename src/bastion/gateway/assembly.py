@@ -75,6 +75,8 @@ class Services:
     mtls: Any = None
     #: IPv6 clients are counted per network of this prefix (``client_ipv6_prefix``).
     ipv6_prefix: int = 64
+    #: ``limits.body_timeout``: how long a request body may take to arrive.
+    body_timeout: float = 10.0
 
 
 @dataclass
@@ -353,6 +355,10 @@ def _ext_allow(
     return AllowConfig(roles=list(roles), scopes=list(scopes))
 
 
+#: Seconds a concurrency lease outlives the longest its request can take.
+_LEASE_MARGIN = 5.0
+
+
 def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) -> None:
     if route.public:
         if route.owner or route.owner_list:
@@ -443,7 +449,13 @@ def policies_for(
                 scope=f"{api.name}:{route.template}",
                 key=route.concurrency.key,
                 limit=route.concurrency.limit,
-                ttl=route.concurrency.ttl,
+                # A lease must outlive its request, or the slot frees while the request
+                # still runs (ttl 1 s, an upstream taking 3 s: 3 in flight at limit 1):
+                # at least the body's arrival, the whole upstream exchange and a margin.
+                ttl=max(
+                    route.concurrency.ttl,
+                    services.body_timeout + upstream.timeouts.total + _LEASE_MARGIN,
+                ),
                 store=services.store,
                 clock=clock,
                 ipv6_prefix=services.ipv6_prefix,

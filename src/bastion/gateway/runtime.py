@@ -301,6 +301,7 @@ def _build_services(loaded: LoadedConfig) -> Services:
         clock=time.time,
         mtls=build_mtls(loaded),
         ipv6_prefix=config.client_ipv6_prefix,
+        body_timeout=config.limits.body_timeout,
     )
 
 

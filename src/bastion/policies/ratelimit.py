@@ -16,10 +16,10 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from bastion.decisions import MISSING, parse_field_ref
-from bastion.errors import ServiceUnavailable, TooManyRequests
+from bastion.errors import BadRequest, ServiceUnavailable, TooManyRequests
 from bastion.gateway.request import client_key
 from bastion.policies.request_fields import request_value
 from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
@@ -56,6 +56,31 @@ class LimitSpec:
     rate: Rate
     algorithm: Algorithm
     fail_open: bool
+
+
+def _key_text(key: str, source: str, value: Any) -> str:
+    """The counter a request field's value counts on, one per value the upstream reads.
+
+    A number counts as the number (``7``, ``7.0`` and ``"7"`` are one counter: JSON
+    readers and binders coerce between them); an object or array is a 400 (it used to
+    skip the limit); a path value counts without its ``;parameters``, which servlet
+    containers drop (``alice;a=1`` is ``alice`` to them).
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
+    if isinstance(value, str):
+        if source == "path" and ";" in value and not value.startswith(";"):
+            return value.split(";", 1)[0]
+        return value
+    if value is None:
+        return "null"
+    raise BadRequest(
+        f"the rate-limit key {key} must be a string or a number", reason="ratelimit.key"
+    )
 
 
 class RateLimitPolicy(Policy):
@@ -104,10 +129,11 @@ class RateLimitPolicy(Policy):
             if ctx.principal is not None and ctx.principal.kind == "api_key":
                 return ctx.principal.credential_id
             return None
-        value = request_value(ctx, self._refs[key])
-        if value is MISSING or isinstance(value, dict | list):
+        ref = self._refs[key]
+        value = request_value(ctx, ref)
+        if value is MISSING:
             return None
-        return str(value)
+        return _key_text(key, ref.source, value)
 
     def checks(self, ctx: RequestContext) -> list[LimitCheck]:
         checks = []

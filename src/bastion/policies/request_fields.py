@@ -93,6 +93,10 @@ def _folded(name: str) -> str:
 
 
 def _query_value(query_string: bytes, name: str) -> Any:
+    if not query_string.isascii():
+        # Raw bytes decode one way here and another upstream (é sent raw and as %C3%A9
+        # were two rate-limit counters).
+        raise BadRequest("the query string must be percent-encoded ASCII", reason="field.ambiguous")
     text = query_string.decode("latin-1")
     split_on_both_all = parse_qs(text.replace(";", "&"), keep_blank_values=True)
     folded = _folded(name)
