@@ -96,6 +96,10 @@ class RouteSpec:
     operation: Operation | None = None
     deprecated: bool = False
     extras: dict[str, Any] = field(default_factory=dict)
+    #: The allow rule was written for this route (YAML, x-bastion-*), not the API's default.
+    explicit_allow: bool = False
+    #: Scopes the spec's oauth2/openIdConnect requirement lists (all of them are needed).
+    spec_scopes: frozenset[str] = frozenset()
 
 
 def route_specs(
@@ -158,6 +162,7 @@ def _from_config(
         public=route.public,
         auth_methods=list(route.authentication or methods),
         allow=route.allow if route.allow is not None else api.allow,
+        explicit_allow=route.allow is not None,
         owner=route.owner,
         owner_list=route.owner_list,
         rate_limit=list(route.rate_limit if route.rate_limit is not None else api.rate_limit),
@@ -206,6 +211,7 @@ def _from_operation(
     security = op.security if op.security is not None else spec.security
     public = security is not None and (len(security) == 0 or any(not req for req in security))
     methods = default_methods
+    spec_scopes = _spec_scopes(spec, security or [], operation, location)
     if security:
         from_spec = sorted(
             {
@@ -248,6 +254,8 @@ def _from_operation(
         public=public,
         auth_methods=methods,
         allow=allow if allow is not None else api.allow,
+        explicit_allow=allow is not None,
+        spec_scopes=spec_scopes,
         owner=owner,
         owner_list=owner_list,
         rate_limit=rate_limit or list(api.rate_limit),
@@ -268,6 +276,7 @@ def _from_operation(
             route.auth_methods = list(config_route.authentication)
         if config_route.allow is not None:
             route.allow = config_route.allow
+            route.explicit_allow = True
         if config_route.owner is not None:
             route.owner = config_route.owner
         if config_route.owner_list is not None:
@@ -280,6 +289,42 @@ def _from_operation(
         if config_route.concurrency is not None:
             route.concurrency = config_route.concurrency
     return route
+
+
+def _spec_scopes(
+    spec: ApiSpec, security: Sequence[Mapping[str, Any]], operation: str, location: str
+) -> frozenset[str]:
+    """The scopes an operation's security requirement lists (oauth2, openIdConnect).
+
+    A requirement naming several schemes at once (``{bearer: [], apiKey: []}``: both
+    credentials) cannot be enforced (one credential per request) and alternatives that
+    list different scopes cannot be one allow rule: both are refused rather than
+    weakened (they became "either one" and "no scope").
+    """
+    scoped: list[frozenset[str]] = []
+    for requirement in security:
+        if len(requirement) > 1:
+            raise ConfigError(
+                f"operation {operation} requires {' and '.join(sorted(requirement))} at once; "
+                "Bastion takes one credential per request: list them as alternatives",
+                location=location,
+            )
+        for name, values in requirement.items():
+            kind = spec.security_schemes.get(name, {}).get("type", "")
+            scopes = frozenset(str(v) for v in values) if isinstance(values, list | tuple) else None
+            if kind in ("oauth2", "openIdConnect"):
+                scoped.append(scopes or frozenset())
+            else:
+                scoped.append(frozenset())
+    needed = set(scoped)
+    if len(needed) > 1 and any(needed):
+        raise ConfigError(
+            f"operation {operation}'s security alternatives need different scopes "
+            f"({', '.join(sorted(' '.join(sorted(s)) or '(none)' for s in needed))}): write "
+            "x-bastion-allow for it, or a YAML route",
+            location=location,
+        )
+    return next(iter(needed)) if needed else frozenset()
 
 
 def _error_path(exc: ValidationError, value: Any) -> str:
@@ -355,6 +400,28 @@ def _ext_allow(
     return AllowConfig(roles=list(roles), scopes=list(scopes))
 
 
+def _require_spec_scopes(route: RouteSpec) -> None:
+    """The scopes the spec's requirement lists are enforced: the route's own allow rule
+    must need them all, or, without one, they become its rule (they were ignored)."""
+    needed = route.spec_scopes
+    allow = route.allow
+    if not route.explicit_allow:
+        route.allow = AllowConfig(scopes=sorted(needed), match="all")
+        return
+    if (
+        isinstance(allow, AllowConfig)
+        and needed <= set(allow.scopes)
+        and not allow.roles
+        and (allow.match == "all" or len(allow.scopes) == 1)
+    ):
+        return
+    raise ConfigError(
+        f"route {route.template}: the spec requires the scopes {' '.join(sorted(needed))}, "
+        "which its allow rule does not require (list them under scopes with match: all)",
+        location=route.location,
+    )
+
+
 #: Seconds a concurrency lease outlives the longest its request can take.
 _LEASE_MARGIN = 5.0
 
@@ -366,7 +433,18 @@ def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) ->
                 "a public route cannot have owner rules (there is no principal)",
                 location=route.location,
             )
+        if route.explicit_allow:
+            # It used to be dropped silently: x-bastion-roles: [admin] on an operation
+            # whose security also lists {} (anyone) left it open to everyone.
+            raise ConfigError(
+                f"route {route.template} is public (public: true, or a security requirement "
+                "that is empty or lists {}) but has an allow rule: a public route has no "
+                "principal to check; remove one of them",
+                location=route.location,
+            )
         return
+    if route.spec_scopes:
+        _require_spec_scopes(route)
     if not route.auth_methods:
         raise ConfigError(
             f"route {route.template} is not public: true but no authentication is configured "
