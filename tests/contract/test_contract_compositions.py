@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from bastion.contract import OperationContract
-from bastion.errors import ValidationFailed
+from bastion.errors import UnsupportedMediaType, ValidationFailed
 from tests.contract.contract_helpers import JSON, contract, headers, minimal, write_spec
 
 
@@ -219,3 +219,29 @@ def test_what_then_and_else_declare_is_kept_where_it_applies(tmp_path: Path) -> 
         {"kind": "bank", "iban": "x"},
         ("/last4",),
     )
+
+
+def test_a_document_declared_for_any_media_type_is_not_passed_unchecked(tmp_path: Path) -> None:
+    """``*/*`` with an object schema: a JSON body sent as text/plain skipped validation,
+    and upstreams that decode bodies whatever their type (Go, Flask's force=True) read it."""
+    schema = {"type": "object", "properties": {"role": {"type": "string", "enum": ["user"]}}}
+    content = {"*/*": {"schema": schema}}
+    paths = {
+        "/x": {
+            "post": {
+                "requestBody": {"content": content},
+                "responses": {"200": {"description": "ok"}},
+            }
+        }
+    }
+    op = contract(write_spec(tmp_path, minimal(paths)), "POST", "/x")
+    body = json.dumps({"role": "admin"}).encode()
+    with pytest.raises(UnsupportedMediaType):
+        op.validate_request(
+            path_params={},
+            query_string=b"",
+            headers=headers(("content-type", "text/plain")),
+            body=body,
+        )
+    with pytest.raises(ValidationFailed):
+        op.validate_request(path_params={}, query_string=b"", headers=JSON, body=body)

@@ -23,7 +23,7 @@ from bastion.contract.parameters import ParameterRule, StyleError, parse_cookies
 from bastion.contract.projection import LEAF, Plan, PlanBuilder
 from bastion.contract.request_body import BodyRule, FormDecoder
 from bastion.contract.responses import FilteredResponse, ResponseRule, filter_json
-from bastion.contract.schema import SchemaCompiler, resolve_local
+from bastion.contract.schema import SchemaCompiler, resolve_local, schema_types
 from bastion.contract.spec import ApiSpec, Operation
 from bastion.errors import ConfigError, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 from bastion.types import Headers
@@ -310,7 +310,10 @@ def compile_operation(spec: ApiSpec, op: Operation, limits: ContractLimits) -> O
                     request.compile(schema) if schema is not None else (None, True)
                 )
                 form = FormDecoder.build(document, schema) if schema is not None else None
-                bodies[media] = BodyRule(media, body_validator, form, detailed)
+                structured = schema is not None and bool(
+                    schema_types(document, schema) & {"object", "array"}
+                )
+                bodies[media] = BodyRule(media, body_validator, form, detailed, structured)
         responses = _responses(spec, op)
     except ConfigError as exc:
         raise ConfigError(str(exc), location=where) from exc

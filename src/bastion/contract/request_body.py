@@ -21,11 +21,14 @@ from bastion.contract.messages import ALL_ERRORS_UP_TO, ErrorEntry, errors_of
 from bastion.contract.parameters import Coercer, StyleError, make_coercer, parse_query
 from bastion.contract.schema import resolve_local, schema_properties, schema_types
 from bastion.contract.surrogates import has_lone_surrogate, may_contain_surrogates
+from bastion.errors import UnsupportedMediaType
 from bastion.jsonutil import JSONError, loads_strict
 
 __all__ = ["BodyRule", "FormDecoder", "parse_json"]
 
 _FORM = "application/x-www-form-urlencoded"
+#: Wildcards under which a document schema means a document, whatever the type says.
+_ANY_DOCUMENT = frozenset({"*/*", "application/*", "text/*"})
 
 
 def parse_json(body: bytes, max_depth: int) -> Any:
@@ -79,6 +82,8 @@ class BodyRule:
     form: FormDecoder | None
     #: Whether the validator's errors can be listed (see messages.errors_of).
     detailed: bool = True
+    #: The schema describes an object or array (a document the contract can check).
+    structured: bool = False
 
     @staticmethod
     def select(
@@ -110,6 +115,11 @@ class BodyRule:
             except StyleError as exc:
                 errors.append({"pointer": "/body", "detail": str(exc)})
                 return None
+        elif self.structured and self.media in _ANY_DOCUMENT:
+            # A document schema declared for any media type (*/*): text/plain carrying
+            # JSON would pass unchecked to an upstream that decodes it anyway (Go, Flask's
+            # get_json(force=True)). Declared multipart or binary types stay size-checked.
+            raise UnsupportedMediaType(reason="contract.media_type")
         else:
             return None
         if self.validator is not None and not self.validator.is_valid(value):
