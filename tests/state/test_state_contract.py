@@ -258,3 +258,29 @@ async def test_remaining_never_exceeds_a_full_bucket_at_very_high_rates(store: S
     assert first.checks[0].remaining == 100_000_000 - 1
     again = await store.rate_limit([check], NOW + 5)
     assert again.checks[0].remaining <= 100_000_000 - 1
+
+
+async def test_a_block_never_shortens_an_active_one(store: StateStore) -> None:
+    """A playbook's 10-minute block of a client the operator had blocked for good used to
+    replace the operator's block, everywhere: ten minutes later the client was back."""
+    now = time.time()
+    await store.block("principal", "u-eve", None, "operator")
+    await store.block("principal", "u-eve", now + 600, "playbook")
+    [entry] = [b for b in await store.list_blocks() if b.value == "u-eve"]
+    assert (entry.until, entry.reason) == (None, "operator")
+    assert store.mirror.is_blocked("principal", "u-eve", now + 3600) is not None
+
+    await store.block("ip", "198.51.100.9", now + 3600, "long")
+    await store.block("ip", "198.51.100.9", now + 60, "short")
+    assert store.mirror.is_blocked("ip", "198.51.100.9", now + 1800) is not None
+    await store.block("ip", "198.51.100.9", now + 7200, "longer")  # extending is fine
+    [ip] = [b for b in await store.list_blocks() if b.value == "198.51.100.9"]
+    assert ip.until == pytest.approx(now + 7200)
+    await store.block("ip", "198.51.100.9", None, "for good")
+    [ip] = [b for b in await store.list_blocks() if b.value == "198.51.100.9"]
+    assert ip.until is None
+
+    await store.unblock("principal", "u-eve")  # lifting it stays the operator's way
+    await store.block("principal", "u-eve", now + 60, "again")
+    [entry] = [b for b in await store.list_blocks() if b.value == "u-eve"]
+    assert entry.reason == "again"

@@ -127,6 +127,15 @@ class SharedMirror:
         self._not_before[subject] = not_before if current is None else max(current, not_before)
 
     def block(self, entry: BlockEntry) -> None:
+        """Add a block; it never shortens an active one (a playbook's 10-minute block of a
+        client an operator blocked for good would end the operator's block)."""
+        current = self._blocks.get((entry.kind, entry.value))
+        if (
+            current is not None
+            and current.active(entry.created_at)
+            and (current.until is None or (entry.until is not None and current.until > entry.until))
+        ):
+            return
         self.unblock(entry.kind, entry.value)
         self._blocks[(entry.kind, entry.value)] = entry
         if entry.kind == "ip":

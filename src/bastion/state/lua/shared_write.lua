@@ -5,6 +5,7 @@
 --                  (entries expired more than `grace` ago by Redis' clock are pruned)
 --   revoke_subject ARGV[4] subject, ARGV[5] not_before            (only ever moves forward)
 --   block          ARGV[4] field, ARGV[5] entry JSON
+--                  (never shortens an active block: a permanent or later one stays)
 --   unblock        ARGV[4] field
 --   unblock_if     ARGV[4] field, ARGV[5] expected JSON, ARGV[6] until, ARGV[7] grace
 --                  (prune a block that lapsed more than `grace` ago by Redis' clock, no publish)
@@ -33,7 +34,23 @@ elseif op == 'revoke_subject' then
     redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
   end
 elseif op == 'block' then
-  redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  local keep = false
+  local current = redis.call('HGET', KEYS[2], ARGV[4])
+  if current then
+    local ok, old = pcall(cjson.decode, current)
+    if ok and type(old) == 'table' then
+      local old_until = tonumber(old['until'])
+      local new_until = tonumber(cjson.decode(ARGV[5])['until'])
+      if old_until == nil then
+        keep = true
+      elseif old_until > server_now() and new_until ~= nil and old_until > new_until then
+        keep = true
+      end
+    end
+  end
+  if not keep then
+    redis.call('HSET', KEYS[2], ARGV[4], ARGV[5])
+  end
 elseif op == 'unblock' then
   redis.call('HDEL', KEYS[2], ARGV[4])
 else
