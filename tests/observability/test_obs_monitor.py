@@ -255,6 +255,29 @@ async def test_alerts_are_deduplicated_and_rate_limited(tmp_path: Path) -> None:
     assert len(await monitor.process_pending()) == 1  # the dedup window has passed
 
 
+async def test_playbooks_run_when_the_alert_rate_limit_spares_the_channels(
+    tmp_path: Path,
+) -> None:
+    """A flood of cheap findings in one minute used to use up the alert rate limit, and the
+    real attacker's finding, refused with it, also held its dedup claim: its playbook never
+    ran for the whole window. The rate limit now spares the channels only."""
+    clock = Clock()
+    monitor, _ = make_monitor(
+        tmp_path,
+        clock,
+        alerts={"sinks": [], "dedup_window": 300, "max_per_minute": 1},
+        playbooks=[{"name": "shut", "when": ["auth_failure_ip"], "actions": ["block_ip"]}],
+    )
+    for ip in ("203.0.113.5", "203.0.113.6", "203.0.113.7"):
+        for _ in range(25):
+            monitor.observe(request(ip=ip, principal=None, status=401, route=None))
+    assert len(await monitor.process_pending()) == 1  # one alert goes out this minute
+    for ip in ("203.0.113.5", "203.0.113.6", "203.0.113.7"):
+        assert monitor.store.mirror.is_blocked("ip", ip, clock.now) is not None, ip
+    suppressed = monitor.metrics.counters["bastion_alerts_suppressed"]
+    assert suppressed[("rate_limited",)] == 2
+
+
 def _alert() -> Alert:
     return Alert(
         id="al_1",

@@ -228,12 +228,19 @@ class Monitor:
 
     async def _raise(self, finding: Finding) -> Alert | None:
         why_not = await self.gate.admit(finding.key)
-        if why_not is not None:
+        if why_not == "duplicate":
             self.metrics.inc("bastion_alerts_suppressed", (why_not,))
             return None
         alert = Alert.from_finding(finding, self.clock(), self.gateway)
+        # The alert rate limit spares the channels, not the enforcement: a flood of cheap
+        # findings in the same minute used to keep a real attacker's playbook from running
+        # (and, holding its claim, for the whole dedup window).
         actions = await self.playbooks.run(finding, alert.id)
         alert = replace(alert, actions=tuple(actions))
+        if why_not is not None:
+            self.metrics.inc("bastion_alerts_suppressed", (why_not,))
+            if not actions:
+                return None
         self.metrics.inc("bastion_alerts", (finding.detector,))
         self.emit(
             {
@@ -250,6 +257,8 @@ class Monitor:
             await self.incidents.add(alert.to_json())
         except Exception as exc:  # the alert still goes out
             self._note("incidents", exc)
+        if why_not is not None:
+            return None  # recorded with its actions; the channels are spared
         self.dispatcher.submit(alert)
         return alert
 
