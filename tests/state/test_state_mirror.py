@@ -90,6 +90,9 @@ def test_replace_swaps_everything() -> None:
         ("ip", "192.0.2.7/32", "192.0.2.7"),
         ("ip", " 2001:DB8::1 ", "2001:db8::1"),
         ("api_key", "k_123", "k_123"),
+        # as the audit log and the dashboard name the key's principal
+        ("api_key", "apikey:k_123", "k_123"),
+        ("principal", " u-eve\n", "u-eve"),
     ],
 )
 def test_normalize_block_value(kind: str, value: str, normalized: str) -> None:
@@ -97,7 +100,16 @@ def test_normalize_block_value(kind: str, value: str, normalized: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "value"), [("ip", "10.0.0.0/33"), ("ip", ""), ("user", "x"), ("principal", "x" * 2000)]
+    ("kind", "value"),
+    [
+        ("ip", "10.0.0.0/33"),
+        ("ip", ""),
+        ("user", "x"),
+        ("principal", "x" * 2000),
+        ("principal", "u-\neve"),
+        ("principal", "   "),
+        ("api_key", "k\x1b[2J"),
+    ],
 )
 def test_normalize_block_value_rejects(kind: str, value: str) -> None:
     with pytest.raises(ValueError, match=r"."):

@@ -38,12 +38,23 @@ def normalize_block_value(kind: str, value: str) -> str:
     """Validate and normalise a block target; raise ValueError when it is not usable.
 
     ``ip`` accepts an address or a CIDR network (host bits are cleared: ``10.1.2.3/8`` →
-    ``10.0.0.0/8``); IPv4-mapped IPv6 addresses are stored as IPv4.
+    ``10.0.0.0/8``); IPv4-mapped IPv6 addresses are stored as IPv4. Values are trimmed and
+    hold no control character; an ``api_key`` block takes the key's id, also when given as
+    its principal's name (``apikey:<id>``).
     """
     if kind not in BLOCK_KINDS:
         raise ValueError(f"unknown block kind {kind!r} (use ip, principal or api_key)")
+    if isinstance(value, str):
+        value = value.strip()
     if not isinstance(value, str) or not value or len(value) > _MAX_VALUE:
         raise ValueError(f"a {kind} block needs a non-empty value of at most {_MAX_VALUE} chars")
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        # "u-eve\n" was listed as a block and matched nobody (nor could it be lifted).
+        raise ValueError(f"a {kind} block value cannot hold control characters")
+    if kind == "api_key":
+        # Principals of API keys are named "apikey:<id>" (audit log, dashboard); the block
+        # matches the id.
+        return value.removeprefix("apikey:")
     if kind != "ip":
         return value
     address = _parse_ip(value)
