@@ -76,7 +76,9 @@ def weak_secret_reason(value: str, *, min_bytes: int = 32) -> str | None:
 
 
 def constant_time_equals(a: str | bytes, b: str | bytes) -> bool:
-    """Compare two secrets in time independent of where they differ."""
-    left = a.encode("utf-8") if isinstance(a, str) else a
-    right = b.encode("utf-8") if isinstance(b, str) else b
+    """Compare two secrets in time independent of where they differ (any text: a value a
+    client sent may hold non-ASCII characters, which ``hmac.compare_digest`` refuses for
+    ``str`` with a TypeError)."""
+    left = a.encode("utf-8", "surrogatepass") if isinstance(a, str) else a
+    right = b.encode("utf-8", "surrogatepass") if isinstance(b, str) else b
     return hmac.compare_digest(left, right)

@@ -179,3 +179,6 @@ def test_durations_and_expiry_dates() -> None:
     for bad in ("", "d", "30", "-5d", "1.5h"):
         with pytest.raises(ValueError):
             parse_duration(bad)
+    # 999999999w used to be stored, and every later `keys list` failed on its year.
+    with pytest.raises(ValueError, match="more than 100 years"):
+        parse_expiry("999999999w", 0.0)

@@ -146,6 +146,23 @@ async def test_session_cookie_csrf_and_auth_without_a_browser(
         assert statuses[-1] == 429
 
 
+async def test_a_forged_cookie_or_csrf_token_in_any_text_is_a_refusal_not_a_500(
+    tmp_path: Path, upstream: Upstream
+) -> None:
+    """hmac.compare_digest raises TypeError for non-ASCII str: a session cookie such as
+    ``1.a.é`` (which an upstream on another port of the host could set) made /dashboard,
+    /metrics and the dashboard API answer 500 with a traceback."""
+    async with stack(tmp_path, upstream) as s, aiohttp.ClientSession() as http:
+        forged = {"Cookie": "bastion_session=1.a.\u00e9".encode().decode("latin-1")}
+        for path in ("/dashboard", "/metrics", "/dashboard/api/stats"):
+            async with http.get(s.admin + path, headers=forged) as r:
+                assert r.status in (200, 401), path  # the login page, or refused
+        # The login form was read whole before any check (1000 fields of 1 MiB allowed).
+        huge = {"token": "x" * 100_000, "csrf": "y"}
+        async with http.post(s.admin + "/dashboard/login", data=huge, allow_redirects=False) as r:
+            assert r.status == 400
+
+
 async def test_dashboard_in_headless_chromium(tmp_path: Path, upstream: Upstream) -> None:
     need_chromium()
     from playwright.async_api import async_playwright

@@ -330,6 +330,8 @@ async def test_webhook_is_signed_and_retried_with_backoff() -> None:
     assert verify_signature("s" * 32, body, signature, now=1_800_000_010)
     assert not verify_signature("s" * 32, body + b" ", signature, now=1_800_000_010)
     assert not verify_signature("s" * 32, body, signature, now=1_800_009_999)  # stale
+    forged = signature.split("v1=")[0] + "v1=\u00e9"  # any text: False, not a TypeError
+    assert not verify_signature("s" * 32, body, forged, now=1_800_000_010)
     assert orjson.loads(body)["subject"] == "principal:u-eve"
 
 
@@ -458,3 +460,20 @@ def test_workers_of_one_gateway_share_a_snapshot_dir_single_processes_do_not() -
     )
     supervisor, seen_by_worker = done.stdout.decode().split()
     assert supervisor == seen_by_worker
+
+
+def test_an_event_of_the_monitors_own_reaches_the_audit_database_once(tmp_path: Path) -> None:
+    """Alerts, incident actions and dashboard actions were stored twice: once by emit and
+    once more when they came back through the audit log the monitor observes."""
+    monitor, audit = make_monitor(tmp_path, Clock())
+    audit.observers.append(monitor.observe)
+    stored: list[dict[str, Any]] = []
+
+    class Sink:
+        def add(self, event: dict[str, Any]) -> None:
+            stored.append(event)
+
+    monitor.audit_db = Sink()  # type: ignore[assignment]
+    monitor.emit({"event": "admin_action", "action": "block"})
+    monitor.account()
+    assert [e["event"] for e in stored] == ["admin_action"]

@@ -45,7 +45,11 @@ def parse_expiry(text: str, now: float) -> float:
     """
     value = text.strip()
     if _DURATION.fullmatch(value.lower()):
-        return now + parse_duration(value)
+        seconds = parse_duration(value)
+        if seconds > _LONGEST:
+            # 999999999w was stored, and every later `keys list` failed on its year.
+            raise ValueError(f"expiry {text!r} is more than 100 years away")
+        return now + seconds
     try:
         if len(value) == 10:
             day = date.fromisoformat(value)
@@ -59,6 +63,9 @@ def parse_expiry(text: str, now: float) -> float:
             f"invalid expiry {text!r} (use 30d, 2027-01-31 or an ISO date-time)"
         ) from None
     return moment.timestamp()
+
+
+_LONGEST = 100 * 366 * 86400.0
 
 
 def _split(values: str | None) -> list[str]:

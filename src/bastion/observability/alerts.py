@@ -39,6 +39,7 @@ import orjson
 from bastion.observability.config import AlertsConfig, SinkConfig
 from bastion.observability.detectors import Finding
 from bastion.observability.safetext import printable
+from bastion.secrets import constant_time_equals
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -120,7 +121,7 @@ def verify_signature(
     if abs(now - timestamp) > tolerance:
         return False
     expected = sign(secret, body, timestamp)
-    return hmac.compare_digest(expected, header.strip())
+    return constant_time_equals(expected, header.strip())
 
 
 def _mrkdwn(value: object) -> str:

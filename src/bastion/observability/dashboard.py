@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["SESSION_COOKIE", "LoginThrottle", "Sessions", "admin_routes"]
 
 SESSION_COOKIE = "bastion_session"
+#: The largest login form read (a token and a CSRF value fit many times over).
+_LOGIN_BODY_MAX = 4096
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "img-src 'self' data:; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
@@ -72,7 +74,7 @@ class Sessions:
         if len(parts) != 3 or not parts[0].isdigit():
             return None
         expiry, nonce, mac = parts
-        if not hmac.compare_digest(mac, self._mac(f"{expiry}.{nonce}")):
+        if not constant_time_equals(mac, self._mac(f"{expiry}.{nonce}")):
             return None
         if int(expiry) <= self._clock():
             return None
@@ -150,7 +152,11 @@ def admin_routes(monitor: Monitor, admin_token: str) -> list[BaseRoute]:
             _audit(monitor, "dashboard_login", request, 429, None)
             return JSONResponse({"code": "too_many_attempts"}, status_code=429,
                                 headers={"Retry-After": "60", **_HEADERS})  # fmt: skip
-        form = await request.form()
+        length = request.headers.get("content-length", "")
+        if not length.isdigit() or int(length) > _LOGIN_BODY_MAX:
+            # Read before any check: up to 1000 fields of 1 MiB each (about 1 GB).
+            return JSONResponse({"code": "bad_request"}, status_code=400, headers=_HEADERS)
+        form = await request.form(max_fields=4, max_part_size=_LOGIN_BODY_MAX)
         supplied = form.get("token")
         ok = isinstance(supplied, str) and constant_time_equals(supplied, admin_token)
         _audit(monitor, "dashboard_login", request, 200 if ok else 401, actor_fp if ok else None)
@@ -306,7 +312,7 @@ async def _csrf_ok(request: Request, sessions: Sessions, nonce: str) -> bool:
     ):
         value = (await request.form()).get("csrf")
         supplied = value if isinstance(value, str) else None
-    return supplied is not None and hmac.compare_digest(supplied, sessions.csrf(nonce))
+    return supplied is not None and constant_time_equals(supplied, sessions.csrf(nonce))
 
 
 def _audit(

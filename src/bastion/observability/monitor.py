@@ -161,7 +161,10 @@ class Monitor:
         """Audit an event of the monitor's own (alerts, incident actions, dashboard actions):
         to the audit log and, when configured, the audit database."""
         self.audit.emit(event)
-        if self.audit_db is not None:
+        # When the monitor observes its audit log, the event came back through observe()
+        # and reaches the database with the queue (it used to be stored twice).
+        observed = self.audit.enabled and self.observe in self.audit.observers
+        if self.audit_db is not None and not observed:
             self.audit_db.add(event)
 
     def account(self) -> None:
