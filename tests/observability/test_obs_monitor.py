@@ -477,3 +477,17 @@ def test_an_event_of_the_monitors_own_reaches_the_audit_database_once(tmp_path: 
     monitor.emit({"event": "admin_action", "action": "block"})
     monitor.account()
     assert [e["event"] for e in stored] == ["admin_action"]
+
+
+def test_a_heavy_hitter_arriving_after_the_table_filled_is_listed() -> None:
+    """The dashboard's top clients kept the first 2,000 values ever seen and dropped every
+    later one: one request from each of 2,000 addresses hid the attacker that followed."""
+    metrics = RequestMetrics(top_entries=100)
+    for n in range(100):
+        metrics.observe(request(ip=f"198.51.100.{n}", status=200))
+    for _ in range(500):
+        metrics.observe(request(ip="203.0.113.66", status=404))
+    top = metrics.totals()["top_ips"][0]
+    assert top["value"] == "203.0.113.66"
+    assert top["requests"] == 500
+    assert len(metrics.ips) <= 100

@@ -214,7 +214,12 @@ def _top(table: dict[str, list[int]], value: str, denied: bool, cap: int) -> Non
     row = table.get(value)
     if row is None:
         if len(table) >= cap:
-            return  # bounded: new values beyond the cap are not tracked individually
+            # Bounded: the less frequent half goes, so a heavy hitter arriving after
+            # ``cap`` others is still counted (new values were dropped for good: one
+            # request from each of 2,000 addresses hid every later attacker).
+            kept = sorted(table.items(), key=lambda item: item[1][0], reverse=True)
+            table.clear()
+            table.update(kept[: cap // 2])
         row = table[value] = [0, 0]
     row[0] += 1
     if denied:
