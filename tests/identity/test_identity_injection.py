@@ -142,3 +142,47 @@ async def test_malformed_bodies_are_4xx(live_sqlite: Live, body: bytes) -> None:
         headers={"Content-Type": "application/x-www-form-urlencoded"},
     ) as resp:
         assert 400 <= resp.status < 500
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        # b64decode raises a plain ValueError for non-ASCII text: it was a 500
+        {"Authorization": "Basic \u00e9\u00e9\u00e9\u00e9".encode().decode("latin-1")},
+    ],
+)
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+async def test_a_hostile_authorization_header_is_invalid_client(
+    live_sqlite: Live, headers: dict[str, str], path: str
+) -> None:
+    async with live_sqlite.http.post(
+        live_sqlite.base + path,
+        data={"grant_type": "client_credentials", "token": "x"},
+        headers=headers,
+    ) as resp:
+        assert resp.status == 401
+        assert (await resp.json())["error"] == "invalid_client"
+
+
+@pytest.mark.parametrize("path", ["/token", "/revoke", "/introspect"])
+async def test_an_assertion_naming_an_unencodable_issuer_is_invalid_client(
+    live_sqlite: Live, path: str
+) -> None:
+    """A private_key_jwt whose iss is a lone surrogate reached the database driver, which
+    cannot encode it: a 500 before any signature check."""
+    import base64
+
+    def part(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    assertion = ".".join(
+        [part(b'{"alg":"ES256"}'), part(b'{"iss":"\\ud800","sub":"x"}'), part(b"sig")]
+    )
+    form = {
+        "grant_type": "client_credentials",
+        "token": "x",
+        "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        "client_assertion": assertion,
+    }
+    async with live_sqlite.http.post(live_sqlite.base + path, data=form) as resp:
+        assert resp.status == 401

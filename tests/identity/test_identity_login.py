@@ -346,3 +346,27 @@ async def test_a_hostile_password_fails_like_a_wrong_one_without_being_normalise
     # the account still opens with its password
     status, _ = await _try(live, browser, form_fields(html), seeded.username, USER_PASSWORD)
     assert status == 303
+
+
+async def test_the_sign_in_form_shown_again_after_the_mfa_step_can_be_submitted(
+    live_sqlite: Live,
+) -> None:
+    """Re-shown at /authorize/mfa (an expired ticket, a failed CSRF check, a lock), the
+    form's relative action "authorize" resolved to /authorize/authorize: a 404."""
+    import re
+    from urllib.parse import urljoin
+
+    live = live_sqlite
+    seeded = await seed(live)
+    await live.service.totp.enroll(seeded.user_id, seeded.username)
+    browser = Browser(live)
+    fields = await _login_page(live, browser, seeded)
+    status, html = await _try(live, browser, fields, seeded.username, USER_PASSWORD)
+    assert status == 200
+    tampered = [(k, "forged" if k == "mfa_ticket" else v) for k, v in form_fields(html)]
+    status, html, _ = await browser.post("/authorize/mfa", [*tampered, ("otp", "000000")])
+    assert status == 400
+    action = re.search(r'<form[^>]*action="([^"]+)"', html)
+    assert action is not None
+    target = urljoin(live.base + "/authorize/mfa", action.group(1))
+    assert target == live.base + "/authorize"

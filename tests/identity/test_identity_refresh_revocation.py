@@ -297,3 +297,64 @@ async def test_housekeeping_removes_only_what_expired(live_sqlite: Live) -> None
         "web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]
     )
     assert status == 400
+
+
+async def test_a_sign_out_that_fails_half_way_can_be_retried(live: Live) -> None:
+    """The session used to end before its tokens were revoked: when the revocation then
+    failed (a duplicate revoked jti from a concurrent RFC 7009 call, on PostgreSQL), the
+    retried sign-out found the session ended, said it revoked the tokens, and the refresh
+    token kept working."""
+    _, tokens, browser = await _tokens(live)
+    revocations = live.service.revocations
+    real = revocations.revoke_for
+    calls = 0
+
+    async def flaky(**kwargs: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise RuntimeError("the database went away")
+        return await real(**kwargs)
+
+    revocations.revoke_for = flaky  # type: ignore[method-assign]
+    raw = browser.cookies[live.service.settings.sessions.cookie_name]
+    with pytest.raises(RuntimeError):
+        await live.service.logout(raw)
+    assert await live.service.logout(raw)  # the session was still there to end
+    status, _ = await live.token(
+        "web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert status == 400
+
+
+async def test_an_access_token_revoked_twice_at_once_is_one_revocation(live: Live) -> None:
+    """RFC 7009 revocation of an access token while /logout revokes its family inserted
+    the same jti twice; on PostgreSQL the second failed with a duplicate key."""
+    _, tokens, _ = await _tokens(live)
+    access = tokens["access_token"]
+    entry, secret = live.clients["web"]
+    results = await asyncio.gather(
+        *(
+            live.post(
+                "/revoke",
+                {"token": access, "token_type_hint": "access_token"},
+                basic(entry.client_id, secret or ""),
+            )
+            for _ in range(6)
+        )
+    )
+    assert [status for status, _, _ in results] == [200] * 6
+    assert (await _introspect(live, access))["active"] is False
+
+
+async def test_a_refresh_after_a_sign_out_is_refused_not_reported_as_theft(live: Live) -> None:
+    _, tokens, browser = await _tokens(live)
+    raw = browser.cookies[live.service.settings.sessions.cookie_name]
+    assert await live.service.logout(raw)
+    status, _ = await live.token(
+        "web", grant_type="refresh_token", refresh_token=tokens["refresh_token"]
+    )
+    assert status == 400
+    events = [r["event"] for r in live.service.audit.records]
+    assert "token.revoked" in events
+    assert "refresh.reuse_detected" not in events

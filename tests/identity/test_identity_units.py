@@ -63,6 +63,11 @@ def test_pkce_s256() -> None:
         verify(verifier[:-1] + "A", challenge_for(verifier))
     with pytest.raises(InvalidRequest):
         check_challenge(challenge_for(verifier), "plain")
+    # RFC 7636 §4.1: a trailing line feed is not part of the alphabet ("$" matched before it)
+    with pytest.raises(InvalidGrant):
+        verify(verifier + "\n", challenge_for(verifier))
+    with pytest.raises(InvalidRequest):
+        check_challenge(challenge_for(verifier) + "\n", "S256")
 
 
 def test_sealing_detects_tampering_and_wrong_key() -> None:

@@ -136,6 +136,10 @@ async def _finish(
     return redirect(req.redirect_uri, params, cookies)
 
 
+#: The sign-in form's address as seen from /authorize/mfa.
+_FROM_MFA = "../authorize"
+
+
 def _login_page(
     service: IdentityService,
     req: AuthRequest,
@@ -144,14 +148,17 @@ def _login_page(
     error: str | None = None,
     username: str = "",
     status: int = 200,
+    action: str = "authorize",
 ) -> Response:
+    """The sign-in form; ``action`` is relative to the page's own address (``../authorize``
+    from /authorize/mfa, where "authorize" pointed at /authorize/authorize: a 404)."""
     return page(
         "login.html",
         status,
         cookies,
         title="Sign in",
         client_name=req.client.name,
-        action="authorize",
+        action=action,
         csrf=token,
         params=req.params,
         username=username,
@@ -270,22 +277,34 @@ async def mfa_post(request: Request) -> Response:
         or ticket["exp"] <= now
     ):
         return _login_page(
-            service, req, token, cookies, "Your sign-in expired. Please try again.", status=400
+            service,
+            req,
+            token,
+            cookies,
+            "Your sign-in expired. Please try again.",
+            status=400,
+            action=_FROM_MFA,
         )
     user = await service.users.get(str(ticket.get("u")))
     if user is None or user.disabled or user.mfa_seed is None:
-        return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
+        return _login_page(
+            service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401, action=_FROM_MFA
+        )
     # The guess is counted before the code is checked (one guarded UPDATE), so a burst of
     # codes on one ticket gets no more checks than the same codes sent one by one.
     try:
         attempt = await service.users.reserve_attempt(user.id, now)
     except LoginFailed:
-        return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
+        return _login_page(
+            service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401, action=_FROM_MFA
+        )
     if not await service.totp.verify(user.id, user.mfa_seed, form.get("otp", ""), now):
         service.audit.emit("mfa.failure", user=user.id, client_id=req.client.client_id)
         if attempt.locks:
             service.audit.emit("login.locked", user=user.id)
-            return _login_page(service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401)
+            return _login_page(
+                service, req, token, cookies, GENERIC_LOGIN_ERROR, status=401, action=_FROM_MFA
+            )
         return page(
             "mfa.html",
             401,

@@ -250,7 +250,7 @@ class ClientRegistry:
             raise InvalidClient(reason="client.bad_basic")
         try:
             decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
+        except ValueError:  # binascii.Error, UnicodeDecodeError, and non-ASCII text
             raise InvalidClient(reason="client.bad_basic") from None
         raw_id, sep, raw_secret = decoded.partition(":")
         if not sep:
@@ -275,7 +275,13 @@ class ClientRegistry:
         except (JSONError, ValueError, binascii.Error):
             raise InvalidClient(reason="client.assertion_malformed") from None
         client_id = unverified.get("iss") if isinstance(unverified, dict) else None
-        if not isinstance(client_id, str) or (form_client_id not in (None, client_id)):
+        if (
+            not isinstance(client_id, str)
+            or not client_id.isprintable()
+            or not client_id.isascii()
+            or (form_client_id not in (None, client_id))
+        ):
+            # "\ud800" reached the database driver, which cannot encode it: a 500.
             raise InvalidClient(reason="client.assertion_issuer")
         client = await self.get(client_id) if len(client_id) <= MAX_CLIENT_ID else None
         if client is None or client.disabled or client.auth_method != "private_key_jwt":

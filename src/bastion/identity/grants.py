@@ -287,10 +287,14 @@ class Grants:
             ).first()
             if row is None or row.client_id != client_id:
                 return None
+            if row.revoked_at is not None:
+                # A revoked family (sign-out, password change, RFC 7009) marks its tokens
+                # spent too: the client's next refresh is refused, not reported as theft.
+                return None
             if row.consumed_at is not None:
                 revoked = await revoke_families(conn, [row.family_id], "refresh_reuse", now)
                 reuse = ReuseDetected(row.family_id, revoked)
-            elif row.revoked_at is not None or row.expires_at <= now or row.family_exp <= now:
+            elif row.expires_at <= now or row.family_exp <= now:
                 return None
             else:
                 grant = RefreshGrant(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import and_, delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bastion.identity.schema import (
@@ -58,13 +60,33 @@ async def revoke_families(
         )
     ]
     for jti, exp in live:
+        await _add_revoked_jti(conn, jti, exp)
+    await conn.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
+    return Revoked(tuple(families), tuple(live))
+
+
+async def _add_revoked_jti(conn: AsyncConnection, jti: str, exp: float) -> bool:
+    """Put ``jti`` on the revoked list; False when it was there already.
+
+    One statement that tolerates a concurrent insert of the same ``jti`` (RFC 7009
+    revocation of an access token while /logout revokes its family): a look-then-insert
+    made one of the two fail with a duplicate key (PostgreSQL), which failed a sign-out
+    after its session had ended, leaving the session's refresh tokens working.
+    """
+    values = {"jti": jti, "expires_at": exp}
+    if conn.dialect.name == "postgresql":
+        statement: Any = postgresql.insert(revoked_jtis).values(**values)
+    elif conn.dialect.name == "sqlite":
+        statement = sqlite.insert(revoked_jtis).values(**values)
+    else:  # pragma: no cover - the service runs on PostgreSQL or SQLite
         exists = (
             await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
         ).first()
         if exists is None:
-            await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
-    await conn.execute(delete(access_tokens).where(access_tokens.c.expires_at < now))
-    return Revoked(tuple(families), tuple(live))
+            await conn.execute(insert(revoked_jtis).values(**values))
+        return exists is None
+    result = await conn.execute(statement.on_conflict_do_nothing(index_elements=["jti"]))
+    return bool(result.rowcount == 1)
 
 
 class Revocations:
@@ -74,12 +96,7 @@ class Revocations:
     async def revoke_jti(self, jti: str, exp: float, now: float) -> bool:
         async with self._db.write() as conn:
             await conn.execute(delete(revoked_jtis).where(revoked_jtis.c.expires_at < now))
-            exists = (
-                await conn.execute(select(revoked_jtis.c.jti).where(revoked_jtis.c.jti == jti))
-            ).first()
-            if exists is None:
-                await conn.execute(insert(revoked_jtis).values(jti=jti, expires_at=exp))
-        return exists is None
+            return await _add_revoked_jti(conn, jti, exp)
 
     async def is_revoked(self, jti: str) -> bool:
         async with self._db.read() as conn:

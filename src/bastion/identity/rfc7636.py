@@ -30,14 +30,14 @@ def check_challenge(challenge: str | None, method: str | None) -> str:
         raise InvalidRequest("code_challenge is required (PKCE)", reason="pkce.missing")
     if method != "S256":
         raise InvalidRequest("code_challenge_method must be S256", reason="pkce.method")
-    if not _S256_CHALLENGE.match(challenge):
+    if not _S256_CHALLENGE.fullmatch(challenge):
         raise InvalidRequest("code_challenge is malformed", reason="pkce.malformed")
     return challenge
 
 
 def verify(verifier: str | None, challenge: str) -> None:
     """Raise ``invalid_grant`` unless ``verifier`` hashes to ``challenge`` (§4.6)."""
-    if not verifier or not _CHARS.match(verifier):
+    if not verifier or not _CHARS.fullmatch(verifier):
         raise InvalidGrant("code_verifier is missing or malformed", reason="pkce.verifier")
     if not hmac.compare_digest(challenge_for(verifier), challenge):
         raise InvalidGrant("PKCE verification failed", reason="pkce.mismatch")

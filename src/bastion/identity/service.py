@@ -330,12 +330,15 @@ class IdentityService:
 
     async def logout(self, raw_session: str) -> bool:
         now = self.clock()
-        digest = await self.sessions.end(raw_session, now)
-        if digest is None:
-            return False
+        # The tokens first, then the session: a sign-out that fails half-way leaves the
+        # session alive, so trying again revokes what it issued (the other order left a
+        # retry "signed out" with the session's refresh tokens still working).
+        digest = self.sessions.digest(raw_session)
         await self._announce(
             await self.revocations.revoke_for(session_hash=digest, reason="logout", now=now)
         )
+        if await self.sessions.end(raw_session, now) is None:
+            return False
         self.audit.emit("session.logout", session=digest)
         return True
 

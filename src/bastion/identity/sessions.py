@@ -68,6 +68,10 @@ class Sessions:
             )
         return Session(digest, row.user_id, row.created_at, bool(row.mfa))
 
+    def digest(self, raw: str) -> str:
+        """The stored hash of a raw session id (what refresh families record)."""
+        return self._sealer.digest(raw)
+
     async def end(self, raw: str, now: float) -> str | None:
         """Revoke the session; returns its hash if it existed."""
         digest = self._sealer.digest(raw)
