@@ -94,6 +94,9 @@ class Gateway:
         self._admin: tuple[Any, asyncio.Task[None]] | None = None
         #: Background tasks kept referenced until they finish.
         self._tasks: set[asyncio.Future[None]] = set()
+        #: The last readiness answer (runtime, when, checks), shared for READY_FOR seconds.
+        self._ready: tuple[Runtime, float, dict[str, bool]] | None = None
+        self._ready_lock = asyncio.Lock()
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -435,19 +438,35 @@ class Gateway:
         out.extend((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in extra)
         return out
 
+    async def _readiness(self, rt: Runtime) -> dict[str, bool]:
+        """The readiness checks, probed at most once per :data:`READY_FOR` seconds (callers
+        arriving meanwhile wait for the probe under way and share its answer)."""
+        async with self._ready_lock:
+            cached = self._ready
+            if cached is not None and cached[0] is rt and self._clock() - cached[1] < READY_FOR:
+                return cached[2]
+            checks = await asyncio.gather(*(_probe(u) for u in rt.upstreams.values()))
+            components = dict(zip(rt.upstreams, checks, strict=True))
+            components.update(await rt.ready())
+            self._ready = (rt, self._clock(), components)
+            return components
+
     async def _health(self, rt: Runtime, path: str) -> Response:
         if path == "/_bastion/health/live":
             return _json(200, {"status": "live"})
         if path != "/_bastion/health/ready":
             raise NotFound(reason="route.unknown_path")
-        checks = await asyncio.gather(*(_probe(u) for u in rt.upstreams.values()))
-        components = dict(zip(rt.upstreams, checks, strict=True))
-        components.update(await rt.ready())
+        components = await self._readiness(rt)
         ready = all(components.values())
         return _json(
             200 if ready else 503,
             {"status": "ready" if ready else "not_ready", "checks": components},
         )
+
+
+#: Seconds one readiness answer serves: anyone may ask it on the public port, and each
+#: answer probes every upstream (a flood of asks was a flood of upstream probes).
+READY_FOR = 1.0
 
 
 #: Young-generation collection threshold for serving processes (CPython's default is 700).
