@@ -176,6 +176,14 @@ FINDINGS = {
     ),
     "audit-disabled": GOOD + "audit: {sink: none}\n",
     "tls-file-missing": GOOD.replace("cert: tls.crt", "cert: missing.crt"),
+    # Signing keys over plain HTTP: anyone on the path could swap them (the docs said so,
+    # and nothing checked it).
+    "jwks-plain-http": GOOD.replace(
+        "upstreams:",
+        "authentication:\n  jwt:\n    - {issuer: 'https://id.example', audiences: [api],"
+        " algorithms: [ES256], jwks_uri: 'http://id.example/jwks.json'}\nupstreams:",
+        1,
+    ),
 }
 
 

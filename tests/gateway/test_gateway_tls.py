@@ -62,3 +62,37 @@ apis:
             pass  # or drop the connection
         finally:
             plain.close()
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_a_tls_13_minimum_refuses_tls_12(tmp_path: Path, upstream: Upstream, server: str) -> None:
+    """uvicorn only logged a note for min_version 1.3 and went on accepting TLS 1.2."""
+    cert, key = self_signed(tmp_path)
+    config = f"""version: 1
+mode: production
+listen: {{tls: {{cert: "{cert}", key: "{key}", min_version: "1.3"}}}}
+audit: {{sink: file, path: "{{AUDIT}}"}}
+upstreams:
+  echo: {{url: "{upstream.url}", timeout: {{connect: 1, read: 2, total: 3}}}}
+apis:
+  - name: echo
+    upstream: echo
+    routes:
+      - {{path: /echo, methods: [GET], public: true}}
+"""
+    with run_gateway(config, tmp_path, server=server, scheme="https") as gw:
+        modern = ssl.create_default_context(cafile=str(cert))
+        conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=modern, timeout=10)
+        conn.request("GET", "/echo")
+        assert conn.getresponse().status == 200
+        assert conn.sock is not None
+        assert conn.sock.version() == "TLSv1.3"
+        conn.close()
+        older = ssl.create_default_context(cafile=str(cert))
+        older.maximum_version = ssl.TLSVersion.TLSv1_2
+        legacy = http.client.HTTPSConnection("127.0.0.1", gw.port, context=older, timeout=5)
+        try:
+            with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
+                legacy.connect()
+        finally:
+            legacy.close()

@@ -51,6 +51,8 @@ def _client(peer: str, *pairs: tuple[str, str]) -> str:
         # X-Forwarded-For did not vouch for
         ("10.0.0.1", [("x-forwarded-for", "junk"), ("forwarded", "for=6.6.6.6")], "10.0.0.1"),
         ("2001:db8::1", [("forwarded", "for=198.51.100.1;proto=https")], "198.51.100.1"),
+        # a dual-stack listener (::) sees an IPv4 proxy as ::ffff:a.b.c.d
+        ("::ffff:10.0.0.1", [("x-forwarded-for", "198.51.100.1")], "198.51.100.1"),
         # nothing usable at all: the peer
         ("10.0.0.1", [("x-forwarded-for", ", ,")], "10.0.0.1"),
     ],

@@ -429,3 +429,77 @@ async def test_mtls_principal_with_injected_role_never_reaches_the_upstream(
         assert info.value.status == 401
         assert info.value.reason == "auth.invalid_roles"
         assert not [name for name, _ in context.upstream_headers if name.startswith("x-bastion")]
+
+
+def test_a_remembered_chain_lapses_with_its_first_certificate_to_expire(tmp_path: Path) -> None:
+    """A forwarded chain is verified once and remembered; on a hit only the leaf's dates
+    were checked, so a leaf kept authenticating after its intermediate had expired."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    ca = certificate_authority(tmp_path)
+    now = dt.datetime.now(dt.UTC)
+    issuing_key, leaf_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+
+    def make(
+        subject: str, issuer: x509.Name, key: Any, signer: Any, ends: dt.datetime, ca_: bool
+    ) -> x509.Certificate:
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
+            .issuer_name(issuer)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=1))
+            .not_valid_after(ends)
+            .add_extension(x509.BasicConstraints(ca=ca_, path_length=None), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
+                critical=False,
+            )
+            .add_extension(
+                x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+            )
+        )
+        if ca_:
+            usage = x509.KeyUsage(False, False, False, False, False, True, True, False, False)
+            builder = builder.add_extension(usage, critical=True)
+        else:
+            eku = x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH])
+            builder = builder.add_extension(eku, critical=False)
+        return builder.sign(signer, hashes.SHA256())
+
+    inter = make(
+        "Issuing CA", ca.cert.subject, issuing_key, ca.key, now + dt.timedelta(minutes=10), True
+    )
+    leaf = make(
+        "alice", inter.subject, leaf_key, issuing_key, now + dt.timedelta(minutes=90), False
+    )
+
+    def header(cert: x509.Certificate) -> str:
+        return ":" + base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode() + ":"
+
+    authenticator = MtlsAuthenticator(
+        principal_from="subject_cn",
+        identities={"alice": (frozenset({"admin"}), frozenset())},
+        header_cas=[ca.cert],
+        trusted=TrustedProxies(["10.0.0.0/8"]),
+    )
+
+    def call(at: float) -> str:
+        ctx = request_context(
+            headers=[("client-cert", header(leaf)), ("client-cert-chain", header(inter))],
+            client_ip="10.0.0.5",
+        )
+        try:
+            return authenticator.authenticate(ctx, at, "ClientCert").subject
+        except Unauthorized as refused:
+            return str(refused.reason)
+
+    assert call(now.timestamp()) == "alice"
+    assert call(now.timestamp() + 30 * 60) == "mtls.expired"  # the intermediate ended at 10

@@ -365,3 +365,30 @@ async def test_static_keys_beside_a_remote_jwks(
     assert (await verifier.verify(token)).subject == "user-123"
     token = valid_token(remote_key.private, ISSUER, AUDIENCE, "remote", clock())
     assert await _reason(verifier, token) == "jwt.keys_unavailable"
+
+
+async def test_metadata_fetched_over_https_cannot_send_the_keys_over_http() -> None:
+    """https discovery metadata naming an http:// jwks_uri (or an internal address) was
+    followed: anyone on that path could swap the keys."""
+    from bastion.tokens.jwks import KeyLoadError, RemoteKeys
+
+    discovery = "https://id.example/.well-known/openid-configuration"
+    issuer = IssuerSettings(
+        issuer="https://id.example",
+        audiences=(AUDIENCE,),
+        algorithms=("ES256",),
+        jwks_uri=None,
+        discovery_url=discovery,
+    )
+    fetched: list[str] = []
+
+    async def fetch(url: str) -> bytes:
+        fetched.append(url)
+        return json.dumps(
+            {"issuer": "https://id.example", "jwks_uri": "http://169.254.169.254/jwks.json"}
+        ).encode()
+
+    keys = RemoteKeys(issuer, fetch, lambda: 0.0)
+    with pytest.raises(KeyLoadError, match="plain-http jwks_uri"):
+        await keys._discover()
+    assert fetched == [discovery]

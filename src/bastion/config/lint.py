@@ -98,6 +98,22 @@ def lint(loaded: LoadedConfig) -> list[Finding]:
             if reason:
                 add("error", "weak-secret", f"the secret {reason}", path)
 
+    for index, issuer in enumerate(config.authentication.jwt):
+        # Whoever can change the key set in transit can sign any token.
+        for key, url in (
+            ("jwks_uri", issuer.jwks_uri),
+            ("issuer", issuer.issuer if issuer.discovery else None),
+        ):
+            plain = url is not None and url.startswith("http://")
+            if plain and not _is_loopback(urlsplit(url or "").hostname or ""):
+                add(
+                    "error" if production else "warning",
+                    "jwks-plain-http",
+                    "signing keys are fetched over plain HTTP on a non-loopback host: "
+                    "anyone on the path could swap them and forge tokens; use https://",
+                    ("authentication", "jwt", index, key),
+                )
+
     for index, api in enumerate(config.apis):
         if api.cors is not None and "*" in api.cors.allow_origins:
             add("warning", "cors-wildcard", "CORS allows any origin", ("apis", index, "cors"))

@@ -170,6 +170,8 @@ class TrustedProxies:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped  # a dual-stack listener (::) sees IPv4 peers so
         return any(ip in net for net in self._networks)
 
     def client_ip(self, peer: str, headers: Headers) -> str:

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+import ssl
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +63,6 @@ def serve(path: str | Path, *, server: str | None = None, port: int | None = Non
 
 
 def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
-    import ssl
 
     import uvicorn
 
@@ -92,13 +93,12 @@ def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
         ssl_cert_reqs=verify if client_ca else ssl.CERT_NONE,
         http=tls_protocol_class() if client_ca else "auto",
         h11_max_incomplete_event_size=loaded.config.limits.max_header_bytes + 8192,
+        ssl_context_factory=_tls_context_factory(tls.min_version) if tls else None,
     )
     if tls:
         config.ssl_version = ssl.PROTOCOL_TLS_SERVER
         config.ssl_ciphers = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5"
     uv_server = uvicorn.Server(config)
-    if tls and listen.tls and listen.tls.min_version == "1.3":
-        _log("tls_note", detail="uvicorn enforces TLS >= 1.2; use granian for a 1.3 minimum")
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -161,3 +161,19 @@ def _serve_granian(loaded: LoadedConfig, port: int) -> None:
         **kwargs,
     )
     granian.serve()
+
+
+def _tls_context_factory(
+    min_version: str,
+) -> Callable[[Any, Callable[[], ssl.SSLContext]], ssl.SSLContext]:
+    """uvicorn's TLS context with the configured minimum version (its own default context
+    allowed TLS 1.2 whatever ``listen.tls.min_version`` said)."""
+
+    def factory(_config: Any, default: Callable[[], ssl.SSLContext]) -> ssl.SSLContext:
+        context = default()
+        context.minimum_version = (
+            ssl.TLSVersion.TLSv1_3 if min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+        )
+        return context
+
+    return factory

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import datetime as dt
 import hashlib
 from collections.abc import Mapping, Sequence
@@ -194,13 +195,20 @@ class MtlsAuthenticator:
             .build_client_verifier()
         )
         try:
-            verifier.verify(leaf, intermediates)
+            verified = verifier.verify(leaf, intermediates)
         except VerificationError as exc:
             message = str(exc)
             ctx.audit["mtls_error"] = message[:300]
             reason = "mtls.eku" if "EKU" in message else "mtls.untrusted"
             raise _fail(reason, challenge) from None
         identity = self._identity(leaf, "header")
+        # Remembered for as long as the whole path is valid, not only the leaf: an
+        # intermediate expiring first used to keep authenticating from the cache.
+        identity = dataclasses.replace(
+            identity,
+            not_before=max(c.not_valid_before_utc.timestamp() for c in verified.chain),
+            not_after=min(c.not_valid_after_utc.timestamp() for c in verified.chain),
+        )
         _remember(self._verified, key, identity)
         return identity
 

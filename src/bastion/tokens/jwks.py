@@ -154,6 +154,9 @@ class RemoteKeys:
         jwks_uri = metadata.get("jwks_uri")
         if not isinstance(jwks_uri, str) or urlsplit(jwks_uri).scheme not in ("http", "https"):
             raise KeyLoadError("metadata has no http(s) jwks_uri")
+        if urlsplit(url).scheme == "https" and urlsplit(jwks_uri).scheme != "https":
+            # Metadata fetched over TLS must not send the keys over plain HTTP.
+            raise KeyLoadError("metadata fetched over https names a plain-http jwks_uri")
         self._jwks_uri = jwks_uri
         return jwks_uri
 
