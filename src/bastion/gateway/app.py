@@ -327,7 +327,7 @@ class Gateway:
         body: bytes | AsyncIterator[bytes] | None = ctx.body
         if body is None and declared_length:
             # Declared and within the limit, and no policy reads it: stream it through.
-            body = _stream_body(receive, rt.limits[1], ctx)
+            body = _stream_body(receive, rt.limits[1], ctx, rt.loaded.config.limits.body_timeout)
         upstream = target.api.upstream
         out_headers = request_headers_for_upstream(
             ctx.headers,
@@ -547,9 +547,22 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
             return b"".join(chunks)
 
 
-async def _stream_body(receive: Receive, limit: int, ctx: RequestContext) -> AsyncIterator[bytes]:
+async def _stream_body(
+    receive: Receive, limit: int, ctx: RequestContext, waiting: float
+) -> AsyncIterator[bytes]:
+    """The body as it arrives, within ``waiting`` seconds of waiting for it in all (the
+    time the upstream takes to read it does not count). A stalled or trickled body used to
+    hold its request and its upstream connection with no deadline."""
+    loop = asyncio.get_running_loop()
+    remaining = waiting
     while True:
-        message = await receive()
+        began = loop.time()
+        try:
+            async with asyncio.timeout(remaining):
+                message = await receive()
+        except TimeoutError:
+            raise RequestTimeout(reason="limits.body_timeout") from None
+        remaining -= loop.time() - began
         if message["type"] == "http.disconnect":
             raise _ClientGone()
         chunk = message.get("body", b"")

@@ -91,7 +91,9 @@ def _serve_uvicorn(loaded: LoadedConfig, port: int) -> None:
         # protocol passes the verified one to the app (ASGI tls extension).
         ssl_ca_certs=str(loaded.resolve(client_ca)) if client_ca else None,
         ssl_cert_reqs=verify if client_ca else ssl.CERT_NONE,
-        http=tls_protocol_class() if client_ca else "auto",
+        # h11, not httptools ("auto"): h11_max_incomplete_event_size caps the head only
+        # there (a 64 MiB header value grew the process by 62 MB before its 431).
+        http=tls_protocol_class() if client_ca else "h11",
         h11_max_incomplete_event_size=loaded.config.limits.max_header_bytes + 8192,
         ssl_context_factory=_tls_context_factory(tls.min_version) if tls else None,
     )

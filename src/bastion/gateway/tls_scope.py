@@ -78,9 +78,9 @@ def _cipher_id(context: ssl.SSLContext, name: str) -> int | None:
 
 def tls_protocol_class() -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol class, adding the ASGI ``tls`` extension on TLS connections."""
-    from uvicorn.protocols.http.auto import AutoHTTPProtocol
+    from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    base: Any = AutoHTTPProtocol
+    base: Any = H11Protocol  # as without TLS: the header size cap applies to h11 only
 
     class TLSScopeProtocol(base):  # type: ignore[misc]
         """Wraps the app once per TLS connection so every scope carries the extension."""
