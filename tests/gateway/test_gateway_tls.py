@@ -13,12 +13,10 @@ from tests.support.procs import Upstream, run_gateway
 from tests.support.tls import self_signed
 
 
-@pytest.mark.parametrize("server", ["granian", "uvicorn"])
-def test_tls_production_gateway(tmp_path: Path, upstream: Upstream, server: str) -> None:
-    cert, key = self_signed(tmp_path)
-    config = f"""version: 1
+def _config(cert: Path, key: Path, upstream: Upstream, tls_extra: str = "") -> str:
+    return f"""version: 1
 mode: production
-listen: {{tls: {{cert: "{cert}", key: "{key}"}}}}
+listen: {{tls: {{cert: "{cert}", key: "{key}"{tls_extra}}}}}
 audit: {{sink: file, path: "{{AUDIT}}"}}
 upstreams:
   echo: {{url: "{upstream.url}", timeout: {{connect: 1, read: 2, total: 3}}}}
@@ -28,6 +26,12 @@ apis:
     routes:
       - {{path: /echo, methods: [GET], public: true}}
 """
+
+
+@pytest.mark.parametrize("server", ["granian", "uvicorn"])
+def test_tls_production_gateway(tmp_path: Path, upstream: Upstream, server: str) -> None:
+    cert, key = self_signed(tmp_path)
+    config = _config(cert, key, upstream)
     with run_gateway(config, tmp_path, server=server, scheme="https") as gw:
         context = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=context, timeout=10)
@@ -68,18 +72,7 @@ apis:
 def test_a_tls_13_minimum_refuses_tls_12(tmp_path: Path, upstream: Upstream, server: str) -> None:
     """uvicorn only logged a note for min_version 1.3 and went on accepting TLS 1.2."""
     cert, key = self_signed(tmp_path)
-    config = f"""version: 1
-mode: production
-listen: {{tls: {{cert: "{cert}", key: "{key}", min_version: "1.3"}}}}
-audit: {{sink: file, path: "{{AUDIT}}"}}
-upstreams:
-  echo: {{url: "{upstream.url}", timeout: {{connect: 1, read: 2, total: 3}}}}
-apis:
-  - name: echo
-    upstream: echo
-    routes:
-      - {{path: /echo, methods: [GET], public: true}}
-"""
+    config = _config(cert, key, upstream, ', min_version: "1.3"')
     with run_gateway(config, tmp_path, server=server, scheme="https") as gw:
         modern = ssl.create_default_context(cafile=str(cert))
         conn = http.client.HTTPSConnection("127.0.0.1", gw.port, context=modern, timeout=10)
