@@ -136,7 +136,7 @@ def check_framing(headers: Headers, *, max_header_bytes: int, max_body_bytes: in
     if headers.size > max_header_bytes:
         raise HeadersTooLarge(reason="limits.header_bytes")
     hosts = headers.get_all("host")
-    if len(hosts) > 1 or (hosts and not _HOST.match(hosts[0])):
+    if len(hosts) > 1 or (hosts and hosts[0] and not _HOST.match(hosts[0])):
         # The Host goes upstream inside Forwarded (host="…") and X-Forwarded-Host: a quote
         # in it wrote a second Forwarded element of the client's choosing (for=6.6.6.6).
         raise BadRequest("The Host header is not a host name or address.", reason="framing.host")
