@@ -815,3 +815,19 @@ def test_unknown_transport_is_a_config_error_naming_the_line(tmp_path: Path) -> 
         load_config(config)
     assert "bastion.yaml:9" in str(caught.value)
     assert "transport" in str(caught.value)
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE", "OPTIONS"])
+async def test_a_connection_that_carried_a_body_of_undefined_meaning_is_not_reused(
+    client: H1Transport, method: str
+) -> None:
+    """A server that ignores a GET body reads it as the next request ("CL.0"): the
+    connection that carried one is closed after its answer, never handed to another
+    client's request."""
+    async with raw_server(answering(OK)) as up:
+        reply = await client.send(get(up.url, method=method, body=b'{"x": 1}'))
+        assert (reply.status, reply.body) == (200, b"ok")
+        await client.send(get(up.url))
+        assert up.connections == 2
+        await client.send(get(up.url))
+        assert up.connections == 2  # without a body the connection is reused as before

@@ -55,6 +55,10 @@ IDLE_TIMEOUT = 30.0
 _SWEEP_EVERY = 5.0
 _ONE_WRITE = 65_536
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+#: Methods whose request content has no defined meaning (RFC 9110 §9.3): some servers
+#: ignore the body and read it as the next request ("CL.0"), so a connection that carried
+#: one is closed after its answer, never reused.
+_CONTENT_UNDEFINED = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
@@ -163,6 +167,7 @@ class _Connection(asyncio.Protocol):
         "_body",
         "_body_sent",
         "_chunked",
+        "_close_after",
         "_drain",
         "_extra",
         "_future",
@@ -226,6 +231,7 @@ class _Connection(asyncio.Protocol):
         self._te: bytes | None = None
         self._chunked = False
         self._keep = False
+        self._close_after = False
         self._head_size = 0
         self._idle_fed = 0
         self._progress = 0
@@ -471,7 +477,13 @@ class _Connection(asyncio.Protocol):
         # The timer stays armed: it finds the connection idle (or serving a later request
         # with later deadlines) and re-arms or drops itself. One TimerHandle per ``read``
         # seconds per connection, not one per request.
-        reusable = not self.closed and not self._extra and self._body_sent and self._keep
+        reusable = (
+            not self.closed
+            and not self._extra
+            and self._body_sent
+            and self._keep
+            and not self._close_after
+        )
         if self._method_head and reusable:
             self._parser = HttpResponseParser(self)
         if self.paused:
@@ -903,8 +915,10 @@ class H1Transport:
             future = conn.begin(
                 head, bytes(body) if body else None, method == "HEAD", timeouts, False
             )
+            conn._close_after = bool(body) and method in _CONTENT_UNDEFINED
         else:
             future = conn.begin(head, None, method == "HEAD", timeouts, True)
+            conn._close_after = method in _CONTENT_UNDEFINED
             try:
                 await conn.upload(body, length)
             except BaseException as exc:
