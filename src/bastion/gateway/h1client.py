@@ -37,6 +37,7 @@ from httptools import HttpParserError, HttpParserUpgrade, HttpResponseParser
 
 from bastion.errors import BadGateway, BastionError, GatewayTimeout
 from bastion.gateway.upstream import (
+    CONTENT_UNDEFINED,
     SMALL_BODY,
     UpstreamReply,
     UpstreamRequest,
@@ -55,10 +56,6 @@ IDLE_TIMEOUT = 30.0
 _SWEEP_EVERY = 5.0
 _ONE_WRITE = 65_536
 _IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-#: Methods whose request content has no defined meaning (RFC 9110 §9.3): some servers
-#: ignore the body and read it as the next request ("CL.0"), so a connection that carried
-#: one is closed after its answer, never reused.
-_CONTENT_UNDEFINED = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 _DEFAULT_PORT = {"http": 80, "https": 443}
 
 
@@ -915,10 +912,10 @@ class H1Transport:
             future = conn.begin(
                 head, bytes(body) if body else None, method == "HEAD", timeouts, False
             )
-            conn._close_after = bool(body) and method in _CONTENT_UNDEFINED
+            conn._close_after = bool(body) and method in CONTENT_UNDEFINED
         else:
             future = conn.begin(head, None, method == "HEAD", timeouts, True)
-            conn._close_after = method in _CONTENT_UNDEFINED
+            conn._close_after = method in CONTENT_UNDEFINED
             try:
                 await conn.upload(body, length)
             except BaseException as exc:

@@ -23,6 +23,7 @@ from yarl import URL
 from bastion.errors import BadGateway, BastionError, GatewayTimeout
 
 __all__ = [
+    "CONTENT_UNDEFINED",
     "SMALL_BODY",
     "AiohttpTransport",
     "Transport",
@@ -128,6 +129,11 @@ def _timeout_kind(exc: BaseException) -> str:
 #: Bodies with a declared length up to this are moved whole rather than streamed: responses
 #: in one read (no generator), requests as bytes (keeps upstream connections pooled).
 SMALL_BODY = 65_536
+#: Methods whose request content has no defined meaning (RFC 9110 §9.3): some servers
+#: ignore the body and read it as the next request ("CL.0"), so a connection that carried
+#: one is closed after its answer, never reused (the h1 transport; aiohttp's pool gives
+#: no hold on that).
+CONTENT_UNDEFINED = frozenset({"GET", "HEAD", "OPTIONS", "DELETE", "TRACE"})
 
 
 class AiohttpTransport:
