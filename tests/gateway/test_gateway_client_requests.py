@@ -97,3 +97,20 @@ def test_a_streamed_body_that_stops_arriving_times_out(
         waited = time.monotonic() - began
     assert answer.startswith(b"HTTP/1.1 408") or answer == b"", answer[:80]
     assert waited < 20
+
+
+def test_a_malformed_chunked_body_is_a_400_from_the_gateway(
+    servers: tuple[GatewayProc, Upstream],
+) -> None:
+    """granian reports a body it cannot read as a disconnect; the gateway sent nothing and
+    granian answered 500 itself (with its own Server header)."""
+    gw, upstream = servers
+    upstream.clear()
+    head = (
+        "POST /echo HTTP/1.1\r\nHost: a.example\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\nConnection: close\r\n"
+    )
+    response = raw_request(gw.port, head.encode() + b"\r\n5\r\nhelloXX0\r\n\r\n")
+    assert response is not None
+    assert response.status == 400
+    assert upstream.received() == []

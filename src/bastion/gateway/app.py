@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from bastion.errors import (
+    BadRequest,
     BastionError,
     InternalError,
     MethodNotAllowed,
@@ -291,7 +292,11 @@ class Gateway:
             ctx.error_reason = error.reason
             if not ctx.status and not isinstance(error, _ClientGone):
                 problem = render_problem(error, request_id=ctx.request_id)
-                await self._send(rt, ctx, problem, send, target)
+                try:
+                    await self._send(rt, ctx, problem, send, target)
+                except Exception:  # the client is gone: nobody to tell
+                    if not isinstance(error, _BodyCut):
+                        raise
         except Exception as exc:
             ctx.error_reason = "internal_error"
             _log(
@@ -537,7 +542,9 @@ async def _read_body(receive: Receive, limit: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise _ClientGone()
+            # Gone, or a body the server could not read (granian reports a malformed
+            # chunked body so, and answered 500 itself when the app sent nothing).
+            raise _BodyCut()
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -582,6 +589,14 @@ class _ClientGone(BastionError):
     status = 499
     code = "client_closed_request"
     title = "Client closed request"
+
+
+class _BodyCut(BadRequest):
+    """The request body ended early or could not be read: a 400 when it can still be
+    sent (the client may be gone, then nothing arrives)."""
+
+    def __init__(self) -> None:
+        super().__init__("The request body was cut off or malformed.", reason="request.body_cut")
 
 
 _ID_PREFIX = uuid.uuid4().hex[:16]
