@@ -27,7 +27,7 @@ No Python callback is registered: any one slows every validation down.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Literal
 
 import jsonschema_rs
@@ -158,34 +158,32 @@ def schema_types(document: Mapping[str, Any], schema: Any, _depth: int = 0) -> s
     return found
 
 
-def _refs(node: Any, out: set[str], *, top: bool = False) -> set[str]:
-    """The ``$ref`` targets written in ``node`` (not followed; a document's own ``$defs``
-    are other nodes)."""
-    if isinstance(node, Mapping):
-        ref = node.get("$ref")
-        if isinstance(ref, str):
-            out.add(ref)
-        for key, value in node.items():
-            if not (top and key == "$defs"):
-                _refs(value, out)
-    elif isinstance(node, list):
-        for value in node:
-            _refs(value, out)
-    return out
+def _objects(node: Any, *, top: bool = False) -> Iterator[Mapping[str, Any]]:
+    """Every mapping written in ``node``, references not followed (a document's own
+    ``$defs`` are other nodes)."""
+    todo = [node]
+    while todo:
+        item = todo.pop()
+        if isinstance(item, Mapping):
+            yield item
+            todo.extend(v for k, v in item.items() if not (top and item is node and k == "$defs"))
+        elif isinstance(item, list):
+            todo.extend(item)
 
 
-def _unions(node: Any, out: list[list[Any]], *, top: bool = False) -> list[list[Any]]:
-    """The branch lists of every ``oneOf``/``anyOf`` written in ``node`` (not followed)."""
-    if isinstance(node, Mapping):
-        for key, value in node.items():
-            if key in ("oneOf", "anyOf") and isinstance(value, list):
-                out.append(value)
-            if not (top and key == "$defs"):
-                _unions(value, out)
-    elif isinstance(node, list):
-        for value in node:
-            _unions(value, out)
-    return out
+def _refs(node: Any, *, top: bool = False) -> set[str]:
+    """The ``$ref`` targets written in ``node``."""
+    return {o["$ref"] for o in _objects(node, top=top) if isinstance(o.get("$ref"), str)}
+
+
+def _unions(node: Any, *, top: bool = False) -> list[list[Any]]:
+    """The branch lists of every ``oneOf``/``anyOf`` written in ``node``."""
+    return [
+        o[key]
+        for o in _objects(node, top=top)
+        for key in ("oneOf", "anyOf")
+        if isinstance(o.get(key), list)
+    ]
 
 
 def unions_recurse(document: Mapping[str, Any]) -> bool:
@@ -201,7 +199,7 @@ def unions_recurse(document: Mapping[str, Any]) -> bool:
     nodes: dict[str, Any] = {"#": document}
     if isinstance(defs, Mapping):
         nodes.update({f"#/$defs/{name}": schema for name, schema in defs.items()})
-    edges = {name: _refs(schema, set(), top=name == "#") for name, schema in nodes.items()}
+    edges = {name: _refs(schema, top=name == "#") for name, schema in nodes.items()}
 
     def leads_to(start: set[str], goal: str) -> bool:
         seen: set[str] = set()
@@ -216,8 +214,8 @@ def unions_recurse(document: Mapping[str, Any]) -> bool:
         return False
 
     for name, schema in nodes.items():
-        for branches in _unions(schema, [], top=name == "#"):
-            back = sum(1 for branch in branches if leads_to(_refs(branch, set()), name))
+        for branches in _unions(schema, top=name == "#"):
+            back = sum(1 for branch in branches if leads_to(_refs(branch), name))
             if back >= 2:
                 return True
     return False
