@@ -19,6 +19,7 @@ import hashlib
 import unicodedata
 from collections.abc import Callable
 
+from bastion.contract.messages import pointer
 from bastion.decisions import MISSING, FieldRef
 from bastion.errors import BastionError, TooManyRequests, ValidationFailed
 from bastion.policies.request_fields import request_value
@@ -51,10 +52,10 @@ class LoginPolicy(Policy):
         if value is MISSING or value == "":
             return None
         if not isinstance(value, str):
-            where = "/".join([self.username.source, *(str(p) for p in self.username.path)])
+            where = pointer(f"/{self.username.source}", self.username.path)
             raise ValidationFailed(
                 "The login username must be a string.",
-                errors=[{"pointer": f"/{where}", "detail": "must be of type string"}],
+                errors=[{"pointer": where, "detail": "must be of type string"}],
                 reason="login.username",
             )
         folded = unicodedata.normalize("NFKC", value).casefold()

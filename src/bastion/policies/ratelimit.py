@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 
 from bastion.decisions import MISSING, parse_field_ref
 from bastion.errors import BadRequest, ServiceUnavailable, TooManyRequests
-from bastion.gateway.request import client_key
+from bastion.gateway.request import client_key, without_path_parameters
 from bastion.policies.request_fields import request_value
 from bastion.ratelimit import Algorithm, LimitCheck, Rate, ratelimit_headers
 from bastion.ratelimit.headers import admitted_fields, single_policy
@@ -73,9 +73,7 @@ def _key_text(key: str, source: str, value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and abs(value) < 2**63 else repr(value)
     if isinstance(value, str):
-        if source == "path" and ";" in value and not value.startswith(";"):
-            return value.split(";", 1)[0]
-        return value
+        return without_path_parameters(value) if source == "path" else value
     if value is None:
         return "null"
     raise BadRequest(
