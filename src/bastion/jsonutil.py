@@ -139,10 +139,12 @@ def no_key_dropped(data: bytes, written: bytes) -> bool:
 # below 2.2e-308, keep fewer digits.
 _NUMERALS_TO_ZERO = bytes.maketrans(b"123456789.E", b"0000000000e")
 _LONG_RUN = b"0" * 16
-_TINY = b"e-000"
 # Spelt out, so that the search starts from a literal (a class at every offset: 100 µs).
 _LONG_NUMBER = re.compile(rb"0000000000000000+(?:e[-+]?0+)?")
 _TINY_NUMBER = re.compile(rb"0+e-0000*")
+# A literal pattern: re's search for it took half the time of ``b"e-000" in zeros``, whose
+# search keys on the last byte, the most common one in such a text.
+_TINY = re.compile(rb"e-000")
 _MINUS = ord("-")
 _INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
 
@@ -174,7 +176,7 @@ def _candidates(body: bytes) -> list[bytes]:
     spans: list[tuple[int, int]] = []
     if _LONG_RUN in zeros:
         spans += [m.span() for m in _LONG_NUMBER.finditer(zeros)]
-    if _TINY in zeros:
+    if _TINY.search(zeros) is not None:
         spans += [m.span() for m in _TINY_NUMBER.finditer(zeros)]
     return [
         body[start - 1 if start and body[start - 1] == _MINUS else start : end]
