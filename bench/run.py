@@ -23,6 +23,8 @@ from typing import Any
 
 import orjson
 
+from bastion import native
+
 HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # imported by tests or run from elsewhere
     sys.path.insert(0, str(HERE))
@@ -219,16 +221,20 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(workdir, ignore_errors=True)
     results = aggregate(rows, rounds)
     rounds_note = f", median of {args.rounds} rounds" if args.rounds > 1 else ""
+    # The contract's modules run compiled (mypyc, `make native`) or as Python: say which.
+    compiled = native.compiled_modules()
+    build = f"contract compiled ({len(compiled)} modules)" if compiled else "contract as Python"
     print_table(
         results,
         f"Bastion bench: {args.generator}, {args.connections} connections, {args.duration:g} s "
-        f"per row after {args.warmup:g} s warm-up{rounds_note}",
+        f"per row after {args.warmup:g} s warm-up{rounds_note}; {build}",
     )
     if args.markdown:
         print(markdown_table(results))
     report = {
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform()},
+        "compiled_modules": compiled,
         "settings": {
             "generator": args.generator,
             "duration": args.duration,

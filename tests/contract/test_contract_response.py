@@ -276,6 +276,29 @@ def test_pathologically_deep_response_is_a_clean_502() -> None:
     assert out.schema_errors
 
 
+@pytest.mark.parametrize("levels", [300, 500])
+def test_an_answer_orjson_reads_but_too_deep_to_walk_is_a_clean_502(levels: int) -> None:
+    """orjson reads 1,024 levels: the walks (compiled or not) meet what it returns. 600
+    levels are filtered; 1,000 are "nested too deeply", never a crash."""
+    tree = contract(SHOP, "GET", "/categories")
+    deep = (
+        b'{"name": "x", "password": "p", "children": [' * levels + b'{"name": "y"}' + b"]}" * levels
+    )
+    monitor = contract(SHOP, "GET", "/categories", MONITOR)
+    if levels == 300:
+        out = tree.filter_response(200, "application/json", deep)
+        assert b"password" not in out.body
+        assert len(out.removed) == levels
+        assert monitor.filter_response(200, "application/json", deep).body == out.body
+        return
+    with pytest.raises(BadGateway) as info:
+        tree.filter_response(200, "application/json", deep)
+    assert info.value.status == 502
+    out = monitor.filter_response(200, "application/json", deep)
+    assert out.body == deep
+    assert out.schema_errors == ("response nested too deeply",)
+
+
 def test_removed_pointers_are_escaped_per_rfc_6901() -> None:
     create = contract(SHOP, "POST", "/users")
     out = _filter(create, 201, {**USER, "a/b": 1, "c~d": 2, "address": {"city": "x", "e/~f": 3}})
