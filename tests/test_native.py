@@ -111,3 +111,12 @@ def test_the_tool_runs_without_importing_the_package() -> None:
         check=True,
     )
     assert probe.stdout.strip() == "False"
+
+
+def test_without_a_c_compiler_the_build_says_so_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before mypyc's analysis (about 20 s), on every make, on a machine without gcc."""
+    monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
+    with pytest.raises(RuntimeError, match="no C compiler"):
+        native.build(tmp_path)
