@@ -234,7 +234,8 @@ class ObjectPlan(Plan):
             if type(value) is list:
                 out.collect(value)
             return
-        keys = tuple(value)
+        obj: dict[str, Any] = value  # typed: compiled, the lookups below are dict lookups
+        keys = tuple(obj)
         shape = self._shapes.get(keys)
         if shape is None:
             shape = self._learn(keys)
@@ -242,17 +243,18 @@ class ObjectPlan(Plan):
         if flagged:
             out.flagged = True
         for key, token, plan in steps:
-            item = value[key]
+            item = obj[key]
+            kind = type(item)
             if plan is None:
-                out.doomed.append((value, key))
+                out.doomed.append((obj, key))
                 if len(out.removed) < MAX_POINTERS:
                     pointer = prefix + token
                     if len(pointer) > MAX_POINTER_CHARS:
                         pointer = cut_pointer(pointer)
                     out.removed.append(pointer)
-                if type(item) in _CONTAINERS:
+                if kind is dict or kind is list:
                     out.collect(item)
-            elif type(item) in _CONTAINERS:
+            elif kind is dict or kind is list:
                 if plan is LEAF:
                     out.collect(item)
                 else:
@@ -323,8 +325,11 @@ class ArrayPlan(Plan):
             if items is PRIMITIVE:
                 return
             cut = len(prefix) > MAX_POINTER_CHARS - 24  # room for "/" and any index
-            for index, item in enumerate(value):
-                if type(item) in _CONTAINERS:
+            array: list[Any] = value
+            for index in range(len(array)):
+                item = array[index]
+                kind = type(item)
+                if kind is dict or kind is list:
                     pointer = f"{prefix}/{index}"
                     items.project(item, cut_pointer(pointer) if cut else pointer, out)
             return
