@@ -120,3 +120,15 @@ def test_without_a_c_compiler_the_build_says_so_at_once(
     monkeypatch.setenv("CC", str(tmp_path / "no-such-cc"))
     with pytest.raises(RuntimeError, match="no C compiler"):
         native.build(tmp_path)
+
+
+def test_a_rebuild_does_not_rewrite_a_loaded_extension_in_place(tmp_path: Path) -> None:
+    """A running gateway has the old extension mapped: the new one is renamed over it, so
+    the old file's contents stay whole for that process (truncating it could crash it)."""
+    target = tmp_path / f"projection{SUFFIX}"
+    target.write_bytes(b"old build" * 100)
+    with target.open("rb") as loaded:
+        native._put(b"new build", target)
+        assert loaded.read() == b"old build" * 100
+    assert target.read_bytes() == b"new build"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no scratch file left

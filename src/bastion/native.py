@@ -172,12 +172,18 @@ def build(root: Path = SOURCE_ROOT) -> None:
             os.chdir(here)
         built = sorted((work / "lib").rglob("*.so")) + sorted((work / "lib").rglob("*.pyd"))
         for path in built:
-            target = root / path.relative_to(work / "lib")
-            shutil.copyfile(path, target)
-    (root / "bastion" / MANIFEST).write_text(
-        json.dumps({"python": sys.implementation.cache_tag, "modules": digests}, indent=2),
-        encoding="utf-8",
-    )
+            _put(path.read_bytes(), root / path.relative_to(work / "lib"))
+    # Last: until it is there, the import refuses the modules already in place.
+    manifest = {"python": sys.implementation.cache_tag, "modules": digests}
+    _put(json.dumps(manifest, indent=2).encode(), root / "bastion" / MANIFEST)
+
+
+def _put(data: bytes, target: Path) -> None:
+    """Write a new file and rename it over ``target``: a process that has the old
+    extension loaded keeps its mapping (rewriting the file in place could crash it)."""
+    scratch = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    scratch.write_bytes(data)
+    os.replace(scratch, target)
 
 
 def _main(argv: list[str]) -> int:
