@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from bastion.contract.versioning import to_datetime
 from bastion.observability.config import MonitoringConfig
 
 __all__ = [
@@ -483,10 +484,27 @@ class ContractConfig(Model):
 class VersionConfig(Model):
     """RFC 9745 Deprecation, RFC 8594 Sunset, and 410 Gone after the sunset date."""
 
-    deprecated_at: datetime | None = Field(None, description="When the version was deprecated.")
-    sunset_at: datetime | None = Field(None, description="After this instant: 410 Gone.")
+    deprecated_at: datetime | None = Field(
+        None, description="When the version was deprecated (no time zone: UTC)."
+    )
+    sunset_at: datetime | None = Field(
+        None, description="After this instant: 410 Gone (no time zone: UTC)."
+    )
     successor: str | None = Field(None, description="Name of the API that replaces this one.")
     link: str | None = Field(None, description="URL of the migration guide.")
+
+    @field_validator("deprecated_at", "sunset_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        # The headers read a date without a zone as UTC; the 410 must too, not as the
+        # server's local time (a version retired hours early or late).
+        return to_datetime(value) if value is not None else None
+
+    @model_validator(mode="after")
+    def _order(self) -> VersionConfig:
+        if self.deprecated_at and self.sunset_at and self.sunset_at < self.deprecated_at:
+            raise ValueError("sunset_at is before deprecated_at (RFC 9745 §4)")
+        return self
 
 
 class ApiConfig(Model):
@@ -827,4 +845,9 @@ class GatewayConfig(Model):
             if api.name in names:
                 raise ValueError(f"api name {api.name!r} is used twice")
             names.add(api.name)
+        for api in self.apis:
+            successor = api.version.successor if api.version else None
+            if successor is not None and successor not in names:
+                # The 410 tells clients to use it: a typo would send them nowhere.
+                raise ValueError(f"api {api.name!r} names unknown successor {successor!r}")
         return self

@@ -77,6 +77,8 @@ class Services:
     ipv6_prefix: int = 64
     #: ``limits.body_timeout``: how long a request body may take to arrive.
     body_timeout: float = 10.0
+    #: Each API's ``base_path`` by name (where a version's successor lives).
+    base_paths: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -488,7 +490,7 @@ def policies_for(
         policies.append(IpFilterPolicy(api.ip_allow, api.ip_deny))
     version = api.version
     if version is not None or route.deprecated:
-        policies.append(_version_policy(api, route, clock))
+        policies.append(_version_policy(api, route, clock, services.base_paths))
     if not route.public:
         policies.append(
             AuthenticationPolicy(
@@ -607,23 +609,32 @@ def policies_for(
     return policies
 
 
-def _version_policy(api: ApiConfig, route: RouteSpec, clock: Callable[[], float]) -> Policy:
+def _version_policy(
+    api: ApiConfig, route: RouteSpec, clock: Callable[[], float], base_paths: Mapping[str, str]
+) -> Policy:
     """RFC 9745/8594 headers. An operation marked ``deprecated: true`` in the spec without a
-    configured date is announced as deprecated since the gateway loaded the spec."""
+    configured date is announced as deprecated since the gateway loaded the spec (or since
+    its sunset, when that has passed: a restart after the sunset must still start)."""
     version = api.version
     deprecated_at = version.deprecated_at if version else None
+    sunset_at = version.sunset_at if version else None
     if deprecated_at is None and route.deprecated:
         deprecated_at = datetime.fromtimestamp(int(clock()), tz=UTC)
+        if sunset_at is not None:
+            deprecated_at = min(deprecated_at, sunset_at)
+    successor = version.successor if version else None
     headers = deprecation_headers(
         deprecated_at,
-        version.sunset_at if version else None,
+        sunset_at,
         version.link if version else None,
+        # RFC 5829: where the replacing version lives (its routes' prefix).
+        successor=(base_paths.get(successor) or "/") if successor else None,
     )
-    sunset = version.sunset_at.timestamp() if version and version.sunset_at else None
     return VersionPolicy(
         headers=headers,
-        sunset_at=sunset,
-        successor=version.successor if version else None,
+        deprecated_at=deprecated_at.timestamp() if deprecated_at else None,
+        sunset_at=sunset_at.timestamp() if sunset_at else None,
+        successor=successor,
         clock=clock,
     )
 

@@ -302,6 +302,7 @@ def _build_services(loaded: LoadedConfig) -> Services:
         mtls=build_mtls(loaded),
         ipv6_prefix=config.client_ipv6_prefix,
         body_timeout=config.limits.body_timeout,
+        base_paths={api.name: api.base_path for api in config.apis},
     )
 
 

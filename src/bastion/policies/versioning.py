@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from bastion.errors import Gone
-from bastion.types import Policy, RequestContext, Response
+from bastion.types import Policy, RequestContext, Response, UpstreamResponse
 
 __all__ = ["VersionPolicy"]
 
@@ -25,14 +25,23 @@ class VersionPolicy(Policy):
         sunset_at: float | None,
         successor: str | None,
         clock: Callable[[], float],
+        deprecated_at: float | None = None,
     ) -> None:
         self.headers = tuple(headers)
-        self.sunset_at, self.successor, self.clock = sunset_at, successor, clock
+        self.deprecated_at, self.sunset_at = deprecated_at, sunset_at
+        self.successor, self.clock = successor, clock
+        # The gateway's own announcement replaces the upstream's: two Deprecation or Sunset
+        # fields make an invalid value, which RFC-following clients discard whole.
+        self._replaced = tuple({name.lower() for name, _ in self.headers} - {"link"})
 
     async def on_request(self, ctx: RequestContext) -> Response | None:
-        ctx.audit["deprecated"] = True
+        now = self.clock()
+        deprecated = self.deprecated_at is not None and now >= self.deprecated_at
+        retired = self.sunset_at is not None and now >= self.sunset_at
+        if deprecated or retired:
+            ctx.audit["deprecated"] = True  # counted by `bastion versions`
         ctx.response_headers.extend(self.headers)
-        if self.sunset_at is not None and self.clock() >= self.sunset_at:
+        if retired:
             detail = "This API version has been retired."
             extensions = {}
             if self.successor:
@@ -40,3 +49,7 @@ class VersionPolicy(Policy):
                 extensions["successor"] = self.successor
             raise Gone(detail, reason="version.sunset", extensions=extensions)
         return None
+
+    async def on_response(self, ctx: RequestContext, response: UpstreamResponse) -> None:
+        for name in self._replaced:
+            response.remove_header(name)
