@@ -66,6 +66,41 @@ def test_recursive_schema_in_another_file_is_projected_at_every_level() -> None:
     assert out.removed == ("/x", "/children/0/children/0/y")
 
 
+@pytest.mark.parametrize("layout", ["no components", "components first"])
+def test_schemas_of_other_files_that_refer_back_are_hoisted_whatever_the_roots_layout(
+    tmp_path: Path, layout: str
+) -> None:
+    """a.yaml and b.yaml refer to each other; the root's `components` may be absent or
+    come before `paths` (JSON written with sorted keys): the cycle still loads and works."""
+    (tmp_path / "a.yaml").write_text(
+        "Node:\n  type: object\n  properties:\n    child: {$ref: 'b.yaml#/Leaf'}\n"
+    )
+    (tmp_path / "b.yaml").write_text(
+        "Leaf:\n  type: object\n  properties:\n    parent: {$ref: 'a.yaml#/Node'}\n"
+    )
+    root: dict[str, object] = {"openapi": "3.0.3", "info": {"title": "t", "version": "1"}}
+    if layout == "components first":
+        root["components"] = {"schemas": {"Other": {"type": "string"}}}
+    root["paths"] = {
+        "/a": {
+            "get": {
+                "responses": {
+                    "200": {
+                        "description": "ok",
+                        "content": {"application/json": {"schema": {"$ref": "a.yaml#/Node"}}},
+                    }
+                }
+            }
+        }
+    }
+    (tmp_path / "root.json").write_text(json.dumps(root))
+    spec = load_spec(tmp_path / "root.json")
+    op = compile_operation(spec, spec.operations[0], ContractLimits())
+    body = {"child": {"parent": {"child": {"x": 1}, "y": 2}, "z": 3}}
+    out = op.filter_response(200, "application/json", json.dumps(body).encode())
+    assert json.loads(out.body) == {"child": {"parent": {"child": {}}}}
+
+
 def test_openapi_31_json_is_loaded_and_enforced() -> None:
     spec = load_spec(PETS)
     assert spec.version == "3.1"

@@ -193,10 +193,22 @@ class Bundle:
         self._stack: list[tuple[Path, str]] = []
         self._hoisted: dict[tuple[Path, str], str] = {}
         self._done: dict[tuple[Path, str], Any] = {}
-        self.document = self._doc(self.root_path)
-        if not isinstance(self.document, dict):
+        #: Schemas of other files that refer back to themselves, by the name they get.
+        self._hoisted_schemas: dict[str, Any] = {}
+        root = self._doc(self.root_path)
+        if not isinstance(root, dict):
             raise ConfigError("an OpenAPI document must be a mapping", location=str(root_path))
-        self.document = self._walk(self.document, self.root_path, "")
+        self.document: dict[str, Any] = self._walk(root, self.root_path, "")
+        if self._hoisted_schemas:
+            # Added once the walk is over: whether the root lists `components` before or
+            # after `paths`, or not at all, the hoisted schemas are there.
+            components = self.document.setdefault("components", {})
+            schemas = components.setdefault("schemas", {}) if isinstance(components, dict) else None
+            if not isinstance(schemas, dict):
+                raise ConfigError(
+                    "components/schemas must be a mapping", location=f"{root_path}: /components"
+                )
+            schemas.update(self._hoisted_schemas)
         self.files: tuple[Path, ...] = tuple(self._docs)
 
     def _doc(self, path: Path) -> Any:
@@ -239,8 +251,7 @@ class Bundle:
             content = self._walk(target, target_file, fragment)
             self._stack.pop()
             if key in self._hoisted:
-                schemas = self.document.setdefault("components", {}).setdefault("schemas", {})
-                schemas[self._hoisted[key]] = content
+                self._hoisted_schemas[self._hoisted[key]] = content
                 self.origins[id(content)] = key
                 content = {"$ref": f"#/components/schemas/{self._hoisted[key]}"}
             self._done[key] = content
