@@ -218,6 +218,48 @@ def test_missing_ref_target_and_remote_ref_are_refused(tmp_path: Path) -> None:
         load_spec(write_spec(tmp_path, missing, "b.yaml"))
 
 
+_OK_A = {
+    "description": "ok",
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/A"}}},
+}
+
+
+@pytest.mark.parametrize(
+    ("components", "paths", "expected"),
+    [
+        # a misspelt local reference: a traceback printing the whole spec before
+        (
+            {},
+            {"/a": {"get": {"responses": {"200": {"$ref": "#/components/responses/Nope"}}}}},
+            "#/components/responses/Nope does not exist",
+        ),
+        # schemas that only refer to each other: RecursionError before
+        (
+            {
+                "schemas": {
+                    "A": {"$ref": "#/components/schemas/B"},
+                    "B": {"$ref": "#/components/schemas/A"},
+                }
+            },
+            {"/a": {"get": {"responses": {"200": _OK_A}}}},
+            "$ref cycle",
+        ),
+        # path items that refer to each other
+        ({}, {"/a": {"$ref": "#/paths/~1b"}, "/b": {"$ref": "#/paths/~1a"}}, "$ref cycle"),
+    ],
+)
+def test_broken_local_refs_are_config_errors_naming_where(
+    tmp_path: Path, components: dict[str, object], paths: dict[str, object], expected: str
+) -> None:
+    document = minimal(paths)
+    if components:
+        document["components"] = components
+    with pytest.raises(ConfigError) as info:
+        load_spec(write_spec(tmp_path, document))
+    assert expected in str(info.value)
+    assert "/$ref" in str(info.value.location)
+
+
 def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\npaths: {}\n")

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import jsonschema  # type: ignore[import-untyped]  # load time only: errors keep context
 import jsonschema_rs
+import referencing.exceptions
 from jsonschema_path import SchemaPath
 from openapi_spec_validator.schemas import schema_v30, schema_v31
 from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
@@ -142,15 +143,67 @@ def _precise(bundle: Bundle, version: str) -> None:
 
 def _validate(bundle: Bundle, version: str) -> None:
     _precise(bundle, version)
+    _local_refs(bundle)
     cls = OpenAPIV31SpecValidator if version == "3.1" else OpenAPIV30SpecValidator
     schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
     validator = cls(schema_path)
-    for error in validator.iter_errors():
-        path = list(getattr(error, "absolute_path", ()) or ())
-        message = getattr(error, "message", str(error))
+    try:
+        for error in validator.iter_errors():
+            path = list(getattr(error, "absolute_path", ()) or ())
+            message = getattr(error, "message", str(error))
+            raise ConfigError(
+                f"invalid OpenAPI {version} document: {message}", location=bundle.locate(path)
+            )
+    except ConfigError:
+        raise
+    except (RecursionError, referencing.exceptions.Unresolvable) as exc:
+        # What the refs check above cannot see (a `$ref` under a schema's `$id`): still an
+        # error that names the file, never a traceback printing the whole document.
+        reason = "nested or referenced too deeply" if isinstance(exc, RecursionError) else exc
         raise ConfigError(
-            f"invalid OpenAPI {version} document: {message}", location=bundle.locate(path)
-        )
+            f"invalid OpenAPI {version} document: {reason}", location=str(bundle.root_path)
+        ) from None
+
+
+def _local_refs(bundle: Bundle) -> None:
+    """Every local ``$ref`` points at something, and no chain of bare ``$ref`` values loops
+    (``A: {$ref: B}``, ``B: {$ref: A}``; path items referring to each other); the error
+    names the ``$ref`` written. A schema that contains a reference to itself is fine."""
+    document = bundle.document
+    stack: list[tuple[Any, list[str | int], bool]] = [(document, [], False)]
+    while stack:
+        node, path, scoped = stack.pop()
+        if isinstance(node, list):
+            stack.extend((item, [*path, i], scoped) for i, item in enumerate(node))
+            continue
+        if not isinstance(node, dict):
+            continue
+        scoped = scoped or "$id" in node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#"):
+            location = bundle.locate([*path, "$ref"])
+            seen = [ref]
+            try:
+                target = resolve_pointer(document, ref[1:], location=location)
+                while isinstance(target, dict) and isinstance(target.get("$ref"), str):
+                    following = target["$ref"]
+                    if not following.startswith("#"):
+                        break
+                    if following in seen:
+                        raise ConfigError(
+                            f"$ref cycle: {' -> '.join([*seen, following])}", location=location
+                        )
+                    seen.append(following)
+                    target = resolve_pointer(document, following[1:], location=location)
+            except ConfigError as exc:
+                if scoped:  # what a schema author under `$id` may have meant
+                    raise ConfigError(
+                        f"{str(exc).removeprefix(f'{location}: ')} (Bastion reads every '#'"
+                        " reference from the root of the document; '$id' does not change that)",
+                        location=location,
+                    ) from None
+                raise
+        stack.extend((value, [*path, key], scoped) for key, value in node.items() if key != "$ref")
 
 
 def load_spec(path: str | Path, *, overlay: str | Path | None = None) -> ApiSpec:
