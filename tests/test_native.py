@@ -132,3 +132,27 @@ def test_a_rebuild_does_not_rewrite_a_loaded_extension_in_place(tmp_path: Path) 
         assert loaded.read() == b"old build" * 100
     assert target.read_bytes() == b"new build"
     assert [p.name for p in tmp_path.iterdir()] == [target.name]  # no scratch file left
+
+
+def test_no_compiled_function_reuses_an_except_name_for_another_type() -> None:
+    """mypyc types ``except A as exc`` and a later ``except B as exc`` in one function by
+    the first: raising B there is a TypeError, a 500 where Python answered 400 (a form body
+    with a repeated field did this)."""
+    import ast
+
+    reused = []
+    for module in native.MODULES:
+        tree = ast.parse(native._source(native.SOURCE_ROOT, module).read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            types: dict[str, set[str]] = {}
+            for node in ast.walk(function):
+                if isinstance(node, ast.ExceptHandler) and node.name and node.type is not None:
+                    types.setdefault(node.name, set()).add(ast.unparse(node.type))
+            reused += [
+                f"{module}.{function.name}: {name} {sorted(kinds)}"
+                for name, kinds in types.items()
+                if len(kinds) > 1
+            ]
+    assert reused == []

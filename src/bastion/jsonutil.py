@@ -258,8 +258,8 @@ def loads_strict(data: bytes | str, *, max_depth: int = 64, exact_numbers: bool 
             return value
         try:
             text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise JSONError("body is not valid UTF-8") from exc
+        except UnicodeDecodeError as not_utf8:
+            raise JSONError("body is not valid UTF-8") from not_utf8
     else:
         text = data
     try:

@@ -106,14 +106,14 @@ class BodyRule:
         if media is not None and is_json(media):
             try:
                 value = parse_json(body, max_depth)
-            except JSONError as exc:
-                errors.append({"pointer": "/body", "detail": str(exc)})
+            except JSONError as bad_json:
+                errors.append({"pointer": "/body", "detail": str(bad_json)})
                 return None
         elif media == _FORM and self.form is not None:
             try:
                 value = self.form.decode(body)
-            except StyleError as exc:
-                errors.append({"pointer": "/body", "detail": str(exc)})
+            except StyleError as bad_form:  # compiled, one name holds one exception type
+                errors.append({"pointer": "/body", "detail": str(bad_form)})
                 return None
         elif self.structured and self.media in _ANY_DOCUMENT:
             # A document schema declared for any media type (*/*): text/plain carrying
