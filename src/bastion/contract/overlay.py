@@ -125,7 +125,11 @@ def _match(step: _Step, parent: Any, key: Any, value: Any) -> bool:
     if step.kind == "name":
         return isinstance(parent, dict) and key == step.value
     if step.kind == "index":
-        return isinstance(parent, list) and key == step.value % max(len(parent), 1)
+        # RFC 9535 §2.3.3.2: a negative index counts from the end; one out of range selects
+        # nothing (it used to wrap around: [5] of two parameters changed the second).
+        if not isinstance(parent, list) or not -len(parent) <= step.value < len(parent):
+            return False
+        return bool(key == step.value % len(parent))
     field, op, literal = step.value
     if not isinstance(value, dict) or field not in value:
         # RFC 9535 §2.3.5.2.2: an absent member is unequal to every value.
@@ -146,9 +150,16 @@ def select(document: Any, path: str) -> list[tuple[Any, Any, Any]]:
     current: list[tuple[Any, Any, Any]] = [(None, None, document)]
     for step in _parse(path):
         found: list[tuple[Any, Any, Any]] = []
+        seen: set[tuple[int, Any]] = set()
         for _, _, node in current:
             candidates = _descendants(node) if step.descend else _children(node)
-            found.extend(c for c in candidates if _match(step, *c))
+            for candidate in candidates:
+                # `..` from nested selections reaches a node more than once: each is
+                # selected once (an update appended twice, a remove deleted a neighbour).
+                place = (id(candidate[0]), candidate[1])
+                if place not in seen and _match(step, *candidate):
+                    seen.add(place)
+                    found.append(candidate)
         current = found
     return current
 
