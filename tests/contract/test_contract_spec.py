@@ -372,6 +372,22 @@ def test_overlay_target_that_selects_nothing_is_an_error(tmp_path: Path) -> None
     assert info.value.location == f"{overlay}: /actions/0"
 
 
+@pytest.mark.parametrize("ref", ["http://127.0.0.1:9/x.json", "other.yaml#/X", "/etc/hostname"])
+def test_an_overlay_cannot_add_a_reference_to_outside_the_document(
+    tmp_path: Path, ref: str
+) -> None:
+    """It was fetched by the validator at startup (a request to any address)."""
+    spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK}}}))
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        "overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n"
+        f"  - target: $.paths['/a'].get.responses\n    update: {{'201': {{$ref: '{ref}'}}}}\n"
+    )
+    with pytest.raises(ConfigError, match="not inside the document") as info:
+        load_spec(spec_path, overlay=overlay)
+    assert "/paths/~1a/get/responses/201/$ref" in str(info.value.location)
+
+
 def test_overlay_can_add_a_required_query_parameter(tmp_path: Path) -> None:
     spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK, "parameters": []}}}))
     overlay = tmp_path / "o.json"

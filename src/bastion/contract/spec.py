@@ -142,8 +142,8 @@ def _precise(bundle: Bundle, version: str) -> None:
 
 
 def _validate(bundle: Bundle, version: str) -> None:
+    _local_refs(bundle)  # first: the validators below would fetch a remote reference
     _precise(bundle, version)
-    _local_refs(bundle)
     cls = OpenAPIV31SpecValidator if version == "3.1" else OpenAPIV30SpecValidator
     schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
     validator = cls(schema_path)
@@ -180,7 +180,15 @@ def _local_refs(bundle: Bundle) -> None:
             continue
         scoped = scoped or "$id" in node
         ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#"):
+        if isinstance(ref, str) and not ref.startswith("#"):
+            # Bundling inlined every file: what is left came from an overlay, and the
+            # contract is never fetched (nor read from outside the spec's files).
+            raise ConfigError(
+                f"$ref {ref!r} is not inside the document (an overlay may only add local"
+                " references)",
+                location=bundle.locate([*path, "$ref"]),
+            )
+        if isinstance(ref, str):
             location = bundle.locate([*path, "$ref"])
             seen = [ref]
             try:
