@@ -281,6 +281,45 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     assert len(load_spec(few).operations) == 1
 
 
+def test_yaml_keys_are_duplicates_by_what_the_document_holds(tmp_path: Path) -> None:
+    """`200:` and `'200':` are one key once read (the later one silently won: a strict
+    schema lost); a merge key's local override is YAML's own rule, not a duplicate."""
+    spec = tmp_path / "dup.yaml"
+    spec.write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n"
+        "      responses:\n        200: {description: strict}\n"
+        "        '200': {description: loose}\n"
+    )
+    with pytest.raises(ConfigError, match="duplicate key '200' at line 8"):
+        load_spec(spec)
+    merged = tmp_path / "merged.yaml"
+    merged.write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\n"
+        "x-base: &base {type: string, maxLength: 10}\n"
+        "paths:\n  /a:\n    get:\n      parameters:\n"
+        "        - {name: q, in: query, schema: {<<: *base, maxLength: 5}}\n"
+        "      responses: {'200': {description: ok}}\n"
+    )
+    loaded = load_spec(merged)
+    assert loaded.raw["paths"]["/a"]["get"]["parameters"][0]["schema"] == {
+        "type": "string",
+        "maxLength": 5,
+    }
+
+
+def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    spec = tmp_path / "deep.yaml"
+    spec.write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\nx-deep: "
+        + "[" * 5000
+        + "]" * 5000
+        + "\n"
+    )
+    with pytest.raises(ConfigError, match="nested too deeply") as info:
+        load_spec(spec)
+    assert info.value.location == str(spec)
+
+
 def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\npaths: {}\n")

@@ -66,19 +66,38 @@ def resolve_pointer(document: Any, pointer: str, *, location: str) -> Any:
     return node
 
 
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class _StrictLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys and keeps timestamps as strings."""
 
 
+def _key_text(key: Any) -> str:
+    """A key as the document will hold it (:func:`_plain`): ``200`` and ``"200"`` are one."""
+    return str(key).lower() if isinstance(key, bool) else str(key)
+
+
 def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
+    own_count = sum(1 for key_node, _ in node.value if key_node.tag != _MERGE_TAG)
+    loader.flatten_mapping(node)  # the merged (`<<: *base`) pairs first, then its own
+    cut = len(node.value) - own_count
+    merged, own = node.value[:cut], node.value[cut:]
     result: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
+    spelt: set[str] = set()
+    for key_node, value_node in own:
         key = loader.construct_object(key_node, deep=True)
-        if key in result:
+        if _key_text(key) in spelt:
+            # Two spellings of one key (200 and "200") would collapse, the last winning.
             mark = key_node.start_mark
             raise ConfigError(f"duplicate key {key!r} at line {mark.line + 1}")
+        spelt.add(_key_text(key))
         result[key] = loader.construct_object(value_node, deep=True)
+    for key_node, value_node in merged:  # YAML merge: the mapping's own keys win
+        key = loader.construct_object(key_node, deep=True)
+        if _key_text(key) not in spelt:
+            spelt.add(_key_text(key))
+            result[key] = loader.construct_object(value_node, deep=True)
     return result
 
 
@@ -202,6 +221,9 @@ def _read(path: Path) -> tuple[Any, dict[str, int]]:
         raise ConfigError(str(exc), location=str(path)) from exc
     except yaml.YAMLError as exc:
         raise ConfigError(f"invalid YAML: {exc}", location=str(path)) from exc
+    except RecursionError:
+        # The YAML reader and the walks recurse per level (JSON is capped at 512 above).
+        raise ConfigError("nested too deeply", location=str(path)) from None
 
 
 def read_document(path: Path) -> Any:
