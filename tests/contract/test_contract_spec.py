@@ -429,7 +429,21 @@ def test_overlay_target_that_selects_nothing_is_an_error(tmp_path: Path) -> None
     )
     with pytest.raises(ConfigError, match="selects nothing") as info:
         load_spec(spec_path, overlay=overlay)
-    assert info.value.location == f"{overlay}: /actions/0"
+    assert info.value.location == f"{overlay}: /actions/0 (line 4)"
+
+
+def test_a_misspelt_action_key_is_named_with_its_line(tmp_path: Path) -> None:
+    """'updte' was reported as a missing 'update', with no line."""
+    spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK}}}))
+    overlay = tmp_path / "o.yaml"
+    overlay.write_text(
+        "overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n"
+        "  - target: $.paths['/a'].get\n    x-note: fine\n    update: {summary: ok}\n"
+        "  - target: $.paths['/a'].get\n    updte: {summary: x}\n"
+    )
+    with pytest.raises(ConfigError, match="unknown key 'updte' in an action") as info:
+        load_spec(spec_path, overlay=overlay)
+    assert info.value.location == f"{overlay}: /actions/1 (line 7)"
 
 
 @pytest.mark.parametrize("ref", ["http://127.0.0.1:9/x.json", "other.yaml#/X", "/etc/hostname"])

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,8 +172,19 @@ def _merge(target: dict[str, Any], update: dict[str, Any]) -> None:
             target[key] = json.loads(json.dumps(value))
 
 
-def apply_overlay(document: dict[str, Any], overlay: Any, *, location: str) -> None:
-    """Apply an Overlay 1.0 document to ``document`` in place; ConfigError on any problem."""
+#: What an Overlay 1.0 action may hold (``x-`` extensions aside).
+_ACTION_KEYS = frozenset({"target", "description", "update", "remove"})
+
+
+def apply_overlay(
+    document: dict[str, Any],
+    overlay: Any,
+    *,
+    location: str,
+    lines: Mapping[str, int] | None = None,
+) -> None:
+    """Apply an Overlay 1.0 document to ``document`` in place; ConfigError on any problem,
+    naming the action (and its line, from ``lines``: pointer -> line of the overlay)."""
     if not isinstance(overlay, dict) or not str(overlay.get("overlay", "")).startswith("1."):
         raise ConfigError(
             "not an Overlay 1.x document (missing 'overlay: 1.0.0')", location=location
@@ -183,6 +194,19 @@ def apply_overlay(document: dict[str, Any], overlay: Any, *, location: str) -> N
         raise ConfigError("overlay needs a non-empty 'actions' list", location=location)
     for index, action in enumerate(actions):
         where = f"{location}: /actions/{index}"
+        line = (lines or {}).get(f"/actions/{index}")
+        if line is not None:
+            where += f" (line {line})"
+        if isinstance(action, dict):
+            unknown = sorted(
+                str(k) for k in action if k not in _ACTION_KEYS and not str(k).startswith("x-")
+            )
+            if unknown:  # a misspelt 'update' would otherwise read as a missing one
+                raise ConfigError(
+                    f"unknown key {unknown[0]!r} in an action (it takes target, description,"
+                    " update, remove)",
+                    location=where,
+                )
         if not isinstance(action, dict) or not isinstance(action.get("target"), str):
             raise ConfigError("an action needs a string 'target'", location=where)
         try:

@@ -23,7 +23,12 @@ from jsonschema_path import SchemaPath
 from openapi_spec_validator.schemas import schema_v30, schema_v31
 from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
 
-from bastion.contract.documents import Bundle, escape_pointer, read_document, resolve_pointer
+from bastion.contract.documents import (
+    Bundle,
+    escape_pointer,
+    read_document_with_lines,
+    resolve_pointer,
+)
 from bastion.contract.overlay import apply_overlay
 from bastion.errors import ConfigError
 
@@ -220,7 +225,8 @@ def load_spec(path: str | Path, *, overlay: str | Path | None = None) -> ApiSpec
     bundle = Bundle(root)
     document = bundle.document
     if overlay is not None:
-        apply_overlay(document, read_document(Path(overlay)), location=str(overlay))
+        overlay_document, overlay_lines = read_document_with_lines(Path(overlay))
+        apply_overlay(document, overlay_document, location=str(overlay), lines=overlay_lines)
     declared = str(document.get("openapi", ""))
     if declared.startswith("3.0."):
         version: Literal["3.0", "3.1"] = "3.0"
