@@ -320,6 +320,33 @@ def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
     assert info.value.location == str(spec)
 
 
+def test_operation_mistakes_name_the_operation_and_line(tmp_path: Path) -> None:
+    """The validator reported these at '/ (line 1)'."""
+    undeclared = tmp_path / "undeclared.yaml"
+    undeclared.write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n"
+        "  /a/{id}:\n    get:\n      responses: {'200': {description: ok}}\n"
+    )
+    with pytest.raises(ConfigError, match=r"path parameter 'id' of /a/\{id\} is not declared"):
+        load_spec(undeclared)
+    twice = tmp_path / "twice.yaml"
+    twice.write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /b:\n"
+        "    get: {operationId: x, responses: {'200': {description: ok}}}\n"
+        "    post: {operationId: x, responses: {'200': {description: ok}}}\n"
+    )
+    with pytest.raises(ConfigError, match="operationId 'x' is also the one of GET /b") as info:
+        load_spec(twice)
+    assert info.value.location == f"{twice.resolve()}: /paths/~1b/post/operationId (line 6)"
+    declared_on_the_item = tmp_path / "item.yaml"  # a path item's parameters count
+    declared_on_the_item.write_text(
+        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a/{id}:\n"
+        "    parameters: [{name: id, in: path, required: true, schema: {type: string}}]\n"
+        "    get: {responses: {'200': {description: ok}}}\n"
+    )
+    assert len(load_spec(declared_on_the_item).operations) == 1
+
+
 def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\npaths: {}\n")

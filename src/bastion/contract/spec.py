@@ -10,6 +10,7 @@ and the JSON pointer of the problem.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -149,6 +150,7 @@ def _precise(bundle: Bundle, version: str) -> None:
 def _validate(bundle: Bundle, version: str) -> None:
     _local_refs(bundle)  # first: the validators below would fetch a remote reference
     _precise(bundle, version)
+    _operations(bundle)
     cls = OpenAPIV31SpecValidator if version == "3.1" else OpenAPIV30SpecValidator
     schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
     validator = cls(schema_path)
@@ -168,6 +170,56 @@ def _validate(bundle: Bundle, version: str) -> None:
         raise ConfigError(
             f"invalid OpenAPI {version} document: {reason}", location=str(bundle.root_path)
         ) from None
+
+
+_TEMPLATE_PARAMETER = re.compile(r"\{([^{}]+)\}")
+
+
+def _operations(bundle: Bundle) -> None:
+    """The two mistakes openapi-spec-validator reports without a place (``/``, line 1),
+    checked first with the operation's: a path template parameter no parameter declares,
+    and an ``operationId`` used twice."""
+    document = bundle.document
+    paths = document.get("paths")
+    if not isinstance(paths, dict):
+        return
+    seen: dict[str, str] = {}
+    for template, raw_item in paths.items():
+        item = resolve_ref(document, raw_item)
+        if not isinstance(item, dict):
+            continue
+        shared = _path_parameters(document, item.get("parameters"))
+        for method in METHODS:
+            operation = item.get(method)
+            if not isinstance(operation, dict):
+                continue
+            where: list[str | int] = ["paths", str(template), method]
+            declared = shared | _path_parameters(document, operation.get("parameters"))
+            for name in _TEMPLATE_PARAMETER.findall(str(template)):
+                if name not in declared:
+                    raise ConfigError(
+                        f"path parameter {name!r} of {template} is not declared for"
+                        f" {method.upper()} (parameters: - {{name: {name}, in: path,"
+                        " required: true})",
+                        location=bundle.locate(where),
+                    )
+            operation_id = operation.get("operationId")
+            if isinstance(operation_id, str):
+                first = seen.setdefault(operation_id, f"{method.upper()} {template}")
+                if first != f"{method.upper()} {template}":
+                    raise ConfigError(
+                        f"operationId {operation_id!r} is also the one of {first}",
+                        location=bundle.locate([*where, "operationId"]),
+                    )
+
+
+def _path_parameters(document: Mapping[str, Any], parameters: Any) -> set[str]:
+    names: set[str] = set()
+    for raw in parameters if isinstance(parameters, list) else ():
+        parameter = resolve_ref(document, raw)
+        if isinstance(parameter, dict) and parameter.get("in") == "path":
+            names.add(str(parameter.get("name")))
+    return names
 
 
 def _local_refs(bundle: Bundle) -> None:
