@@ -111,9 +111,7 @@ _StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestam
 
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {
-            str(k).lower() if isinstance(k, bool) else str(k): _plain(v) for k, v in value.items()
-        }
+        return {_key_text(k): _plain(v) for k, v in value.items()}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     if isinstance(value, _dt.date | _dt.datetime):

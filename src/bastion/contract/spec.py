@@ -78,17 +78,21 @@ class ApiSpec:
         raise KeyError(f"{method.upper()} {path}")
 
 
-def resolve_ref(document: Mapping[str, Any], node: Any) -> Any:
-    """Follow local ``$ref``\\ s (bundled documents only hold local ones)."""
-    seen = 0
+def resolve_ref(document: Mapping[str, Any], node: Any, *, location: str | None = None) -> Any:
+    """Follow local ``$ref`` values (bundled documents only hold local ones); a chain that
+    comes back to a reference it passed is a ``$ref cycle`` (errors name ``location``,
+    else the reference)."""
+    seen: list[str] = []
     while isinstance(node, Mapping) and isinstance(node.get("$ref"), str):
         ref = node["$ref"]
         if not ref.startswith("#"):
-            raise ConfigError(f"unresolved $ref {ref!r}")
-        node = resolve_pointer(document, ref[1:], location=ref)
-        seen += 1
-        if seen > 64:
-            raise ConfigError(f"$ref chain too long at {ref!r}")
+            raise ConfigError(f"unresolved $ref {ref!r}", location=location)
+        if ref in seen:
+            raise ConfigError(f"$ref cycle: {' -> '.join([*seen, ref])}", location=location or ref)
+        seen.append(ref)
+        if len(seen) > 64:
+            raise ConfigError(f"$ref chain too long at {ref!r}", location=location)
+        node = resolve_pointer(document, ref[1:], location=location or ref)
     return node
 
 
@@ -247,19 +251,8 @@ def _local_refs(bundle: Bundle) -> None:
             )
         if isinstance(ref, str):
             location = bundle.locate([*path, "$ref"])
-            seen = [ref]
             try:
-                target = resolve_pointer(document, ref[1:], location=location)
-                while isinstance(target, dict) and isinstance(target.get("$ref"), str):
-                    following = target["$ref"]
-                    if not following.startswith("#"):
-                        break
-                    if following in seen:
-                        raise ConfigError(
-                            f"$ref cycle: {' -> '.join([*seen, following])}", location=location
-                        )
-                    seen.append(following)
-                    target = resolve_pointer(document, following[1:], location=location)
+                resolve_ref(document, node, location=location)
             except ConfigError as exc:
                 if scoped:  # what a schema author under `$id` may have meant
                     raise ConfigError(
