@@ -14,6 +14,13 @@ from tests.contract.contract_helpers import JSON, PETS, SHOP, contract, minimal,
 OK = {"200": {"description": "ok"}}
 
 
+def _yaml_spec(tmp_path: Path, name: str, rest: str) -> Path:
+    """A YAML spec file: the openapi and info lines, then ``rest``."""
+    path = tmp_path / name
+    path.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\n" + rest)
+    return path
+
+
 def test_openapi_30_yaml_with_multi_file_refs_is_loaded() -> None:
     spec = load_spec(SHOP)
     assert spec.version == "3.0"
@@ -265,18 +272,16 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
     levels = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
     for level in range(1, 8):
         levels.append(f"a{level}: &a{level} [" + ", ".join([f"*a{level - 1}"] * 10) + "]")
-    bomb = tmp_path / "bomb.yaml"
-    bomb.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\nx-bomb:\n"
-        + "".join(f"  {line}\n" for line in levels)
+    bomb = _yaml_spec(
+        tmp_path, "bomb.yaml", "paths: {}\nx-bomb:\n" + "".join(f"  {line}\n" for line in levels)
     )
     with pytest.raises(ConfigError, match="too large"):
         load_spec(bomb)
-    few = tmp_path / "few.yaml"  # aliases as such are fine
-    few.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\n"
-        "x-common: &ok {description: ok}\n"
-        "paths:\n  /a:\n    get:\n      responses: {'200': *ok}\n"
+    # aliases as such are fine
+    few = _yaml_spec(
+        tmp_path,
+        "few.yaml",
+        "x-common: &ok {description: ok}\npaths:\n  /a:\n    get:\n      responses: {'200': *ok}\n",
     )
     assert len(load_spec(few).operations) == 1
 
@@ -284,21 +289,23 @@ def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
 def test_yaml_keys_are_duplicates_by_what_the_document_holds(tmp_path: Path) -> None:
     """`200:` and `'200':` are one key once read (the later one silently won: a strict
     schema lost); a merge key's local override is YAML's own rule, not a duplicate."""
-    spec = tmp_path / "dup.yaml"
-    spec.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    get:\n"
+    spec = _yaml_spec(
+        tmp_path,
+        "dup.yaml",
+        "paths:\n  /a:\n    get:\n"
         "      responses:\n        200: {description: strict}\n"
-        "        '200': {description: loose}\n"
+        "        '200': {description: loose}\n",
     )
     with pytest.raises(ConfigError, match="duplicate key '200' at line 8"):
         load_spec(spec)
-    merged = tmp_path / "merged.yaml"
-    merged.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\n"
+    merged = _yaml_spec(
+        tmp_path,
+        "merged.yaml",
+        ""
         "x-base: &base {type: string, maxLength: 10}\n"
         "paths:\n  /a:\n    get:\n      parameters:\n"
         "        - {name: q, in: query, schema: {<<: *base, maxLength: 5}}\n"
-        "      responses: {'200': {description: ok}}\n"
+        "      responses: {'200': {description: ok}}\n",
     )
     loaded = load_spec(merged)
     assert loaded.raw["paths"]["/a"]["get"]["parameters"][0]["schema"] == {
@@ -308,13 +315,7 @@ def test_yaml_keys_are_duplicates_by_what_the_document_holds(tmp_path: Path) -> 
 
 
 def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
-    spec = tmp_path / "deep.yaml"
-    spec.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\nx-deep: "
-        + "[" * 5000
-        + "]" * 5000
-        + "\n"
-    )
+    spec = _yaml_spec(tmp_path, "deep.yaml", "paths: {}\nx-deep: " + "[" * 5000 + "]" * 5000 + "\n")
     with pytest.raises(ConfigError, match="nested too deeply") as info:
         load_spec(spec)
     assert info.value.location == str(spec)
@@ -322,27 +323,30 @@ def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
 
 def test_operation_mistakes_name_the_operation_and_line(tmp_path: Path) -> None:
     """The validator reported these at '/ (line 1)'."""
-    undeclared = tmp_path / "undeclared.yaml"
-    undeclared.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n"
-        "  /a/{id}:\n    get:\n      responses: {'200': {description: ok}}\n"
+    undeclared = _yaml_spec(
+        tmp_path,
+        "undeclared.yaml",
+        "paths:\n  /a/{id}:\n    get:\n      responses: {'200': {description: ok}}\n",
     )
     with pytest.raises(ConfigError, match=r"path parameter 'id' of /a/\{id\} is not declared"):
         load_spec(undeclared)
-    twice = tmp_path / "twice.yaml"
-    twice.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /b:\n"
+    twice = _yaml_spec(
+        tmp_path,
+        "twice.yaml",
+        "paths:\n  /b:\n"
         "    get: {operationId: x, responses: {'200': {description: ok}}}\n"
-        "    post: {operationId: x, responses: {'200': {description: ok}}}\n"
+        "    post: {operationId: x, responses: {'200': {description: ok}}}\n",
     )
     with pytest.raises(ConfigError, match="operationId 'x' is also the one of GET /b") as info:
         load_spec(twice)
     assert info.value.location == f"{twice.resolve()}: /paths/~1b/post/operationId (line 6)"
-    declared_on_the_item = tmp_path / "item.yaml"  # a path item's parameters count
-    declared_on_the_item.write_text(
-        "openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a/{id}:\n"
+    # a path item's parameters count
+    declared_on_the_item = _yaml_spec(
+        tmp_path,
+        "item.yaml",
+        "paths:\n  /a/{id}:\n"
         "    parameters: [{name: id, in: path, required: true, schema: {type: string}}]\n"
-        "    get: {responses: {'200': {description: ok}}}\n"
+        "    get: {responses: {'200': {description: ok}}}\n",
     )
     assert len(load_spec(declared_on_the_item).operations) == 1
 
