@@ -39,14 +39,15 @@ class ContractPolicy(Policy):
         return None
 
     def _validate(self, ctx: RequestContext) -> None:
-        validated = self.contract.validate_request(
+        # The parsed body is not kept: every policy that reads request fields runs before
+        # this one (gateway/assembly.py), and a document of every request in flight kept
+        # until its answer cost about 5 µs a request in cache misses and late frees.
+        self.contract.validate_request(
             path_params=ctx.path_params,
             query_string=ctx.query_string,
             headers=ctx.headers,
             body=ctx.body,
         )
-        if validated.body is not None and validated.media_type and "json" in validated.media_type:
-            ctx.json_body, ctx.json_parsed = validated.body, True
 
     def wants_response_body(self, ctx: RequestContext, response: UpstreamResponse) -> bool:
         return "json" in (response.header("content-type") or "").lower()
