@@ -351,6 +351,70 @@ def test_operation_mistakes_name_the_operation_and_line(tmp_path: Path) -> None:
     assert len(load_spec(declared_on_the_item).operations) == 1
 
 
+_BAD_DEFAULTS = """paths:
+  /a:
+    get:
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema:
+                type: object
+                properties:
+                  n: {type: integer, default: seven}
+  /b:
+    get:
+      responses:
+        '200':
+          description: ok
+          content:
+            application/json:
+              schema: {$ref: '#/components/schemas/Box'}
+components:
+  schemas:
+    Box:
+      type: object
+      properties:
+        box:
+          type: object
+          properties: {a: {type: integer}}
+          default: {a: x}
+"""
+
+
+@pytest.mark.parametrize("version", ["3.0.3", "3.1.0"])
+def test_a_default_of_the_wrong_type_is_named_where_it_is(tmp_path: Path, version: str) -> None:
+    """openapi-spec-validator reports it relative to the default: it was '/ (line 1)'."""
+    inline = tmp_path / "inline.yaml"
+    inline.write_text(f"openapi: {version}\ninfo: {{title: t, version: '1'}}\n" + _BAD_DEFAULTS)
+    with pytest.raises(ConfigError, match="'seven' is not of type 'integer'") as info:
+        load_spec(inline)
+    where = "/paths/~1a/get/responses/200/content/application~1json/schema/properties/n/default"
+    assert info.value.location == f"{inline.resolve()}: {where} (line 14)"
+    # Through a $ref: the referenced schema's place, and a path inside the default value.
+    referenced = tmp_path / "referenced.yaml"
+    referenced.write_text(inline.read_text().replace("default: seven", "default: 7"))
+    with pytest.raises(ConfigError, match="'x' is not of type 'integer'") as info:
+        load_spec(referenced)
+    where = "/components/schemas/Box/properties/box/default/a"
+    assert info.value.location == f"{referenced.resolve()}: {where} (line 31)"
+
+
+def test_a_default_of_the_wrong_type_in_another_file_names_that_file(tmp_path: Path) -> None:
+    (tmp_path / "types.yaml").write_text("Count:\n  type: integer\n  default: many\n")
+    root = _yaml_spec(
+        tmp_path,
+        "root.yaml",
+        "paths:\n  /a:\n    get:\n      responses:\n        '200':\n"
+        "          description: ok\n          content:\n            application/json:\n"
+        "              schema: {$ref: 'types.yaml#/Count'}\n",
+    )
+    with pytest.raises(ConfigError, match="'many' is not of type 'integer'") as info:
+        load_spec(root)
+    assert info.value.location == f"{(tmp_path / 'types.yaml').resolve()}: /Count/default (line 3)"
+
+
 def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "dup.yaml"
     path.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths: {}\npaths: {}\n")

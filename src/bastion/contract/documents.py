@@ -229,6 +229,10 @@ def read_document(path: Path) -> Any:
     return read_document_with_lines(path)[0]
 
 
+#: Local ``$ref`` hops :meth:`Bundle.locate` follows from one node (a chain of refs).
+_MAX_REF_HOPS = 64
+
+
 class Bundle:
     """A root document with every other file it references inlined (see module docstring)."""
 
@@ -320,10 +324,28 @@ class Bundle:
         return content
 
     def locate(self, path: list[str | int]) -> str:
-        """Name ``file: /pointer`` for a path in the bundled document (origin-aware)."""
+        """Name ``file: /pointer`` for a path in the bundled document (origin-aware).
+
+        A path may pass through a local ``$ref`` (openapi-spec-validator reports what it
+        finds in a referenced schema under the referencing one): the place named is then
+        the referenced node's.
+        """
         file, base, rest = self.root_path, "", []
         node: Any = self.document
         for token in path:
+            for _ in range(_MAX_REF_HOPS):
+                ref = node.get("$ref") if isinstance(node, dict) else None
+                if not isinstance(ref, str) or not ref.startswith("#") or str(token) in node:
+                    break
+                try:
+                    node = resolve_pointer(self.document, ref[1:], location="")
+                except ConfigError:
+                    break
+                file, base = self.root_path, ""
+                rest = ref[1:].split("/")[1:]
+                origin = self.origins.get(id(node))
+                if origin is not None:
+                    file, base, rest = origin[0], origin[1], []
             if isinstance(node, dict) and str(token) in node:
                 node = node[str(token)]
             elif isinstance(node, list) and isinstance(token, int) and token < len(node):

@@ -11,6 +11,7 @@ and the JSON pointer of the problem.
 from __future__ import annotations
 
 import re
+from collections import deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,7 @@ import referencing.exceptions
 from jsonschema_path import SchemaPath
 from openapi_spec_validator.schemas import schema_v30, schema_v31
 from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+from openapi_spec_validator.validation.keywords import ValueValidator
 
 from bastion.contract.documents import (
     Bundle,
@@ -151,11 +153,52 @@ def _precise(bundle: Bundle, version: str) -> None:
         )
 
 
+#: Set on an error of openapi-spec-validator once its path is absolute (see :func:`_placed`).
+_PLACED = "bastion_placed"
+
+
+def _placed(cls: type[Any]) -> type[Any]:
+    """A keyword validator of openapi-spec-validator whose errors say where they are.
+
+    Its checks report a path relative to the node they were given (a schema whose
+    ``default`` has the wrong type was reported at ``/``, line 1) or none at all
+    ("Required list has not defined properties"). Each wrapped validator puts the path of
+    its own node in front of the errors that no validator it called has placed yet (and
+    ``default`` in front of a path inside a default value).
+    """
+    inside_default = issubclass(cls, ValueValidator)
+
+    class Placed(cls):  # type: ignore[misc]
+        def __call__(self, *args: Any, **kwargs: Any) -> Iterator[Any]:
+            node = next((a for a in args if isinstance(a, SchemaPath)), None)
+            for error in super().__call__(*args, **kwargs):
+                path = getattr(error, "path", None)
+                if node is not None and isinstance(path, deque) and not hasattr(error, _PLACED):
+                    path.extendleft(reversed([*node.parts, *(["default"] * inside_default)]))
+                    setattr(error, _PLACED, True)
+                yield error
+
+    Placed.__name__ = Placed.__qualname__ = f"Placed{cls.__name__}"
+    return Placed
+
+
+def _placing(cls: type[Any]) -> type[Any]:
+    """The spec validator ``cls`` with every keyword validator :func:`_placed`."""
+    validators = {name: _placed(kind) for name, kind in cls.keyword_validators.items()}
+    return type(f"Placing{cls.__name__}", (cls,), {"keyword_validators": validators})
+
+
+_SPEC_VALIDATORS = {
+    "3.0": _placing(OpenAPIV30SpecValidator),
+    "3.1": _placing(OpenAPIV31SpecValidator),
+}
+
+
 def _validate(bundle: Bundle, version: str) -> None:
     _local_refs(bundle)  # first: the validators below would fetch a remote reference
     _precise(bundle, version)
     _operations(bundle)
-    cls = OpenAPIV31SpecValidator if version == "3.1" else OpenAPIV30SpecValidator
+    cls = _SPEC_VALIDATORS["3.1" if version == "3.1" else "3.0"]
     schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
     validator = cls(schema_path)
     try:
