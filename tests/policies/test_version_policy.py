@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import calendar
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -16,6 +18,7 @@ from pydantic import ValidationError
 from bastion.config.models import GatewayConfig, VersionConfig
 from bastion.errors import Gone
 from bastion.gateway.assembly import _version_policy
+from bastion.gateway.server import create_gateway
 from bastion.policies.versioning import VersionPolicy
 from bastion.types import RequestContext, UpstreamResponse
 from tests.support.context import request_context
@@ -152,3 +155,34 @@ def test_the_upstreams_own_deprecation_and_sunset_give_way_to_the_gateways() -> 
         ("Content-Type", "application/json"),
         ("Link", '</docs>; rel="help"'),
     ]
+
+
+def _deprecated_spec_gateway(tmp_path: Path, version: str) -> list[str]:
+    spec = {
+        "openapi": "3.1.0",
+        "info": {"title": "t", "version": "1"},
+        "paths": {
+            "/old": {"get": {"deprecated": True, "responses": {"200": {"description": "ok"}}}},
+            "/new": {"get": {"responses": {"200": {"description": "ok"}}}},
+        },
+    }
+    (tmp_path / "spec.json").write_text(json.dumps(spec))
+    path = tmp_path / "bastion.yaml"
+    path.write_text(
+        "version: 1\nmode: development\n"
+        "upstreams: {up: {url: 'http://127.0.0.1:9'}}\n"
+        "apis:\n  - name: shop\n    upstream: up\n    openapi: spec.json\n"
+        "    allow: authenticated\n"
+        "    routes: [{path: /old, methods: [GET], public: true},"
+        " {path: /new, methods: [GET], public: true}]\n" + version
+    )
+    return create_gateway(path).runtime.warnings
+
+
+def test_a_deprecated_operation_without_a_date_is_a_startup_warning(tmp_path: Path) -> None:
+    notes = [w for w in _deprecated_spec_gateway(tmp_path, "") if "deprecated-without-date" in w]
+    assert len(notes) == 1  # /old only
+    assert notes[0].startswith(f"{tmp_path / 'spec.json'}#/paths/~1old/get: warning:")
+    assert "moves with every restart" in notes[0]
+    dated = "    version: {deprecated_at: '2026-01-01T00:00:00Z'}\n"
+    assert not [w for w in _deprecated_spec_gateway(tmp_path, dated) if "without-date" in w]

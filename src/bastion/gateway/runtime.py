@@ -203,8 +203,11 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
         audit.observers.append(monitor.observe)
     router: Router[RouteTarget] = Router()
     preflights: set[str] = set()
+    notes: list[str] = []
     for index, api in enumerate(config.apis):
-        _add_api(router, api, upstreams[api.upstream], loaded, index, preflights, services, tracing)
+        notes += _add_api(
+            router, api, upstreams[api.upstream], loaded, index, preflights, services, tracing
+        )
     return Runtime(
         loaded=loaded,
         router=router,
@@ -224,9 +227,12 @@ def build_runtime(loaded: LoadedConfig, *, enforce_lint: bool = True) -> Runtime
             BlocklistPolicy(services.store, services.clock),
         ),
         warnings=[
-            str(f)
-            for f in findings
-            if f.severity == "warning" or not enforce_lint or config.mode != "production"
+            *(
+                str(f)
+                for f in findings
+                if f.severity == "warning" or not enforce_lint or config.mode != "production"
+            ),
+            *notes,
         ],
         tracing=tracing,
     )
@@ -323,11 +329,23 @@ def _add_api(
     preflights: set[str],
     services: Services,
     tracing: Tracing | None = None,
-) -> None:
+) -> list[str]:
+    """Route ``api``'s operations; returns warnings about them (config_warning events)."""
     cors = CorsPolicy(api.cors) if api.cors else None
     api_runtime = ApiRuntime(api.name, upstream, cors)
     routes, spec = route_specs(loaded, api, index)
+    notes: list[str] = []
     for route in routes:
+        if route.deprecated and (api.version is None or api.version.deprecated_at is None):
+            where = route.location
+            if spec is not None and route.operation is not None:  # the spec's own line
+                where = f"{spec.source or api.openapi}#{route.operation.pointer}"
+            notes.append(
+                f"{where}: warning: deprecated-without-date: the operation is "
+                f"deprecated in the spec, but the API {api.name!r} has no "
+                "version.deprecated_at: its Deprecation header names the time the gateway "
+                "loaded the spec, a date that moves with every restart"
+            )
         policies = policies_for(route, api, spec, upstream, services)
         request, response, complete = chain_for(policies)
         if tracing is not None:  # wrapped after the split: each keeps its name and body needs
@@ -354,3 +372,4 @@ def _add_api(
                 router.add(route.template, ["OPTIONS"], replace(target, preflight_only=True))
         except ConfigError as exc:
             raise ConfigError(str(exc), location=route.location) from None
+    return notes
