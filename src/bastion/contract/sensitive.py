@@ -162,14 +162,15 @@ def values_may_hold_secrets(body: bytes) -> bool:
     A few searches of the raw bytes, so that a clean response needs no look at each of its
     strings. A reportable value starts right after its opening quote (``"eyJ``, a card
     number's 13–23 digits, spaces and dashes), contains ``AKIA``/``ASIA`` or contains
-    ``PRIVATE KEY-----``. Searches for one byte are the cheapest, so ``J`` and ``I`` are
-    looked for before the strings that hold them. JSON can spell letters and digits
+    ``PRIVATE KEY-----``. Searches for one byte are the cheapest, so ``Y``, ``J`` and ``I``
+    are looked for before the strings that hold them (the private key marker alone took
+    0.5 µs on the bench's 2 KB answer, its ``Y`` 0.17). JSON can spell letters and digits
     differently only with ``\\u`` escapes, so any ``\\u`` counts as a maybe. Keys match
     too: a maybe only costs the full scan.
     """
     if b"\\" in body and b"\\u" in body:
         return True
-    if b"PRIVATE KEY-----" in body:
+    if b"Y" in body and b"PRIVATE KEY-----" in body:
         return True
     if b"J" in body and b'"eyJ' in body:
         return True
