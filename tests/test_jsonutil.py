@@ -267,3 +267,16 @@ def test_nesting_is_capped_and_wide_documents_pass(as_bytes: bool) -> None:
         read(deep)
     assert len(read(wide)) == 5_000
     assert read(tricky) == ["[" * 100 + '"', [[]]]
+
+
+@pytest.mark.parametrize("depth", [254, 255, 256, 512])
+def test_documents_deeper_than_orjson_writes_are_read_up_to_the_cap(depth: int) -> None:
+    """orjson reads 1,024 levels but writes 255: the proof's writing raised TypeError (a
+    500 for a request body under a configured ``max_depth`` of 255 or more)."""
+    text = b"[" * depth + b"]" * depth
+    value = loads_strict(text, max_depth=512)
+    for _ in range(depth - 1):
+        value = value[0]
+    assert value == []
+    with pytest.raises(JSONError, match="nesting deeper than 511 levels"):
+        loads_strict(b"[" * 512 + b"]" * 512, max_depth=511)

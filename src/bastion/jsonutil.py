@@ -113,7 +113,10 @@ def _loads_proven(data: bytes) -> Any:
         value = orjson.loads(data)
     except orjson.JSONDecodeError:
         return _MISSING
-    written = orjson.dumps(value)
+    try:
+        written = orjson.dumps(value)
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes (255 levels)
+        return _MISSING
     if written == data or data.translate(None, _WHITESPACE) == written.translate(None, _WHITESPACE):
         return value
     if not no_key_dropped(data, written) or numbers_may_change(data):
