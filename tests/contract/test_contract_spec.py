@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -413,6 +414,37 @@ def test_a_default_of_the_wrong_type_in_another_file_names_that_file(tmp_path: P
     with pytest.raises(ConfigError, match="'many' is not of type 'integer'") as info:
         load_spec(root)
     assert info.value.location == f"{(tmp_path / 'types.yaml').resolve()}: /Count/default (line 3)"
+
+
+@pytest.mark.parametrize("template", ["/items/{id", "/items/id}", "/a/{{id}}", "/a/{}"])
+def test_a_path_template_with_unbalanced_braces_is_named(tmp_path: Path, template: str) -> None:
+    """openapi-spec-validator raised ValueError ("expected '}' before end of string")."""
+    spec = _yaml_spec(
+        tmp_path,
+        "braces.yaml",
+        f"paths:\n  '{template}':\n    get: {{responses: {{'200': {{description: ok}}}}}}\n",
+    )
+    with pytest.raises(ConfigError, match="unbalanced or nested brace") as info:
+        load_spec(spec)
+    assert info.value.location.endswith(" (line 4)")
+
+
+def test_a_schema_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    """The meta-schema pass raised RecursionError at about 160 levels."""
+    schema: dict[str, Any] = {"type": "integer"}
+    for _ in range(400):
+        schema = {"type": "array", "items": schema}
+    ok = {"description": "ok", "content": {"application/json": {"schema": schema}}}
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {"/a": {"get": {"responses": {"200": ok}}}},
+    }
+    path = tmp_path / "deep.json"
+    path.write_text(json.dumps(spec))
+    with pytest.raises(ConfigError, match="nested or referenced too deeply") as info:
+        load_spec(path)
+    assert info.value.location == str(path.resolve())
 
 
 def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:

@@ -145,12 +145,14 @@ def _bounded(root: yaml.Node) -> None:
             stack.extend(node.value)
 
 
-def _line_map(node: yaml.Node, pointer: str, lines: dict[str, int]) -> None:
-    lines[pointer] = node.start_mark.line + 1
+def _line_map(node: yaml.Node, pointer: str, lines: dict[str, int], line: int = 0) -> None:
+    """The line of every pointer: a mapping entry's is its key's (a block mapping written
+    under its key starts on the next line), an item's is where it starts."""
+    lines[pointer] = line or node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = escape_pointer(str(getattr(key_node, "value", "")))
-            _line_map(value_node, f"{pointer}/{key}", lines)
+            _line_map(value_node, f"{pointer}/{key}", lines, key_node.start_mark.line + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
             _line_map(item, f"{pointer}/{index}", lines)

@@ -196,12 +196,12 @@ _SPEC_VALIDATORS = {
 
 def _validate(bundle: Bundle, version: str) -> None:
     _local_refs(bundle)  # first: the validators below would fetch a remote reference
-    _precise(bundle, version)
     _operations(bundle)
     cls = _SPEC_VALIDATORS["3.1" if version == "3.1" else "3.0"]
     schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
     validator = cls(schema_path)
     try:
+        _precise(bundle, version)
         for error in validator.iter_errors():
             path = list(getattr(error, "absolute_path", ()) or ())
             message = getattr(error, "message", str(error))
@@ -220,6 +220,8 @@ def _validate(bundle: Bundle, version: str) -> None:
 
 
 _TEMPLATE_PARAMETER = re.compile(r"\{([^{}]+)\}")
+#: A path template whose braces pair up (openapi-spec-validator raised ValueError on others).
+_BALANCED_TEMPLATE = re.compile(r"(?:[^{}]|\{[^{}]+\})*")
 
 
 def _operations(bundle: Bundle) -> None:
@@ -232,6 +234,12 @@ def _operations(bundle: Bundle) -> None:
         return
     seen: dict[str, str] = {}
     for template, raw_item in paths.items():
+        if not _BALANCED_TEMPLATE.fullmatch(str(template)):
+            raise ConfigError(
+                f"path template {template!r} has an unbalanced or nested brace: each"
+                " parameter is written {name}",
+                location=bundle.locate(["paths", str(template)]),
+            )
         item = resolve_ref(document, raw_item)
         if not isinstance(item, dict):
             continue
