@@ -3,16 +3,27 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from bastion.contract import ContractLimits, compile_operation, load_spec
+from bastion.contract.documents import _json_lines, escape_pointer, unescape_pointer
 from bastion.errors import ConfigError, ValidationFailed
 from tests.contract.contract_helpers import JSON, PETS, SHOP, contract, minimal, write_spec
 
 OK = {"200": {"description": "ok"}}
+_JSON_DOCUMENTS = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
+    max_leaves=25,
+)
 
 
 def _yaml_spec(tmp_path: Path, name: str, rest: str) -> Path:
@@ -136,7 +147,7 @@ def test_openapi_31_json_is_loaded_and_enforced() -> None:
             "api.json",
             '{"openapi": "3.0.3", "info": {"title": "t", "version": "1"},'
             ' "paths": {"/a\\ud800b": {"get": {"responses": {"200": {"description": "ok"}}}}}}',
-            ": /paths/~1a?b",  # the pointer stays printable
+            ": /paths/~1a?b (line 1)",  # the pointer stays printable
         ),
         (
             "api.yaml",
@@ -414,6 +425,134 @@ def test_a_default_of_the_wrong_type_in_another_file_names_that_file(tmp_path: P
     with pytest.raises(ConfigError, match="'many' is not of type 'integer'") as info:
         load_spec(root)
     assert info.value.location == f"{(tmp_path / 'types.yaml').resolve()}: /Count/default (line 3)"
+
+
+_SCHEMAS = "paths: {}\ncomponents:\n  schemas:\n"
+
+
+@pytest.mark.parametrize(
+    ("files", "where", "version"),
+    [
+        pytest.param(
+            {
+                "root.yaml": _SCHEMAS + "    Item: {$ref: 'common.yaml#/Item'}\n",
+                "common.yaml": "Item:\n  properties:\n    price: {$ref: '#/Money'}\n"
+                "Money:\n  properties:\n    amount: {type: integer, default: abc}\n",
+            },
+            "common.yaml: /Money/properties/amount/default (line 6)",
+            "3.0.3",
+            id="a file reached from a file reached from the root",
+        ),
+        pytest.param(
+            {
+                "root.yaml": _SCHEMAS + "    A:\n      $ref: 'b.yaml#/Foo'\n"
+                "      properties:\n        x: {type: integer, default: abc}\n",
+                "b.yaml": "Foo: {type: object}\n",
+            },
+            "root.yaml: /components/schemas/A/properties/x/default (line 9)",
+            "3.1.0",
+            id="keys written beside a $ref to another file",
+        ),
+        pytest.param(
+            {
+                "root.yaml": _SCHEMAS + "    A: {$ref: 'b.yaml#/Foo', default: abc}\n",
+                "b.yaml": "Foo: {type: integer}\n",
+            },
+            "root.yaml: /components/schemas/A/default (line 6)",
+            "3.1.0",
+            id="a value written beside a $ref to another file",
+        ),
+        pytest.param(
+            {
+                "root.yaml": _SCHEMAS + "    A:\n      properties:\n"
+                "        a: {$ref: 'b.yaml#/Foo', description: x}\n"
+                "        n:\n          properties:\n            k: {type: integer, default: abc}\n",
+                "b.yaml": "Foo: {type: object}\n",
+            },
+            "root.yaml: /components/schemas/A/properties/n/properties/k/default (line 11)",
+            "3.0.3",
+            id="a node after a merged $ref (its copy's id was reused)",
+        ),
+        pytest.param(
+            {
+                "root.yaml": _SCHEMAS + "    A: {$ref: '#/components/schemas/N', default: 5}\n"
+                "    N: {type: integer, default: abc}\n"
+            },
+            "root.yaml: /components/schemas/N/default (line 7)",
+            "3.1.0",
+            id="a local $ref with a sibling of the same name",
+        ),
+        pytest.param(
+            {
+                "root.yaml": _SCHEMAS + "    A: {$ref: '#/components/schemas/B'}\n    B:\n"
+                "      allOf: [{properties: {x: {type: string}}}]\n      required: [x, y]\n"
+            },
+            "root.yaml: /components/schemas/B/required (line 9)",
+            "3.0.3",
+            id="a path that ends at a local $ref",
+        ),
+    ],
+)
+def test_errors_in_referenced_schemas_name_the_file_and_line_they_are_on(
+    tmp_path: Path, files: dict[str, str], where: str, version: str
+) -> None:
+    """The audit of 2026-11-28: each named another pointer, line or file."""
+    for name, text in files.items():
+        header = f"openapi: {version}\ninfo: {{title: t, version: '1'}}\n"
+        (tmp_path / name).write_text(header + text if name == "root.yaml" else text)
+    with pytest.raises(ConfigError) as info:
+        load_spec(tmp_path / "root.yaml")
+    assert info.value.location == f"{tmp_path.resolve()}/{where}"
+
+
+def test_json_specs_name_lines_too(tmp_path: Path) -> None:
+    spec = {
+        "openapi": "3.0.3",
+        "info": {"title": "t", "version": "1"},
+        "paths": {},
+        "components": {"schemas": {"A": {"type": "integer", "default": "abc"}}},
+    }
+    path = tmp_path / "spec.json"
+    path.write_text(json.dumps(spec, indent=2))
+    with pytest.raises(ConfigError, match="'abc' is not of type 'integer'") as info:
+        load_spec(path)
+    line = path.read_text().splitlines().index('        "default": "abc"') + 1
+    assert info.value.location == f"{path.resolve()}: /components/schemas/A/default (line {line})"
+
+
+@settings(max_examples=200, deadline=None)
+@given(document=_JSON_DOCUMENTS, indent=st.sampled_from([None, 1, 2]))
+def test_every_pointer_of_a_json_text_gets_its_line(document: Any, indent: int | None) -> None:
+    text = json.dumps(document, indent=indent)
+    lines = _json_lines(text)
+    assert set(lines) == set(_pointers(document, ""))
+    order = list(lines.values())
+    assert order == sorted(order)  # document order
+    if indent is not None:  # one key or item per line: the line is the one written on
+        written = text.splitlines()
+        for pointer, line in lines.items():
+            if pointer and isinstance(_leaf(document, pointer), str | int | float | bool):
+                assert json.dumps(_leaf(document, pointer)) in written[line - 1]
+
+
+def _pointers(value: Any, prefix: str) -> Iterator[str]:
+    yield prefix
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _pointers(item, f"{prefix}/{escape_pointer(key)}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _pointers(item, f"{prefix}/{index}")
+
+
+def _leaf(document: Any, pointer: str) -> Any:
+    for token in pointer.split("/")[1:]:
+        document = (
+            document[int(token)]
+            if isinstance(document, list)
+            else document[unescape_pointer(token)]
+        )
+    return document
 
 
 @pytest.mark.parametrize("template", ["/items/{id", "/items/id}", "/a/{{id}}", "/a/{}"])

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import copy
 import datetime as _dt
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -178,7 +179,7 @@ def lone_surrogate_at(value: Any) -> str | None:
 
 
 def read_document_with_lines(path: Path) -> tuple[Any, dict[str, int]]:
-    """Read one YAML or JSON file into plain JSON data, plus ``pointer -> line`` for YAML.
+    """Read one YAML or JSON file into plain JSON data, plus ``pointer -> line``.
 
     Both formats can spell an unpaired UTF-16 surrogate as an escape; such a string cannot
     be encoded (validators, logs and upstream requests all fail on it), so it is refused
@@ -203,7 +204,8 @@ def _read(path: Path) -> tuple[Any, dict[str, int]]:
     lines: dict[str, int] = {}
     try:
         if path.suffix.lower() == ".json":
-            return loads_strict(data, max_depth=512), lines
+            document = loads_strict(data, max_depth=512)
+            return document, _json_lines(data.decode("utf-8"))
         loader = _StrictLoader(data)
         try:
             node = loader.get_single_node()
@@ -226,6 +228,55 @@ def _read(path: Path) -> tuple[Any, dict[str, int]]:
         raise ConfigError("nested too deeply", location=str(path)) from None
 
 
+#: What :func:`_json_lines` looks at: strings (keys) and the characters of structure.
+_JSON_TOKENS = re.compile(r'"(?:[^"\\\n]|\\.)*"|[{}\[\],\n]')
+_NOT_SPACE = re.compile(r"[^ \t\r\n]")
+
+
+def _json_lines(text: str) -> dict[str, int]:
+    """``pointer -> line`` of a JSON text already parsed (a mapping entry's line is its
+    key's, an item's is where it starts): one pass, numbers and spaces skipped by ``re``."""
+    lines: dict[str, int] = {"": 1}
+    # Open containers: [pointer, is an object, index of the current item, current key's
+    # pointer].
+    stack: list[list[Any]] = []
+    line = 1
+    key_next = False
+    for match in _JSON_TOKENS.finditer(text):
+        piece = match.group()
+        top = stack[-1] if stack else None
+        if piece == "\n":
+            line += 1
+        elif piece[0] == '"':
+            if key_next and top is not None and top[1]:
+                top[3] = f"{top[0]}/{escape_pointer(json.loads(piece))}"
+                lines[top[3]] = line
+                key_next = False
+        elif piece in "{[":
+            here = "" if top is None else top[3] if top[1] else f"{top[0]}/{top[2]}"
+            stack.append([here, piece == "{", 0, here])
+            key_next = piece == "{"
+            if piece == "[":
+                _item_line(text, match.end(), line, stack[-1], lines)
+        elif piece in "}]":
+            key_next = False
+            if stack:
+                stack.pop()
+        elif top is not None:  # ","
+            if top[1]:
+                key_next = True
+            else:
+                top[2] += 1
+                _item_line(text, match.end(), line, top, lines)
+    return lines
+
+
+def _item_line(text: str, after: int, line: int, array: list[Any], lines: dict[str, int]) -> None:
+    start = _NOT_SPACE.search(text, after)
+    if start is not None and text[start.start()] != "]":
+        lines[f"{array[0]}/{array[2]}"] = line + text.count("\n", after, start.start())
+
+
 def read_document(path: Path) -> Any:
     """Read one YAML or JSON file into plain JSON data; ConfigError names the file."""
     return read_document_with_lines(path)[0]
@@ -242,8 +293,13 @@ class Bundle:
         self.root_path = root_path.resolve()
         self._docs: dict[Path, Any] = {}
         self._lines: dict[Path, dict[str, int]] = {}
-        #: id(inlined node) -> (file, pointer inside that file)
+        #: id(inlined node) -> (file, pointer inside that file); the nodes are kept alive in
+        #: ``_noted`` (an id freed and given to another node would name the wrong place).
         self.origins: dict[int, tuple[Path, str]] = {}
+        #: id(node) -> {key: (file, pointer)}: keys written beside a ``$ref`` to another
+        #: file, in a node that otherwise holds the referenced file's keys.
+        self.key_origins: dict[int, dict[str, tuple[Path, str]]] = {}
+        self._noted: list[Any] = []
         self._stack: list[tuple[Path, str]] = []
         self._hoisted: dict[tuple[Path, str], str] = {}
         self._done: dict[tuple[Path, str], Any] = {}
@@ -297,66 +353,87 @@ class Bundle:
         if key in self._stack:
             name = self._hoisted.setdefault(key, f"x-bastion-ext-{len(self._hoisted) + 1}")
             return {"$ref": f"#/components/schemas/{name}"}
-        if key in self._done:
-            content = copy.deepcopy(self._done[key])
-        else:
+        if key not in self._done:
             target = resolve_pointer(self._doc(target_file), fragment, location=location)
             self._stack.append(key)
             content = self._walk(target, target_file, fragment)
             self._stack.pop()
             if key in self._hoisted:
                 self._hoisted_schemas[self._hoisted[key]] = content
-                self.origins[id(content)] = key
+                self._note(content, key)
                 content = {"$ref": f"#/components/schemas/{self._hoisted[key]}"}
             self._done[key] = content
-            content = copy.deepcopy(content)
+        content = self._copy(self._done[key])
         if isinstance(content, dict):
-            self.origins[id(content)] = key
+            self._note(content, key)
             if siblings:
                 extra = self._walk(siblings, file, pointer)
-                content = (
-                    dict(content, **extra)
-                    if "$ref" not in content
-                    else {
-                        "allOf": [content],
-                        **extra,
-                    }
-                )
-                self.origins[id(content)] = key
+                here = {k: (file, f"{pointer}/{escape_pointer(k)}") for k in extra}
+                if "$ref" not in content:
+                    content = dict(content, **extra)
+                    self._note(content, key)
+                    self.key_origins[id(content)] = here
+                else:
+                    content = {"allOf": [content], **extra}
+                    self._note(content, (file, pointer))
         return content
 
-    def locate(self, path: list[str | int]) -> str:
+    def _note(self, node: Any, origin: tuple[Path, str]) -> None:
+        self.origins[id(node)] = origin
+        self._noted.append(node)
+
+    def _copy(self, node: Any) -> Any:
+        """A deep copy of an inlined node whose nested nodes keep their origins."""
+        memo: dict[int, Any] = {}
+        out = copy.deepcopy(node, memo)
+        for original, twin in list(memo.items()):
+            origin = self.origins.get(original)
+            if origin is not None and isinstance(twin, dict | list):
+                self._note(twin, origin)
+                keyed = self.key_origins.get(original)
+                if keyed is not None:
+                    self.key_origins[id(twin)] = keyed
+        return out
+
+    def locate(self, path: list[str | int], *, through_refs: bool = False) -> str:
         """Name ``file: /pointer`` for a path in the bundled document (origin-aware).
 
-        A path may pass through a local ``$ref`` (openapi-spec-validator reports what it
-        finds in a referenced schema under the referencing one): the place named is then
-        the referenced node's.
+        ``through_refs``: the path was made by a walk that resolves every local ``$ref``
+        and ignores the keys beside it (openapi-spec-validator's): each ``$ref`` on the
+        way, and at its end, is followed, and the place named is the referenced node's.
+        Otherwise a ``$ref`` is followed only where the path goes on past it.
         """
         file, base, rest = self.root_path, "", []
         node: Any = self.document
-        for token in path:
+        for step in [*path, None]:
             for _ in range(_MAX_REF_HOPS):
                 ref = node.get("$ref") if isinstance(node, dict) else None
-                if not isinstance(ref, str) or not ref.startswith("#") or str(token) in node:
+                if not isinstance(ref, str) or not ref.startswith("#") or step == "$ref":
+                    break
+                if not through_refs and (step is None or str(step) in node):
                     break
                 try:
                     node = resolve_pointer(self.document, ref[1:], location="")
                 except ConfigError:
                     break
-                file, base = self.root_path, ""
-                rest = ref[1:].split("/")[1:]
+                file, base, rest = self.root_path, "", ref[1:].split("/")[1:]
                 origin = self.origins.get(id(node))
                 if origin is not None:
                     file, base, rest = origin[0], origin[1], []
-            if isinstance(node, dict) and str(token) in node:
-                node = node[str(token)]
-            elif isinstance(node, list) and isinstance(token, int) and token < len(node):
-                node = node[token]
+            if step is None:
+                break
+            keyed = self.key_origins.get(id(node)) if isinstance(node, dict) else None
+            if isinstance(node, dict) and str(step) in node:
+                node = node[str(step)]
+            elif isinstance(node, list) and isinstance(step, int) and step < len(node):
+                node = node[step]
             else:
-                rest.append(escape_pointer(token))
+                rest.append(escape_pointer(step))
                 node = None
                 continue
-            rest.append(escape_pointer(token))
+            rest.append(escape_pointer(step))
+            if keyed is not None and str(step) in keyed:
+                file, base, rest = keyed[str(step)][0], keyed[str(step)][1], []
             origin = self.origins.get(id(node))
             if origin is not None:
                 file, base, rest = origin[0], origin[1], []

@@ -24,6 +24,7 @@ import referencing.exceptions
 from jsonschema_path import SchemaPath
 from openapi_spec_validator.schemas import schema_v30, schema_v31
 from openapi_spec_validator.validation import OpenAPIV30SpecValidator, OpenAPIV31SpecValidator
+from openapi_spec_validator.validation.exceptions import ExtraParametersError
 from openapi_spec_validator.validation.keywords import ValueValidator
 
 from bastion.contract.documents import (
@@ -164,7 +165,8 @@ def _placed(cls: type[Any]) -> type[Any]:
     ``default`` has the wrong type was reported at ``/``, line 1) or none at all
     ("Required list has not defined properties"). Each wrapped validator puts the path of
     its own node in front of the errors that no validator it called has placed yet (and
-    ``default`` in front of a path inside a default value).
+    ``default`` in front of a path inside a default value, ``required`` in front of that
+    error about the schema's ``required``).
     """
     inside_default = issubclass(cls, ValueValidator)
 
@@ -174,7 +176,10 @@ def _placed(cls: type[Any]) -> type[Any]:
             for error in super().__call__(*args, **kwargs):
                 path = getattr(error, "path", None)
                 if node is not None and isinstance(path, deque) and not hasattr(error, _PLACED):
-                    path.extendleft(reversed([*node.parts, *(["default"] * inside_default)]))
+                    own = ["default"] if inside_default else []
+                    if isinstance(error, ExtraParametersError):  # about the schema's list
+                        own = ["required"]
+                    path.extendleft(reversed([*node.parts, *own]))
                     setattr(error, _PLACED, True)
                 yield error
 
@@ -202,12 +207,14 @@ def _validate(bundle: Bundle, version: str) -> None:
     validator = cls(schema_path)
     try:
         _precise(bundle, version)
-        for error in validator.iter_errors():
-            path = list(getattr(error, "absolute_path", ()) or ())
-            message = getattr(error, "message", str(error))
-            raise ConfigError(
-                f"invalid OpenAPI {version} document: {message}", location=bundle.locate(path)
-            )
+        _linear_patterns(bundle)  # before the meta-schema's `format: regex`, which says less
+        # openapi-spec-validator in its two passes, not through `iter_errors`, which copies
+        # each error (losing what `_placed` marks) and mixes the passes' kinds of path.
+        for error in validator.schema_validator.iter_errors(validator.schema):
+            raise _invalid(bundle, version, error, through_refs=False)
+        for error in validator.root_validator(validator.schema_path):
+            # Its walk resolves every `$ref` (siblings ignored), and so do its paths.
+            raise _invalid(bundle, version, error, through_refs=True)
     except ConfigError:
         raise
     except (RecursionError, referencing.exceptions.Unresolvable) as exc:
@@ -217,6 +224,32 @@ def _validate(bundle: Bundle, version: str) -> None:
         raise ConfigError(
             f"invalid OpenAPI {version} document: {reason}", location=str(bundle.root_path)
         ) from None
+
+
+#: The longest message of openapi-spec-validator repeated (its jsonschema-rs errors can
+#: print the whole schema that failed).
+_MAX_MESSAGE_CHARS = 300
+
+
+def _invalid(bundle: Bundle, version: str, error: Any, *, through_refs: bool) -> ConfigError:
+    path = list(getattr(error, "absolute_path", ()) or ())
+    message = str(getattr(error, "message", error)).split("\n", 1)[0]
+    if len(message) > _MAX_MESSAGE_CHARS:
+        message = message[: _MAX_MESSAGE_CHARS - 1] + "…"
+    return ConfigError(
+        f"invalid OpenAPI {version} document: {message}",
+        location=bundle.locate(path, through_refs=through_refs),
+    )
+
+
+def _linear_patterns(bundle: Bundle) -> None:
+    for pointer_path, pattern in _patterns(bundle.document, []):
+        if not check_pattern(pattern):
+            raise ConfigError(
+                f"pattern {pattern!r} needs a backtracking regex engine (lookaround or "
+                "backreference) or is invalid; only linear-time patterns are allowed",
+                location=bundle.locate(pointer_path),
+            )
 
 
 _TEMPLATE_PARAMETER = re.compile(r"\{([^{}]+)\}")
@@ -334,13 +367,6 @@ def load_spec(path: str | Path, *, overlay: str | Path | None = None) -> ApiSpec
             location=f"{root}: /openapi",
         )
     _validate(bundle, version)
-    for pointer_path, pattern in _patterns(document, []):
-        if not check_pattern(pattern):
-            raise ConfigError(
-                f"pattern {pattern!r} needs a backtracking regex engine (lookaround or "
-                "backreference) or is invalid; only linear-time patterns are allowed",
-                location=bundle.locate(pointer_path),
-            )
     operations: list[Operation] = []
     for template, item in (document.get("paths") or {}).items():
         item = resolve_ref(document, item)
