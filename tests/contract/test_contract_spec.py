@@ -555,6 +555,36 @@ def _leaf(document: Any, pointer: str) -> Any:
     return document
 
 
+def test_yaml_specs_are_read_as_yaml_12(tmp_path: Path) -> None:
+    """PyYAML reads YAML 1.1: NO was False (Norway left the country enum), a property named
+    `on` became `true`, 1e3 was a string and 010 was 8."""
+    spec = _yaml_spec(
+        tmp_path,
+        "yaml12.yaml",
+        "paths:\n  /a:\n    post:\n      requestBody:\n        content:\n"
+        "          application/json:\n            schema:\n              type: object\n"
+        "              properties:\n"
+        "                country: {type: string, enum: [GB, NO, SE, yes, off]}\n"
+        "                on: {type: boolean}\n"
+        "                count: {type: integer, maximum: 1e3, minimum: 010}\n"
+        "      responses: {'200': {description: ok}}\n",
+    )
+    op = contract(spec, "POST", "/a")
+    schema = op.operation.raw["requestBody"]["content"]["application/json"]["schema"]
+    assert schema["properties"]["country"]["enum"] == ["GB", "NO", "SE", "yes", "off"]
+    assert schema["properties"]["count"] == {"type": "integer", "maximum": 1000.0, "minimum": 10}
+
+    def send(body: dict[str, Any]) -> None:
+        op.validate_request(
+            path_params={}, query_string=b"", headers=JSON, body=json.dumps(body).encode()
+        )
+
+    send({"country": "NO", "on": True, "count": 1000})
+    for bad in ({"country": False}, {"count": 1001}, {"count": 9}, {"true": True}):
+        with pytest.raises(ValidationFailed):
+            send(bad)
+
+
 @pytest.mark.parametrize("template", ["/items/{id", "/items/id}", "/a/{{id}}", "/a/{}"])
 def test_a_path_template_with_unbalanced_braces_is_named(tmp_path: Path, template: str) -> None:
     """openapi-spec-validator raised ValueError ("expected '}' before end of string")."""

@@ -71,7 +71,45 @@ _MERGE_TAG = "tag:yaml.org,2002:merge"
 
 
 class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that refuses duplicate keys and keeps timestamps as strings."""
+    """SafeLoader that refuses duplicate keys, keeps timestamps as strings and reads plain
+    scalars by the YAML 1.2 core schema (see :func:`_core_schema`)."""
+
+
+def _core_schema() -> None:
+    """Plain scalars typed as YAML 1.2 reads them, as OpenAPI documents are written.
+
+    PyYAML reads YAML 1.1: ``NO``, ``yes``, ``on`` and ``off`` are booleans (a country enum
+    ``[GB, NO, SE]`` held ``False``; a property named ``on`` became ``true``), ``010`` is 8,
+    ``1:20`` is 80, ``1_000`` is 1000 and ``1e3`` is a string. In the 1.2 core schema only
+    ``true``/``false`` (three spellings) are booleans, integers are decimal, ``0o`` octal
+    or ``0x`` hexadecimal, and floats are JSON's numbers plus ``.inf`` and ``.nan``.
+    """
+    resolvers = {
+        first: [(tag, regexp) for tag, regexp in found if tag not in _CORE]
+        for first, found in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    _StrictLoader.yaml_implicit_resolvers = resolvers
+    for tag, (pattern, firsts) in _CORE.items():
+        _StrictLoader.add_implicit_resolver(tag, re.compile(pattern), list(firsts))
+    _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+
+
+_CORE = {
+    "tag:yaml.org,2002:bool": (r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    "tag:yaml.org,2002:int": (r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    "tag:yaml.org,2002:float": (
+        r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+        "-+.0123456789",
+    ),
+}
+
+
+def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
+    text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)  # decimal, leading zeros and all (YAML 1.1 read 010 as octal)
 
 
 def _key_text(key: Any) -> str:
@@ -108,6 +146,7 @@ def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> str:
 
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+_core_schema()
 
 
 def _plain(value: Any) -> Any:
