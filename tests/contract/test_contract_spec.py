@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -553,6 +554,53 @@ def _leaf(document: Any, pointer: str) -> Any:
             else document[unescape_pointer(token)]
         )
     return document
+
+
+_Q = "{name: q, in: query, schema: {type: string}}"
+_ID = "{name: id, in: path, required: true, schema: {type: string}}"
+
+
+@pytest.mark.parametrize(
+    ("paths", "message", "where"),
+    [
+        (
+            f"  /a:\n    get:\n      parameters: [{_Q}, {_Q}]\n",
+            "parameter 'q' in query is listed twice",
+            "/paths/~1a/get/parameters/1 (line 6)",
+        ),
+        (
+            f"  /a/{{id}}:\n    parameters: [{_ID}]\n    get:\n      parameters: [{_ID}]\n",
+            None,  # an operation may repeat a path item's parameter (it overrides it)
+            None,
+        ),
+        (
+            f"  /a:\n    parameters:\n      - {_ID}\n    get: {{}}\n",
+            "path parameter 'id' is not in the path template /a",
+            "/paths/~1a/parameters/0/name (line 6)",
+        ),
+        (
+            "  /a/{id}:\n    get:\n      parameters:\n"
+            "        - {name: id, in: path, schema: {type: string}}\n",
+            "path parameter 'id' must say required: true",
+            "/paths/~1a~1{id}/get/parameters/0 (line 7)",
+        ),
+    ],
+)
+def test_parameter_mistakes_are_named_where_they_are_written(
+    tmp_path: Path, paths: str, message: str | None, where: str | None
+) -> None:
+    """openapi-spec-validator named the list, the operation, or said "'path' is not one of
+    ['query']" for a path parameter without required: true."""
+    text = "paths:\n" + paths.replace("get: {}", "get: {responses: {'200': {description: ok}}}")
+    if "responses" not in text:
+        text = text.rstrip("\n") + "\n      responses: {'200': {description: ok}}\n"
+    spec = _yaml_spec(tmp_path, "params.yaml", text)
+    if message is None:
+        assert len(load_spec(spec).operations) == 1
+        return
+    with pytest.raises(ConfigError, match=re.escape(message)) as info:
+        load_spec(spec)
+    assert info.value.location == f"{spec.resolve()}: {where}"
 
 
 def test_yaml_specs_are_read_as_yaml_12(tmp_path: Path) -> None:

@@ -258,9 +258,11 @@ _BALANCED_TEMPLATE = re.compile(r"(?:[^{}]|\{[^{}]+\})*")
 
 
 def _operations(bundle: Bundle) -> None:
-    """The two mistakes openapi-spec-validator reports without a place (``/``, line 1),
-    checked first with the operation's: a path template parameter no parameter declares,
-    and an ``operationId`` used twice."""
+    """Mistakes openapi-spec-validator reports without a place (``/``, line 1), at a
+    parent, or with another message, checked first with the place they are written: a
+    path template parameter no parameter declares, a path parameter the template does not
+    have or that is not ``required: true``, a parameter listed twice, and an
+    ``operationId`` used twice."""
     document = bundle.document
     paths = document.get("paths")
     if not isinstance(paths, dict):
@@ -276,21 +278,25 @@ def _operations(bundle: Bundle) -> None:
         item = resolve_ref(document, raw_item)
         if not isinstance(item, dict):
             continue
-        shared = _path_parameters(document, item.get("parameters"))
+        in_template = set(_TEMPLATE_PARAMETER.findall(str(template)))
+        base: list[str | int] = ["paths", str(template)]
+        shared = _path_parameters(bundle, item.get("parameters"), [*base, "parameters"])
+        _check_path_parameters(bundle, shared, in_template, str(template))
         for method in METHODS:
             operation = item.get(method)
             if not isinstance(operation, dict):
                 continue
-            where: list[str | int] = ["paths", str(template), method]
-            declared = shared | _path_parameters(document, operation.get("parameters"))
-            for name in _TEMPLATE_PARAMETER.findall(str(template)):
-                if name not in declared:
-                    raise ConfigError(
-                        f"path parameter {name!r} of {template} is not declared for"
-                        f" {method.upper()} (parameters: - {{name: {name}, in: path,"
-                        " required: true})",
-                        location=bundle.locate(where),
-                    )
+            where: list[str | int] = [*base, method]
+            own = _path_parameters(bundle, operation.get("parameters"), [*where, "parameters"])
+            _check_path_parameters(bundle, own, in_template, str(template))
+            declared = set(shared) | set(own)
+            for name in sorted(in_template - declared):
+                raise ConfigError(
+                    f"path parameter {name!r} of {template} is not declared for"
+                    f" {method.upper()} (parameters: - {{name: {name}, in: path,"
+                    " required: true})",
+                    location=bundle.locate(where),
+                )
             operation_id = operation.get("operationId")
             if isinstance(operation_id, str):
                 first = seen.setdefault(operation_id, f"{method.upper()} {template}")
@@ -301,13 +307,49 @@ def _operations(bundle: Bundle) -> None:
                     )
 
 
-def _path_parameters(document: Mapping[str, Any], parameters: Any) -> set[str]:
-    names: set[str] = set()
-    for raw in parameters if isinstance(parameters, list) else ():
-        parameter = resolve_ref(document, raw)
-        if isinstance(parameter, dict) and parameter.get("in") == "path":
-            names.add(str(parameter.get("name")))
-    return names
+def _path_parameters(
+    bundle: Bundle, parameters: Any, where: list[str | int]
+) -> dict[str, tuple[dict[str, Any], list[str | int]]]:
+    """The path parameters of one ``parameters`` list (name -> parameter, its path); a
+    parameter (name and location) listed twice is an error at the second."""
+    found: dict[str, tuple[dict[str, Any], list[str | int]]] = {}
+    listed: set[tuple[str, str]] = set()
+    for index, raw in enumerate(parameters if isinstance(parameters, list) else ()):
+        parameter = resolve_ref(bundle.document, raw)
+        if not isinstance(parameter, dict):
+            continue
+        name, place = parameter.get("name"), parameter.get("in")
+        if not isinstance(name, str) or not isinstance(place, str):
+            continue  # the meta-schema pass says what is missing
+        if (name, place) in listed:
+            raise ConfigError(
+                f"parameter {name!r} in {place} is listed twice",
+                location=bundle.locate([*where, index]),
+            )
+        listed.add((name, place))
+        if place == "path":
+            found[name] = (parameter, [*where, index])
+    return found
+
+
+def _check_path_parameters(
+    bundle: Bundle,
+    declared: Mapping[str, tuple[dict[str, Any], list[str | int]]],
+    in_template: set[str],
+    template: str,
+) -> None:
+    for name, (parameter, where) in declared.items():
+        if name not in in_template:
+            raise ConfigError(
+                f"path parameter {name!r} is not in the path template {template}",
+                location=bundle.locate([*where, "name"], through_refs=True),
+            )
+        if parameter.get("required") is not True:
+            raise ConfigError(
+                f"path parameter {name!r} must say required: true (a path parameter is"
+                " always required)",
+                location=bundle.locate(where, through_refs=True),
+            )
 
 
 def _local_refs(bundle: Bundle) -> None:
