@@ -631,6 +631,13 @@ def test_yaml_specs_are_read_as_yaml_12(tmp_path: Path) -> None:
     for bad in ({"country": False}, {"count": 1001}, {"count": 9}, {"true": True}):
         with pytest.raises(ValidationFailed):
             send(bad)
+    # A YAML 1.1 boolean where OpenAPI wants one is named, and the error says why.
+    spec.write_text(
+        spec.read_text().replace("on: {type: boolean}", "on: {type: boolean, readOnly: yes}")
+    )
+    with pytest.raises(ConfigError, match=r"'yes' is not of type 'boolean' \(YAML 1.2") as info:
+        load_spec(spec)
+    assert info.value.location.endswith("/properties/on/readOnly (line 13)")
 
 
 @pytest.mark.parametrize("template", ["/items/{id", "/items/id}", "/a/{{id}}", "/a/{}"])

@@ -148,10 +148,17 @@ def _precise(bundle: Bundle, version: str) -> None:
     for error in validator.iter_errors(bundle.document):
         while error.context:
             error = max(error.context, key=lambda e: len(e.absolute_path))
+        message = error.message
+        if error.validator == "type" and str(error.instance).lower() in _YAML_11_BOOLEANS:
+            message += " (YAML 1.2, as OpenAPI documents are read: write true or false)"
         raise ConfigError(
-            f"invalid OpenAPI {version} document: {error.message}",
+            f"invalid OpenAPI {version} document: {message}",
             location=bundle.locate(list(error.absolute_path)),
         )
+
+
+#: What YAML 1.1 read as booleans and YAML 1.2 reads as strings (documents.py).
+_YAML_11_BOOLEANS = frozenset({"yes", "no", "on", "off", "y", "n"})
 
 
 #: Set on an error of openapi-spec-validator once its path is absolute (see :func:`_placed`).
