@@ -34,6 +34,13 @@ def _yaml_spec(tmp_path: Path, name: str, rest: str) -> Path:
     return path
 
 
+def _refusal(spec: Path, match: str) -> str:
+    """The location of the ConfigError ``load_spec(spec)`` raises (its message matching)."""
+    with pytest.raises(ConfigError, match=match) as info:
+        load_spec(spec)
+    return info.value.location
+
+
 def test_openapi_30_yaml_with_multi_file_refs_is_loaded() -> None:
     spec = load_spec(SHOP)
     assert spec.version == "3.0"
@@ -329,9 +336,7 @@ def test_yaml_keys_are_duplicates_by_what_the_document_holds(tmp_path: Path) -> 
 
 def test_yaml_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
     spec = _yaml_spec(tmp_path, "deep.yaml", "paths: {}\nx-deep: " + "[" * 5000 + "]" * 5000 + "\n")
-    with pytest.raises(ConfigError, match="nested too deeply") as info:
-        load_spec(spec)
-    assert info.value.location == str(spec)
+    assert _refusal(spec, "nested too deeply") == str(spec)
 
 
 def test_operation_mistakes_name_the_operation_and_line(tmp_path: Path) -> None:
@@ -350,9 +355,8 @@ def test_operation_mistakes_name_the_operation_and_line(tmp_path: Path) -> None:
         "    get: {operationId: x, responses: {'200': {description: ok}}}\n"
         "    post: {operationId: x, responses: {'200': {description: ok}}}\n",
     )
-    with pytest.raises(ConfigError, match="operationId 'x' is also the one of GET /b") as info:
-        load_spec(twice)
-    assert info.value.location == f"{twice.resolve()}: /paths/~1b/post/operationId (line 6)"
+    where = f"{twice.resolve()}: /paths/~1b/post/operationId (line 6)"
+    assert _refusal(twice, "operationId 'x' is also the one of GET /b") == where
     # a path item's parameters count
     declared_on_the_item = _yaml_spec(
         tmp_path,
@@ -423,9 +427,8 @@ def test_a_default_of_the_wrong_type_in_another_file_names_that_file(tmp_path: P
         "          description: ok\n          content:\n            application/json:\n"
         "              schema: {$ref: 'types.yaml#/Count'}\n",
     )
-    with pytest.raises(ConfigError, match="'many' is not of type 'integer'") as info:
-        load_spec(root)
-    assert info.value.location == f"{(tmp_path / 'types.yaml').resolve()}: /Count/default (line 3)"
+    where = f"{(tmp_path / 'types.yaml').resolve()}: /Count/default (line 3)"
+    assert _refusal(root, "'many' is not of type 'integer'") == where
 
 
 _SCHEMAS = "paths: {}\ncomponents:\n  schemas:\n"
@@ -598,9 +601,7 @@ def test_parameter_mistakes_are_named_where_they_are_written(
     if message is None:
         assert len(load_spec(spec).operations) == 1
         return
-    with pytest.raises(ConfigError, match=re.escape(message)) as info:
-        load_spec(spec)
-    assert info.value.location == f"{spec.resolve()}: {where}"
+    assert _refusal(spec, re.escape(message)) == f"{spec.resolve()}: {where}"
 
 
 def test_yaml_specs_are_read_as_yaml_12(tmp_path: Path) -> None:
@@ -666,9 +667,7 @@ def test_a_schema_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
     }
     path = tmp_path / "deep.json"
     path.write_text(json.dumps(spec))
-    with pytest.raises(ConfigError, match="nested or referenced too deeply") as info:
-        load_spec(path)
-    assert info.value.location == str(path.resolve())
+    assert _refusal(path, "nested or referenced too deeply") == str(path.resolve())
 
 
 def test_duplicate_yaml_keys_and_unknown_versions_are_refused(tmp_path: Path) -> None:
