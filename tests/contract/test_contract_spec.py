@@ -540,13 +540,15 @@ def test_every_pointer_of_a_json_text_gets_its_line(document: Any, indent: int |
 
 
 def _pointers(value: Any, prefix: str) -> Iterator[str]:
+    """Every pointer that gets a line: all but scalar array items (they take the array's)."""
     yield prefix
     if isinstance(value, dict):
         for key, item in value.items():
             yield from _pointers(item, f"{prefix}/{escape_pointer(key)}")
     elif isinstance(value, list):
         for index, item in enumerate(value):
-            yield from _pointers(item, f"{prefix}/{index}")
+            if isinstance(item, dict | list):
+                yield from _pointers(item, f"{prefix}/{index}")
 
 
 def _leaf(document: Any, pointer: str) -> Any:
@@ -602,6 +604,63 @@ def test_parameter_mistakes_are_named_where_they_are_written(
         assert len(load_spec(spec).operations) == 1
         return
     assert _refusal(spec, re.escape(message)) == f"{spec.resolve()}: {where}"
+
+
+def test_extensions_of_the_paths_object_are_not_paths(tmp_path: Path) -> None:
+    """`x-owner: team-a` under `paths` raised KeyError in openapi-spec-validator, and the
+    path checks read `x-legacy` as a template."""
+    spec = _yaml_spec(
+        tmp_path,
+        "x.yaml",
+        "paths:\n  x-owner: team-a\n  x-legacy:\n    parameters:\n"
+        f"      - {_ID}\n  x-note}}: {{}}\n"
+        "  /a:\n    get:\n      responses: {'200': {description: ok}}\n",
+    )
+    assert [op.path for op in load_spec(spec).operations] == ["/a"]
+
+
+def test_a_refs_siblings_in_another_file_apply_beside_its_target(tmp_path: Path) -> None:
+    """`{$ref: 'lib.yaml#/S', required: [b]}` was merged into one mapping: the sibling's
+    `required` replaced the target's, and `a` was no longer required."""
+    (tmp_path / "lib.yaml").write_text(
+        "S:\n  type: object\n  required: [a]\n"
+        "  properties: {a: {type: string}, b: {type: string}}\n"
+    )
+    spec = tmp_path / "root.yaml"
+    spec.write_text(
+        "openapi: 3.1.0\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n    post:\n"
+        "      requestBody:\n        content:\n          application/json:\n"
+        "            schema: {$ref: 'lib.yaml#/S', required: [b]}\n"
+        "      responses: {'200': {description: ok}}\n"
+    )
+    op = contract(spec, "POST", "/a")
+
+    def send(body: dict[str, Any]) -> None:
+        raw = json.dumps(body).encode()
+        op.validate_request(path_params={}, query_string=b"", headers=JSON, body=raw)
+
+    send({"a": "x", "b": "y"})
+    for missing in ({"a": "x"}, {"b": "y"}):
+        with pytest.raises(ValidationFailed):
+            send(missing)
+
+
+@pytest.mark.parametrize(
+    ("value", "read"),
+    [("!!int -0x1F", -31), ("!!int 0b101", 5), ("'='", "="), ("=", "="), ("<<", "<<")],
+)
+def test_yaml_tags_and_yaml_11_tokens_read_as_written(
+    tmp_path: Path, value: str, read: object
+) -> None:
+    """An explicit !!int tag keeps YAML 1.1's forms (ValueError before); `=` and a `<<`
+    that is not a key are strings (PyYAML found no constructor for them)."""
+    spec = _yaml_spec(tmp_path, "tags.yaml", f"paths: {{}}\nx-value: {value}\n")
+    assert load_spec(spec).raw["x-value"] == read
+
+
+def test_an_explicit_int_tag_on_text_is_a_config_error(tmp_path: Path) -> None:
+    spec = _yaml_spec(tmp_path, "bad.yaml", "paths: {}\nx-value: !!int zz\n")
+    assert _refusal(spec, "invalid YAML: .*'zz' is not an integer") == str(spec)
 
 
 def test_yaml_specs_are_read_as_yaml_12(tmp_path: Path) -> None:

@@ -84,14 +84,17 @@ def _core_schema() -> None:
     ``true``/``false`` (three spellings) are booleans, integers are decimal, ``0o`` octal
     or ``0x`` hexadecimal, and floats are JSON's numbers plus ``.inf`` and ``.nan``.
     """
+    dropped = {*_CORE, "tag:yaml.org,2002:value"}  # YAML 1.1's `=`: a string in 1.2
     resolvers = {
-        first: [(tag, regexp) for tag, regexp in found if tag not in _CORE]
+        first: [(tag, regexp) for tag, regexp in found if tag not in dropped]
         for first, found in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     _StrictLoader.yaml_implicit_resolvers = resolvers
     for tag, (pattern, firsts) in _CORE.items():
         _StrictLoader.add_implicit_resolver(tag, re.compile(pattern), list(firsts))
     _StrictLoader.add_constructor("tag:yaml.org,2002:int", _construct_int)
+    # `<<` is a merge key where it is a key (flatten_mapping takes it); elsewhere a string.
+    _StrictLoader.add_constructor(_MERGE_TAG, _construct_text)
 
 
 _CORE = {
@@ -105,11 +108,27 @@ _CORE = {
 }
 
 
+def _construct_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
+    """A scalar kept as written (timestamps; ``<<`` where it is not a merge key)."""
+    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
+
+
+_CORE_INT = re.compile(_CORE["tag:yaml.org,2002:int"][0])
+
+
 def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
-    if text.startswith(("0o", "0x")):
-        return int(text[2:], 8 if text[1] == "o" else 16)
-    return int(text)  # decimal, leading zeros and all (YAML 1.1 read 010 as octal)
+    if _CORE_INT.match(text):
+        if text.startswith(("0o", "0x")):
+            return int(text[2:], 8 if text[1] == "o" else 16)
+        return int(text)  # decimal, leading zeros and all (YAML 1.1 read 010 as octal)
+    try:  # written with an explicit !!int tag: what YAML 1.1 reads (0b101, -0x1F, 1:20)
+        value: int = loader.construct_yaml_int(node)  # type: ignore[arg-type]
+    except (ValueError, IndexError):
+        raise yaml.constructor.ConstructorError(
+            None, None, f"{text!r} is not an integer", node.start_mark
+        ) from None
+    return value
 
 
 def _key_text(key: Any) -> str:
@@ -140,12 +159,8 @@ def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[
     return result
 
 
-def _construct_timestamp(loader: yaml.SafeLoader, node: yaml.Node) -> str:
-    return str(loader.construct_scalar(node))  # type: ignore[arg-type]
-
-
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
-_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_timestamp)
+_StrictLoader.add_constructor("tag:yaml.org,2002:timestamp", _construct_text)
 _core_schema()
 
 
@@ -274,7 +289,8 @@ _NOT_SPACE = re.compile(r"[^ \t\r\n]")
 
 def _json_lines(text: str) -> dict[str, int]:
     """``pointer -> line`` of a JSON text already parsed (a mapping entry's line is its
-    key's, an item's is where it starts): one pass, numbers and spaces skipped by ``re``."""
+    key's, an object or array item's is where it starts): one pass, numbers and spaces
+    skipped by ``re``."""
     lines: dict[str, int] = {"": 1}
     # Open containers: [pointer, is an object, index of the current item, current key's
     # pointer].
@@ -311,8 +327,10 @@ def _json_lines(text: str) -> dict[str, int]:
 
 
 def _item_line(text: str, after: int, line: int, array: list[Any], lines: dict[str, int]) -> None:
+    """An array item's line, when it is an object or array (an error inside a scalar item
+    is named with its array's line: an enum of 400,000 numbers cost 400,000 entries)."""
     start = _NOT_SPACE.search(text, after)
-    if start is not None and text[start.start()] != "]":
+    if start is not None and text[start.start()] in "{[":
         lines[f"{array[0]}/{array[2]}"] = line + text.count("\n", after, start.start())
 
 
@@ -408,11 +426,13 @@ class Bundle:
             if siblings:
                 extra = self._walk(siblings, file, pointer)
                 here = {k: (file, f"{pointer}/{escape_pointer(k)}") for k in extra}
-                if "$ref" not in content:
+                if "$ref" not in content and not extra.keys() & content.keys():
                     content = dict(content, **extra)
                     self._note(content, key)
                     self.key_origins[id(content)] = here
                 else:
+                    # Both apply (a sibling `required` beside the target's: a merge kept
+                    # one list, and the contract lost the other's fields).
                     content = {"allOf": [content], **extra}
                     self._note(content, (file, pointer))
         return content

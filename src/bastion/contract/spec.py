@@ -208,12 +208,20 @@ _SPEC_VALIDATORS = {
 
 def _validate(bundle: Bundle, version: str) -> None:
     _local_refs(bundle)  # first: the validators below would fetch a remote reference
-    _operations(bundle)
     cls = _SPEC_VALIDATORS["3.1" if version == "3.1" else "3.0"]
-    schema_path = SchemaPath.from_dict(bundle.document, base_uri="", handlers={})
+    document = bundle.document
+    paths = document.get("paths")
+    if isinstance(paths, dict) and any(str(key).startswith("x-") for key in paths):
+        # Extensions of the Paths object are not paths (openapi-spec-validator raised
+        # KeyError on `x-owner: team-a`); the keys left are the document's own.
+        kept = {key: item for key, item in paths.items() if not str(key).startswith("x-")}
+        document = {**document, "paths": kept}
+    schema_path = SchemaPath.from_dict(document, base_uri="", handlers={})
     validator = cls(schema_path)
     try:
+        _path_templates(bundle)  # openapi-spec-validator's template parsing raises on these
         _precise(bundle, version)
+        _operations(bundle)
         _linear_patterns(bundle)  # before the meta-schema's `format: regex`, which says less
         # openapi-spec-validator in its two passes, not through `iter_errors`, which copies
         # each error (losing what `_placed` marks) and mixes the passes' kinds of path.
@@ -230,6 +238,12 @@ def _validate(bundle: Bundle, version: str) -> None:
         reason = "nested or referenced too deeply" if isinstance(exc, RecursionError) else exc
         raise ConfigError(
             f"invalid OpenAPI {version} document: {reason}", location=str(bundle.root_path)
+        ) from None
+    except Exception as exc:  # openapi-spec-validator failing on a shape it did not expect
+        raise ConfigError(
+            f"invalid OpenAPI {version} document: the validator could not read it"
+            f" ({type(exc).__name__}: {str(exc)[:_MAX_MESSAGE_CHARS]})",
+            location=str(bundle.root_path),
         ) from None
 
 
@@ -264,38 +278,73 @@ _TEMPLATE_PARAMETER = re.compile(r"\{([^{}]+)\}")
 _BALANCED_TEMPLATE = re.compile(r"(?:[^{}]|\{[^{}]+\})*")
 
 
-def _operations(bundle: Bundle) -> None:
-    """Mistakes openapi-spec-validator reports without a place (``/``, line 1), at a
-    parent, or with another message, checked first with the place they are written: a
-    path template parameter no parameter declares, a path parameter the template does not
-    have or that is not ``required: true``, a parameter listed twice, and an
-    ``operationId`` used twice."""
-    document = bundle.document
-    paths = document.get("paths")
-    if not isinstance(paths, dict):
-        return
-    seen: dict[str, str] = {}
-    for template, raw_item in paths.items():
-        if not _BALANCED_TEMPLATE.fullmatch(str(template)):
+def _path_items(bundle: Bundle) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each path template and its path item (``$ref`` resolved; ``x-`` keys are not paths)."""
+    paths = bundle.document.get("paths")
+    for template, raw_item in paths.items() if isinstance(paths, dict) else ():
+        if str(template).startswith("x-"):
+            continue
+        item = resolve_ref(bundle.document, raw_item)
+        if isinstance(item, dict):
+            yield str(template), item
+
+
+def _path_templates(bundle: Bundle) -> None:
+    """Before the meta-schema pass, whose messages for these say less: every template's
+    braces pair up, no parameter is listed twice (it said "has non-unique elements" of the
+    whole list), and every path parameter says ``required: true`` (it said "'path' is not
+    one of ['query']")."""
+    for template, item in _path_items(bundle):
+        if not _BALANCED_TEMPLATE.fullmatch(template):
             raise ConfigError(
                 f"path template {template!r} has an unbalanced or nested brace: each"
                 " parameter is written {name}",
-                location=bundle.locate(["paths", str(template)]),
+                location=bundle.locate(["paths", template]),
             )
-        item = resolve_ref(document, raw_item)
-        if not isinstance(item, dict):
-            continue
-        in_template = set(_TEMPLATE_PARAMETER.findall(str(template)))
-        base: list[str | int] = ["paths", str(template)]
+        lists: list[tuple[Any, list[str | int]]] = [
+            (item.get("parameters"), ["paths", template, "parameters"])
+        ]
+        for method in METHODS:
+            operation = item.get(method)
+            if isinstance(operation, dict):
+                lists.append(
+                    (operation.get("parameters"), ["paths", template, method, "parameters"])
+                )
+        for parameters, where in lists:
+            _path_parameters(bundle, parameters, where)  # a parameter listed twice
+            for index, raw in enumerate(parameters if isinstance(parameters, list) else ()):
+                parameter = resolve_ref(bundle.document, raw)
+                if (
+                    isinstance(parameter, dict)
+                    and parameter.get("in") == "path"
+                    and isinstance(parameter.get("name"), str)
+                    and parameter.get("required") is not True
+                ):
+                    raise ConfigError(
+                        f"path parameter {parameter['name']!r} must say required: true (a"
+                        " path parameter is always required)",
+                        location=bundle.locate([*where, index], through_refs=True),
+                    )
+
+
+def _operations(bundle: Bundle) -> None:
+    """Mistakes openapi-spec-validator reports without a place (``/``, line 1) or at a
+    parent, checked with the place they are written (after the meta-schema pass: the
+    parameters are well formed): a path template parameter no parameter declares, a path
+    parameter the template does not have, and an ``operationId`` used twice."""
+    seen: dict[str, str] = {}
+    for template, item in _path_items(bundle):
+        in_template = set(_TEMPLATE_PARAMETER.findall(template))
+        base: list[str | int] = ["paths", template]
         shared = _path_parameters(bundle, item.get("parameters"), [*base, "parameters"])
-        _check_path_parameters(bundle, shared, in_template, str(template))
+        _check_path_parameters(bundle, shared, in_template, template)
         for method in METHODS:
             operation = item.get(method)
             if not isinstance(operation, dict):
                 continue
             where: list[str | int] = [*base, method]
             own = _path_parameters(bundle, operation.get("parameters"), [*where, "parameters"])
-            _check_path_parameters(bundle, own, in_template, str(template))
+            _check_path_parameters(bundle, own, in_template, template)
             declared = set(shared) | set(own)
             for name in sorted(in_template - declared):
                 raise ConfigError(
@@ -316,10 +365,10 @@ def _operations(bundle: Bundle) -> None:
 
 def _path_parameters(
     bundle: Bundle, parameters: Any, where: list[str | int]
-) -> dict[str, tuple[dict[str, Any], list[str | int]]]:
-    """The path parameters of one ``parameters`` list (name -> parameter, its path); a
+) -> dict[str, list[str | int]]:
+    """The path parameters of one ``parameters`` list (name -> where it is written); a
     parameter (name and location) listed twice is an error at the second."""
-    found: dict[str, tuple[dict[str, Any], list[str | int]]] = {}
+    found: dict[str, list[str | int]] = {}
     listed: set[tuple[str, str]] = set()
     for index, raw in enumerate(parameters if isinstance(parameters, list) else ()):
         parameter = resolve_ref(bundle.document, raw)
@@ -327,7 +376,7 @@ def _path_parameters(
             continue
         name, place = parameter.get("name"), parameter.get("in")
         if not isinstance(name, str) or not isinstance(place, str):
-            continue  # the meta-schema pass says what is missing
+            continue  # the meta-schema pass refused it already
         if (name, place) in listed:
             raise ConfigError(
                 f"parameter {name!r} in {place} is listed twice",
@@ -335,27 +384,18 @@ def _path_parameters(
             )
         listed.add((name, place))
         if place == "path":
-            found[name] = (parameter, [*where, index])
+            found[name] = [*where, index]
     return found
 
 
 def _check_path_parameters(
-    bundle: Bundle,
-    declared: Mapping[str, tuple[dict[str, Any], list[str | int]]],
-    in_template: set[str],
-    template: str,
+    bundle: Bundle, declared: Mapping[str, list[str | int]], in_template: set[str], template: str
 ) -> None:
-    for name, (parameter, where) in declared.items():
+    for name, where in declared.items():
         if name not in in_template:
             raise ConfigError(
                 f"path parameter {name!r} is not in the path template {template}",
                 location=bundle.locate([*where, "name"], through_refs=True),
-            )
-        if parameter.get("required") is not True:
-            raise ConfigError(
-                f"path parameter {name!r} must say required: true (a path parameter is"
-                " always required)",
-                location=bundle.locate(where, through_refs=True),
             )
 
 
@@ -417,8 +457,7 @@ def load_spec(path: str | Path, *, overlay: str | Path | None = None) -> ApiSpec
         )
     _validate(bundle, version)
     operations: list[Operation] = []
-    for template, item in (document.get("paths") or {}).items():
-        item = resolve_ref(document, item)
+    for template, item in _path_items(bundle):
         item_ext = {k: v for k, v in item.items() if k.startswith("x-bastion-")}
         for method in METHODS:
             op = item.get(method)
