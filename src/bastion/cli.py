@@ -85,9 +85,12 @@ def gateway(config_path: str, server: str | None, port: int | None) -> None:
     help="Gateway config (YAML).",
 )
 def check(config_path: str) -> None:
-    """Lint a config for insecure settings. Exits 1 on errors in production mode."""
+    """Lint a config for insecure settings and load every API's OpenAPI document as the
+    gateway does at startup. Exits 2 when the config or a document is invalid, 1 on errors
+    in production mode."""
     from bastion.config import load_config
     from bastion.config.lint import lint
+    from bastion.gateway.assembly import route_specs, route_warnings
 
     try:
         loaded = load_config(config_path)
@@ -97,11 +100,29 @@ def check(config_path: str) -> None:
     findings = lint(loaded)
     for finding in findings:
         click.echo(str(finding))
+    invalid: list[ConfigError] = []
+    notes: list[str] = []
+    for index, api in enumerate(loaded.config.apis):
+        if api.openapi is None:
+            continue  # its routes are what the findings above looked at
+        try:
+            routes, spec = route_specs(loaded, api, index)
+        except ConfigError as refused:
+            invalid.append(refused)
+            continue
+        notes += route_warnings(api, routes, spec)
+    for note in notes:
+        click.echo(note)
+    for problem in invalid:
+        click.echo(f"bastion: {problem}", err=True)
     errors = [f for f in findings if f.severity == "error"]
     mode = loaded.config.mode
+    warnings = len(findings) - len(errors) + len(notes)
     click.echo(
-        f"{len(errors)} error(s), {len(findings) - len(errors)} warning(s) in {mode} mode", err=True
+        f"{len(errors) + len(invalid)} error(s), {warnings} warning(s) in {mode} mode", err=True
     )
+    if invalid:
+        sys.exit(2)
     if errors and mode == "production":
         sys.exit(1)
 

@@ -220,6 +220,32 @@ def test_check_passes_good_config_and_warns_in_development(tmp_path: Path) -> No
     assert "warning: plain-http" in result.stdout
 
 
+def test_check_loads_every_apis_openapi_document(tmp_path: Path) -> None:
+    """`bastion check` passed a config whose spec the gateway then refused to start with."""
+    spec = tmp_path / "orders.yaml"
+    operation = "    get:\n      deprecated: true\n      responses: {'200': {description: ok}}\n"
+    spec.write_text("openapi: 3.0.3\ninfo: {title: t, version: '1'}\npaths:\n  /a:\n" + operation)
+    config = GOOD.replace(
+        "    routes:\n      - {path: /health, methods: [GET], public: true}\n",
+        "    openapi: orders.yaml\n    routes: [{path: /a, methods: [GET], public: true}]\n",
+    )
+    path = write(tmp_path, config)
+
+    def check() -> subprocess.CompletedProcess[str]:
+        argv = [BASTION, "check", "--config", str(path)]
+        return subprocess.run(argv, capture_output=True, text=True, check=False)
+
+    result = check()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{spec}#/paths/~1a/get: warning: deprecated-without-date:" in result.stdout
+    assert "0 error(s), 1 warning(s) in production mode" in result.stderr
+    spec.write_text(spec.read_text().replace("deprecated: true", "deprecated: yes"))
+    result = check()
+    assert result.returncode == 2
+    assert f"{spec.resolve()}: /paths/~1a/get/deprecated (line 6)" in result.stderr
+    assert "'yes' is not of type 'boolean'" in result.stderr
+
+
 def test_gateway_refuses_to_start_on_insecure_production_config(tmp_path: Path) -> None:
     path = write(tmp_path, FINDINGS["plain-http"])
     result = subprocess.run(

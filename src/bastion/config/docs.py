@@ -25,7 +25,8 @@ The gateway reads one YAML file (`bastion gateway --config bastion.yaml`). Unkno
 errors; every error names the file, the line and the key. `${VAR}` (or `${VAR:-default}`)
 substitutes an environment variable: secrets must come from the environment in production
 mode (`bastion check` reports inline secrets). Relative paths are relative to the config
-file's directory. `bastion check --config FILE` lints a config without starting anything.
+file's directory. `bastion check --config FILE` lints a config without starting anything,
+and loads every API's OpenAPI document as the gateway would (a refused document exits 2).
 
 A minimal production config:
 

@@ -50,7 +50,7 @@ from bastion.policies.versioning import VersionPolicy
 from bastion.ratelimit import BackoffPolicy, parse_quota, parse_rate
 from bastion.types import Policy
 
-__all__ = ["RouteSpec", "Services", "policies_for", "route_specs"]
+__all__ = ["RouteSpec", "Services", "policies_for", "route_specs", "route_warnings"]
 
 _SCHEME_METHODS = {
     "http": "jwt",
@@ -474,6 +474,24 @@ def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) ->
             "authenticated`: least privilege is explicit",
             location=route.location,
         )
+
+
+def route_warnings(api: ApiConfig, routes: list[RouteSpec], spec: ApiSpec | None) -> list[str]:
+    """Warnings about ``api``'s routes, as ``bastion check`` prints its findings: an
+    operation deprecated in the spec while the API configures no deprecation date."""
+    notes: list[str] = []
+    for route in routes:
+        if route.deprecated and (api.version is None or api.version.deprecated_at is None):
+            where = route.location
+            if spec is not None and route.operation is not None:  # the spec's own line
+                where = f"{spec.source or api.openapi}#{route.operation.pointer}"
+            notes.append(
+                f"{where}: warning: deprecated-without-date: the operation is "
+                f"deprecated in the spec, but the API {api.name!r} has no "
+                "version.deprecated_at: its Deprecation header names the time the gateway "
+                "loaded the spec, a date that moves with every restart"
+            )
+    return notes
 
 
 def policies_for(

@@ -17,7 +17,7 @@ from bastion.config import LoadedConfig
 from bastion.config.lint import lint
 from bastion.config.models import ApiConfig
 from bastion.errors import ConfigError
-from bastion.gateway.assembly import Services, policies_for, route_specs
+from bastion.gateway.assembly import Services, policies_for, route_specs, route_warnings
 from bastion.gateway.h1client import H1Transport
 from bastion.gateway.request import TrustedProxies
 from bastion.gateway.routing import Router
@@ -334,18 +334,7 @@ def _add_api(
     cors = CorsPolicy(api.cors) if api.cors else None
     api_runtime = ApiRuntime(api.name, upstream, cors)
     routes, spec = route_specs(loaded, api, index)
-    notes: list[str] = []
     for route in routes:
-        if route.deprecated and (api.version is None or api.version.deprecated_at is None):
-            where = route.location
-            if spec is not None and route.operation is not None:  # the spec's own line
-                where = f"{spec.source or api.openapi}#{route.operation.pointer}"
-            notes.append(
-                f"{where}: warning: deprecated-without-date: the operation is "
-                f"deprecated in the spec, but the API {api.name!r} has no "
-                "version.deprecated_at: its Deprecation header names the time the gateway "
-                "loaded the spec, a date that moves with every restart"
-            )
         policies = policies_for(route, api, spec, upstream, services)
         request, response, complete = chain_for(policies)
         if tracing is not None:  # wrapped after the split: each keeps its name and body needs
@@ -372,4 +361,4 @@ def _add_api(
                 router.add(route.template, ["OPTIONS"], replace(target, preflight_only=True))
         except ConfigError as exc:
             raise ConfigError(str(exc), location=route.location) from None
-    return notes
+    return route_warnings(api, routes, spec)
