@@ -898,3 +898,16 @@ def test_overlay_can_add_a_required_query_parameter(tmp_path: Path) -> None:
     with pytest.raises(ValidationFailed) as info:
         op.validate_request(path_params={}, query_string=b"", headers=JSON, body=None)
     assert info.value.extensions["errors"][0]["pointer"] == "/query/tenant"
+
+
+def test_a_key_read_as_a_number_is_found_on_its_line(tmp_path: Path) -> None:
+    """The line map spelt keys as written (010) while the document holds them as read (10):
+    an error below such a key was named with its parent's line."""
+    spec = _yaml_spec(
+        tmp_path,
+        "keys.yaml",
+        "paths: {}\ncomponents:\n  schemas:\n    A:\n      properties:\n"
+        "        010:\n          type: integer\n          default: x\n",
+    )
+    where = f"{spec.resolve()}: /components/schemas/A/properties/10/default (line 10)"
+    assert _refusal(spec, "'x' is not of type 'integer'") == where

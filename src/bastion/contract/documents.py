@@ -200,13 +200,36 @@ def _bounded(root: yaml.Node) -> None:
             stack.extend(node.value)
 
 
+def _node_key(node: yaml.Node) -> str:
+    """A key node spelt as the document holds the key (``_key_text`` of what it reads as:
+    ``010`` is ``10``, ``0x1F`` is ``31``, ``TRUE`` is ``true``)."""
+    text = str(getattr(node, "value", ""))
+    tag = node.tag.rsplit(":", 1)[-1]
+    try:
+        if tag == "int" and _CORE_INT.match(text):
+            return str(
+                int(text[2:], 8 if text[1] == "o" else 16)
+                if text[:2] in ("0o", "0x")
+                else int(text)
+            )
+        if tag == "bool":
+            return text.lower()
+        if tag == "float":
+            return str(float(text))
+        if tag == "null":
+            return "None"
+    except ValueError:  # .inf and such: found by their text, as before
+        pass
+    return text
+
+
 def _line_map(node: yaml.Node, pointer: str, lines: dict[str, int], line: int = 0) -> None:
     """The line of every pointer: a mapping entry's is its key's (a block mapping written
     under its key starts on the next line), an item's is where it starts."""
     lines[pointer] = line or node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
-            key = escape_pointer(str(getattr(key_node, "value", "")))
+            key = escape_pointer(_node_key(key_node))
             _line_map(value_node, f"{pointer}/{key}", lines, key_node.start_mark.line + 1)
     elif isinstance(node, yaml.SequenceNode):
         for index, item in enumerate(node.value):
