@@ -116,12 +116,18 @@ def _construct_text(loader: yaml.SafeLoader, node: yaml.Node) -> str:
 _CORE_INT = re.compile(_CORE["tag:yaml.org,2002:int"][0])
 
 
+def _core_int(text: str) -> int:
+    """A YAML 1.2 core integer (:data:`_CORE_INT`): decimal, leading zeros and all (YAML
+    1.1 read 010 as octal), ``0o`` octal or ``0x`` hexadecimal."""
+    if text.startswith(("0o", "0x")):
+        return int(text[2:], 8 if text[1] == "o" else 16)
+    return int(text)
+
+
 def _construct_int(loader: yaml.SafeLoader, node: yaml.Node) -> int:
     text = str(loader.construct_scalar(node))  # type: ignore[arg-type]
     if _CORE_INT.match(text):
-        if text.startswith(("0o", "0x")):
-            return int(text[2:], 8 if text[1] == "o" else 16)
-        return int(text)  # decimal, leading zeros and all (YAML 1.1 read 010 as octal)
+        return _core_int(text)
     try:  # written with an explicit !!int tag: what YAML 1.1 reads (0b101, -0x1F, 1:20)
         value: int = loader.construct_yaml_int(node)  # type: ignore[arg-type]
     except (ValueError, IndexError):
@@ -207,11 +213,7 @@ def _node_key(node: yaml.Node) -> str:
     tag = node.tag.rsplit(":", 1)[-1]
     try:
         if tag == "int" and _CORE_INT.match(text):
-            return str(
-                int(text[2:], 8 if text[1] == "o" else 16)
-                if text[:2] in ("0o", "0x")
-                else int(text)
-            )
+            return str(_core_int(text))
         if tag == "bool":
             return text.lower()
         if tag == "float":
