@@ -700,7 +700,9 @@ def test_yaml_specs_are_read_as_yaml_12(tmp_path: Path) -> None:
     assert info.value.location.endswith("/properties/on/readOnly (line 13)")
 
 
-@pytest.mark.parametrize("template", ["/items/{id", "/items/id}", "/a/{{id}}", "/a/{}"])
+@pytest.mark.parametrize(
+    "template", ["/items/{id", "/items/id}", "/a/{{id}}", "/a/{}", "/a/{a[b}", "/a/{id:int}"]
+)
 def test_a_path_template_with_unbalanced_braces_is_named(tmp_path: Path, template: str) -> None:
     """openapi-spec-validator raised ValueError ("expected '}' before end of string")."""
     spec = _yaml_spec(

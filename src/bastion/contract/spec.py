@@ -274,8 +274,9 @@ def _linear_patterns(bundle: Bundle) -> None:
 
 
 _TEMPLATE_PARAMETER = re.compile(r"\{([^{}]+)\}")
-#: A path template whose braces pair up (openapi-spec-validator raised ValueError on others).
-_BALANCED_TEMPLATE = re.compile(r"(?:[^{}]|\{[^{}]+\})*")
+#: A path template whose braces pair up around names without ``[]:!`` (openapi-spec-
+#: validator reads templates as format strings: it raised ValueError on the others).
+_BALANCED_TEMPLATE = re.compile(r"(?:[^{}]|\{[^{}\[\]:!]+\})*")
 
 
 def _path_items(bundle: Bundle) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -297,8 +298,8 @@ def _path_templates(bundle: Bundle) -> None:
     for template, item in _path_items(bundle):
         if not _BALANCED_TEMPLATE.fullmatch(template):
             raise ConfigError(
-                f"path template {template!r} has an unbalanced or nested brace: each"
-                " parameter is written {name}",
+                f"path template {template!r} has an unbalanced or nested brace, or a"
+                " parameter name with [, ], : or !: each parameter is written {name}",
                 location=bundle.locate(["paths", template]),
             )
         lists: list[tuple[Any, list[str | int]]] = [
