@@ -312,19 +312,13 @@ def _path_templates(bundle: Bundle) -> None:
                     (operation.get("parameters"), ["paths", template, method, "parameters"])
                 )
         for parameters, where in lists:
-            _path_parameters(bundle, parameters, where)  # a parameter listed twice
-            for index, raw in enumerate(parameters if isinstance(parameters, list) else ()):
-                parameter = resolve_ref(bundle.document, raw)
-                if (
-                    isinstance(parameter, dict)
-                    and parameter.get("in") == "path"
-                    and isinstance(parameter.get("name"), str)
-                    and parameter.get("required") is not True
-                ):
+            # (and refuses a parameter listed twice)
+            for name, (parameter, written) in _path_parameters(bundle, parameters, where).items():
+                if parameter.get("required") is not True:
                     raise ConfigError(
-                        f"path parameter {parameter['name']!r} must say required: true (a"
-                        " path parameter is always required)",
-                        location=bundle.locate([*where, index], through_refs=True),
+                        f"path parameter {name!r} must say required: true (a path parameter"
+                        " is always required)",
+                        location=bundle.locate(written, through_refs=True),
                     )
 
 
@@ -366,10 +360,10 @@ def _operations(bundle: Bundle) -> None:
 
 def _path_parameters(
     bundle: Bundle, parameters: Any, where: list[str | int]
-) -> dict[str, list[str | int]]:
-    """The path parameters of one ``parameters`` list (name -> where it is written); a
-    parameter (name and location) listed twice is an error at the second."""
-    found: dict[str, list[str | int]] = {}
+) -> dict[str, tuple[dict[str, Any], list[str | int]]]:
+    """The path parameters of one ``parameters`` list (name -> the parameter, where it is
+    written); a parameter (name and location) listed twice is an error at the second."""
+    found: dict[str, tuple[dict[str, Any], list[str | int]]] = {}
     listed: set[tuple[str, str]] = set()
     for index, raw in enumerate(parameters if isinstance(parameters, list) else ()):
         parameter = resolve_ref(bundle.document, raw)
@@ -385,14 +379,17 @@ def _path_parameters(
             )
         listed.add((name, place))
         if place == "path":
-            found[name] = [*where, index]
+            found[name] = (parameter, [*where, index])
     return found
 
 
 def _check_path_parameters(
-    bundle: Bundle, declared: Mapping[str, list[str | int]], in_template: set[str], template: str
+    bundle: Bundle,
+    declared: Mapping[str, tuple[dict[str, Any], list[str | int]]],
+    in_template: set[str],
+    template: str,
 ) -> None:
-    for name, where in declared.items():
+    for name, (_, where) in declared.items():
         if name not in in_template:
             raise ConfigError(
                 f"path parameter {name!r} is not in the path template {template}",
