@@ -831,24 +831,27 @@ def test_overlay_hardens_a_loose_spec(tmp_path: Path) -> None:
     ]
 
 
-def test_overlay_target_that_selects_nothing_is_an_error(tmp_path: Path) -> None:
+def _overlaid(tmp_path: Path, actions: str) -> tuple[Path, Path]:
+    """A spec with ``GET /a`` and an overlay file holding ``actions`` (YAML lines)."""
     spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK}}}))
     overlay = tmp_path / "o.yaml"
-    overlay.write_text(
-        "overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n"
-        "  - target: $.components.schemas.Nope\n    update: {maxLength: 1}\n"
+    overlay.write_text("overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n" + actions)
+    return spec_path, overlay
+
+
+def test_overlay_target_that_selects_nothing_is_an_error(tmp_path: Path) -> None:
+    spec_path, overlay = _overlaid(
+        tmp_path, "  - target: $.components.schemas.Nope\n    update: {maxLength: 1}\n"
     )
     assert _refusal(spec_path, "selects nothing", overlay) == f"{overlay}: /actions/0 (line 4)"
 
 
 def test_a_misspelt_action_key_is_named_with_its_line(tmp_path: Path) -> None:
     """'updte' was reported as a missing 'update', with no line."""
-    spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK}}}))
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text(
-        "overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n"
+    spec_path, overlay = _overlaid(
+        tmp_path,
         "  - target: $.paths['/a'].get\n    x-note: fine\n    update: {summary: ok}\n"
-        "  - target: $.paths['/a'].get\n    updte: {summary: x}\n"
+        "  - target: $.paths['/a'].get\n    updte: {summary: x}\n",
     )
     assert (
         _refusal(spec_path, "unknown key 'updte' in an action", overlay)
@@ -861,11 +864,9 @@ def test_an_overlay_cannot_add_a_reference_to_outside_the_document(
     tmp_path: Path, ref: str
 ) -> None:
     """It was fetched by the validator at startup (a request to any address)."""
-    spec_path = write_spec(tmp_path, minimal({"/a": {"get": {"responses": OK}}}))
-    overlay = tmp_path / "o.yaml"
-    overlay.write_text(
-        "overlay: 1.0.0\ninfo: {title: o, version: '1'}\nactions:\n"
-        f"  - target: $.paths['/a'].get.responses\n    update: {{'201': {{$ref: '{ref}'}}}}\n"
+    spec_path, overlay = _overlaid(
+        tmp_path,
+        f"  - target: $.paths['/a'].get.responses\n    update: {{'201': {{$ref: '{ref}'}}}}\n",
     )
     with pytest.raises(ConfigError, match="not inside the document") as info:
         load_spec(spec_path, overlay=overlay)
