@@ -476,12 +476,17 @@ def _check_route(route: RouteSpec, api: ApiConfig, configured: Sequence[str]) ->
         )
 
 
+def _dated_at_load(api: ApiConfig, route: RouteSpec) -> bool:
+    """Deprecated in the spec with no configured date: announced from when it was loaded."""
+    return route.deprecated and (api.version is None or api.version.deprecated_at is None)
+
+
 def route_warnings(api: ApiConfig, routes: list[RouteSpec], spec: ApiSpec | None) -> list[str]:
     """Warnings about ``api``'s routes, as ``bastion check`` prints its findings: an
     operation deprecated in the spec while the API configures no deprecation date."""
     notes: list[str] = []
     for route in routes:
-        if route.deprecated and (api.version is None or api.version.deprecated_at is None):
+        if _dated_at_load(api, route):
             where = route.location
             if spec is not None and route.operation is not None:  # the spec's own line
                 where = f"{spec.source or api.openapi}#{route.operation.pointer}"
@@ -636,7 +641,7 @@ def _version_policy(
     version = api.version
     deprecated_at = version.deprecated_at if version else None
     sunset_at = version.sunset_at if version else None
-    if deprecated_at is None and route.deprecated:
+    if _dated_at_load(api, route):
         deprecated_at = datetime.fromtimestamp(int(clock()), tz=UTC)
         if sunset_at is not None:
             deprecated_at = min(deprecated_at, sunset_at)
